@@ -1,0 +1,154 @@
+"""Generate the Rust glue that turns a cell's functions into a CPython extension module.
+
+The crate root is the user's cell, unchanged, followed by one line that mounts
+``glue.rs`` as a private module; rustc diagnostics for the cell therefore carry
+the cell's own line numbers. ``glue.rs`` is ``glue/prelude.rs`` (C-API
+declarations and the type-table conversions) plus, per function, one
+``METH_FASTCALL`` wrapper that converts arguments, calls the function inside
+``catch_unwind`` and converts the result; then the method table and
+``PyInit_<module>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+from .signature import FnSig, type_row
+
+#: Bumped whenever generated code changes shape; part of every cache key.
+GLUE_VERSION = "1"
+
+CELL_FILE = "cell.rs"
+GLUE_FILE = "glue.rs"
+
+
+@dataclass(frozen=True)
+class GeneratedCrate:
+    """The files of one cell crate, by file name, and its module name."""
+
+    module_name: str
+    files: dict[str, str]
+    root: str = CELL_FILE
+
+
+def prelude_source() -> str:
+    """The static part of the glue (shipped as package data)."""
+    return resources.files(__package__).joinpath("glue/prelude.rs").read_text(encoding="utf-8")
+
+
+def rust_bytes(s: str) -> str:
+    """A Rust byte-string literal for *s*, NUL-terminated (valid in every edition)."""
+    out = []
+    for b in s.encode("utf-8") + b"\0":
+        if 32 <= b < 127 and b not in (34, 92):
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    return 'b"' + "".join(out) + '"'
+
+
+def rust_str(s: str) -> str:
+    """A Rust string literal for *s*."""
+    out = []
+    for ch in s:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif 32 <= ord(ch) < 127:
+            out.append(ch)
+        else:
+            out.append(f"\\u{{{ord(ch):x}}}")
+    return '"' + "".join(out) + '"'
+
+
+def docstring(sig: FnSig) -> str:
+    """The callable's ``__doc__``: a Python text signature, the Rust signature, the doc comment."""
+    py_params = ", ".join(p.name for p in sig.params)
+    parts = [f"{sig.name}({py_params})\n--\n\n{sig.text}"]
+    if sig.doc:
+        parts.append(sig.doc)
+    return "\n\n".join(parts)
+
+
+def _wrapper(index: int, sig: FnSig) -> str:
+    n = len(sig.params)
+    sig_lit = rust_str(sig.text)
+    lines = [
+        "#[allow(unused_unsafe, unused_variables, non_snake_case, clippy::all)]",
+        f"unsafe extern \"C\" fn __rc_w{index}(_m: *mut PyObject, args: *const *mut PyObject, nargs: isize) -> *mut PyObject {{",
+        "    unsafe {",
+        f"    if nargs != {n} {{ return raise_arg_count({sig_lit}, {n}, nargs); }}",
+    ]
+    for i, p in enumerate(sig.params):
+        row = type_row(p.type, "param")
+        assert row is not None and row.py_in is not None
+        lines.append(
+            f"    let a{i}: {p.type} = match <{p.type} as FromPy>::from_py(*args.add({i})) {{ Ok(v) => v, "
+            f"Err(e) => return raise_arg_error({sig_lit}, {i}, {rust_str(p.name)}, {rust_str(str(p.type))}, "
+            f"{rust_str(row.py_in)}, e, *args.add({i})) }};"
+        )
+    call_args = ", ".join(f"a{i}" for i in range(n))
+    lines += [
+        "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
+        f"super::{sig.name}({call_args}))) {{",
+        "        Ok(r) => IntoPy::into_py(r),",
+        f"        Err(p) => raise_panic({rust_str(sig.name)}, p),",
+        "    }",
+        "    }",
+        "}",
+    ]
+    return "\n".join(lines)
+
+
+def generate(module_name: str, cell_source: str, functions: list[FnSig]) -> GeneratedCrate:
+    """Generate the crate for *cell_source* exporting *functions* as module *module_name*."""
+    if not module_name.isidentifier():
+        raise ValueError(f"invalid module name {module_name!r}")
+    parts = [prelude_source(), "\n// ---- generated for this cell ----\n"]
+    for i, sig in enumerate(functions):
+        parts.append(_wrapper(i, sig))
+    n = len(functions)
+    methods = []
+    for i, sig in enumerate(functions):
+        methods.append(
+            f"    PyMethodDef {{ ml_name: {rust_bytes(sig.name)}.as_ptr() as *const c_char, "
+            f"ml_meth: Some(__rc_w{i}), ml_flags: METH_FASTCALL, "
+            f"ml_doc: {rust_bytes(docstring(sig))}.as_ptr() as *const c_char }},"
+        )
+    methods.append(
+        "    PyMethodDef { ml_name: ::std::ptr::null(), ml_meth: None, ml_flags: 0, ml_doc: ::std::ptr::null() },"
+    )
+    parts.append(f"static mut METHODS: [PyMethodDef; {n + 1}] = [\n" + "\n".join(methods) + "\n];")
+    parts.append(
+        f"""
+static mut MODULE_DEF: PyModuleDef = PyModuleDef {{
+    m_base: PyModuleDef_Base {{
+        ob_base: PyObject {{ ob_refcnt: 1, ob_type: ::std::ptr::null_mut() }},
+        m_init: ::std::ptr::null_mut(), m_index: 0, m_copy: ::std::ptr::null_mut(),
+    }},
+    m_name: {rust_bytes(module_name)}.as_ptr() as *const c_char,
+    m_doc: {rust_bytes("Rust functions compiled by rustcall_magic.")}.as_ptr() as *const c_char,
+    m_size: -1,
+    m_methods: ::std::ptr::null_mut(),
+    m_slots: ::std::ptr::null_mut(),
+    m_traverse: ::std::ptr::null_mut(),
+    m_clear: ::std::ptr::null_mut(),
+    m_free: ::std::ptr::null_mut(),
+}};
+
+#[allow(non_snake_case)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn PyInit_{module_name}() -> *mut PyObject {{
+    unsafe {{
+        if init_runtime() != 0 {{ return ::std::ptr::null_mut(); }}
+        MODULE_DEF.m_methods = ::std::ptr::addr_of_mut!(METHODS) as *mut PyMethodDef;
+        PyModule_Create2(::std::ptr::addr_of_mut!(MODULE_DEF), PYTHON_API_VERSION)
+    }}
+}}
+"""
+    )
+    glue = "\n".join(parts)
+    sep = "" if cell_source.endswith("\n") else "\n"
+    # One appended line, so every cell line keeps its number in diagnostics.
+    root = f'{cell_source}{sep}#[path = "{GLUE_FILE}"] mod __rustcall_glue;\n'
+    return GeneratedCrate(module_name, {CELL_FILE: root, GLUE_FILE: glue})

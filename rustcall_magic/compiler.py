@@ -1,0 +1,311 @@
+"""Compile a cell into a cached native module: key -> cache hit, or parse, generate, build, publish -> load.
+
+A hit needs no rustc process and no parsing: the entry's metadata holds the
+exported signatures, and the toolchain identity is remembered on disk.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from . import __version__
+from .build import BuildOptions, build_cdylib
+from .cache import Cache, Entry, default_cache_dir, make_key
+from .codegen import GLUE_VERSION, generate
+from .errors import Diagnostic, RustcallWarning
+from .loader import load_extension
+from .signature import FnSig, parse_cell
+from .toolchain import get_toolchain, python_abi_tag
+
+
+@dataclass(frozen=True)
+class CompileInfo:
+    """How a module came to be: cache hit or build, and the times spent."""
+
+    cache_hit: bool
+    compile_seconds: float
+    load_seconds: float
+    total_seconds: float
+    key: str
+
+
+class RustModule:
+    """The functions compiled from one cell, as attributes (``m.add(1, 2)``).
+
+    ``functions`` maps each exported name to its Rust signature text;
+    ``signatures`` to its :class:`~rustcall_magic.signature.FnSig`. A function
+    whose name collides with an attribute of this class is reachable as
+    ``m["name"]``.
+    """
+
+    def __init__(
+        self,
+        ext: ModuleType,
+        signatures: list[FnSig],
+        entry: Entry,
+        info: CompileInfo,
+        warnings: list[Diagnostic],
+        skipped: list[tuple[str, str]],
+        source: str,
+    ) -> None:
+        self._ext = ext
+        self.signatures = {s.name: s for s in signatures}
+        self.functions = {s.name: s.text for s in signatures}
+        self.entry = entry
+        self.info = info
+        self.warnings = warnings
+        self.skipped = skipped
+        self.source = source
+        for s in signatures:
+            if s.name not in type(self).__dict__ and not s.name.startswith("_"):
+                self.__dict__[s.name] = getattr(ext, s.name)
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        if name not in self.signatures:
+            raise KeyError(name)
+        return getattr(self._ext, name)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        sigs = self.__dict__.get("signatures", {})
+        if name in sigs:
+            return getattr(self._ext, name)
+        raise AttributeError(f"compiled cell has no function {name!r}; it exports {', '.join(sigs) or 'nothing'}")
+
+    def __iter__(self) -> Any:
+        return iter(self.signatures)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self.signatures})
+
+    @property
+    def path(self) -> Path:
+        """The loaded artifact."""
+        return self.entry.artifact
+
+    @property
+    def key(self) -> str:
+        """The cache key."""
+        return self.entry.key
+
+    @property
+    def module_name(self) -> str:
+        """The extension module's name."""
+        return self._ext.__name__
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.functions) or "no functions"
+        return f"<RustModule {self.key[:12]}: {names}>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self) if cycle else self.describe())
+
+    def describe(self) -> str:
+        """Multi-line text: one Rust signature per function."""
+        lines = [repr(self)]
+        lines += [f"  {t}" for t in self.functions.values()]
+        return "\n".join(lines)
+
+
+class RustCompiler:
+    """Compiles cells with fixed defaults; see :meth:`compile`.
+
+    *optimization_level* 0..3, *emit_debug_info*, *edition*, *target_cpu* and
+    *cache_dir* (default: ``$RUSTCALL_CACHE_DIR`` or the user cache dir) are the
+    defaults of every :meth:`compile` call; *quiet* hides compiler warnings.
+    """
+
+    def __init__(
+        self,
+        optimization_level: int = 2,
+        emit_debug_info: bool = False,
+        edition: str = "2021",
+        target_cpu: str | None = None,
+        cache_dir: str | Path | None = None,
+        quiet: bool = False,
+    ) -> None:
+        BuildOptions(optimization_level, emit_debug_info, str(edition), target_cpu)  # validate early
+        self.optimization_level = optimization_level
+        self.emit_debug_info = emit_debug_info
+        self.edition = str(edition)
+        self.target_cpu = target_cpu
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.quiet = quiet
+        self._cache: Cache | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"RustCompiler(optimization_level={self.optimization_level}, emit_debug_info={self.emit_debug_info}, "
+            f"edition={self.edition!r}, target_cpu={self.target_cpu!r}, cache_dir={str(self.cache.root)!r})"
+        )
+
+    @property
+    def cache(self) -> Cache:
+        """The compile cache this compiler uses."""
+        root = self._cache_dir if self._cache_dir is not None else default_cache_dir()
+        if self._cache is None or self._cache.root != root.expanduser().absolute():
+            self._cache = Cache(root)
+        return self._cache
+
+    def options(
+        self,
+        opt_level: int | None = None,
+        debug: bool | None = None,
+        edition: str | None = None,
+        target_cpu: str | None = None,
+    ) -> BuildOptions:
+        """Build options from this compiler's defaults and the given overrides."""
+        return BuildOptions(
+            self.optimization_level if opt_level is None else int(opt_level),
+            self.emit_debug_info if debug is None else bool(debug),
+            self.edition if edition is None else str(edition),
+            self.target_cpu if target_cpu is None else target_cpu,
+        )
+
+    def compile(
+        self,
+        source: str,
+        *,
+        opt_level: int | None = None,
+        debug: bool | None = None,
+        edition: str | None = None,
+        target_cpu: str | None = None,
+        force: bool = False,
+        quiet: bool | None = None,
+    ) -> RustModule:
+        """Compile *source* (or load it from the cache) and return its functions.
+
+        Raises RustCompileError when rustc rejects the cell (its diagnostics,
+        with cell line numbers), RustToolchainError when rustc is missing,
+        RustCacheError when the cache is unsafe or unwritable, ValueError on
+        bad options. Functions with unsupported types are skipped with a
+        RustcallWarning; rustc's warnings go to stderr unless *quiet*.
+        """
+        if not isinstance(source, str):
+            raise TypeError(f"source must be str, not {type(source).__name__}")
+        t0 = time.perf_counter()
+        opts = self.options(opt_level, debug, edition, target_cpu)
+        quiet = self.quiet if quiet is None else quiet
+        cache = self.cache
+        cache.ensure()
+        tc = get_toolchain(cache.root)
+        key = make_key(
+            {
+                "source": source,
+                "options": [opts.opt_level, opts.debug, opts.edition, opts.target_cpu],
+                "rustc": tc.version_verbose,
+                "sysroot": tc.sysroot,
+                "python": python_abi_tag(),
+                "package": __version__,
+                "glue": GLUE_VERSION,
+            }
+        )
+        entry: Entry | None = None
+        compile_seconds = 0.0
+        diags: list[Diagnostic] = []
+        hit = False
+        with _process_lock(key):
+            if not force:
+                entry = self._valid_entry(cache, key)
+                hit = entry is not None
+            if entry is None:
+                with cache.lock(key):
+                    # Another process may have built it while we waited.
+                    if not force:
+                        entry = self._valid_entry(cache, key, warn=False)
+                        hit = entry is not None
+                    if entry is None:
+                        entry, compile_seconds = self._build(cache, key, source, opts, tc, force)
+            if hit:
+                cache.touch(entry)
+            t1 = time.perf_counter()
+            ext = load_extension(entry.module_name, entry.artifact)
+            load_seconds = time.perf_counter() - t1
+        sigs = [FnSig.from_json(f) for f in entry.meta.get("functions", [])]
+        skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
+        diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
+        for name, reason in skipped:
+            warnings.warn(f"Rust function `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
+        if diags and not quiet:
+            sys.stderr.write("".join(d.rendered for d in diags))
+        info = CompileInfo(hit, compile_seconds, load_seconds, time.perf_counter() - t0, key)
+        return RustModule(ext, sigs, entry, info, diags, skipped, source)
+
+    @staticmethod
+    def _valid_entry(cache: Cache, key: str, warn: bool = True) -> Entry | None:
+        entry = cache.lookup(key)
+        if entry is None:
+            return None
+        problem = cache.verify(entry)
+        if problem is None:
+            return entry
+        warnings.warn(
+            f"cache entry {key[:12]} is corrupt ({problem}); it was removed and will be rebuilt",
+            RustcallWarning,
+            stacklevel=4,
+        )
+        cache.evict(entry)
+        return None
+
+    @staticmethod
+    def _build(
+        cache: Cache, key: str, source: str, opts: BuildOptions, tc: Any, force: bool
+    ) -> tuple[Entry, float]:
+        info = parse_cell(source)
+        # A forced build gets a new module name: the loaded image of the old
+        # artifact stays valid, and the new one is a distinct module.
+        suffix = f"_{uuid.uuid4().hex[:8]}" if force else ""
+        module_name = f"_rustcall_{key[:24]}{suffix}"
+        crate = generate(module_name, source, info.functions)
+        build_dir = cache.new_build_dir(key)
+        try:
+            result = build_cdylib(crate, build_dir, tc, opts)
+            meta = {
+                "module": module_name,
+                "functions": [f.to_json() for f in info.functions],
+                "skipped": [list(s) for s in info.skipped],
+                "warnings": [
+                    {s: getattr(d, s) for s in ("level", "message", "code", "line", "column", "rendered")}
+                    for d in result.warnings
+                ],
+                "options": {
+                    "opt_level": opts.opt_level,
+                    "debug": opts.debug,
+                    "edition": opts.edition,
+                    "target_cpu": opts.target_cpu,
+                },
+                "source": source,
+                "rustc": tc.release,
+                "build_seconds": round(result.seconds, 4),
+            }
+            # Keep only the artifact: sources and intermediates are not needed to load.
+            for p in (build_dir / "src").iterdir():
+                p.unlink()
+            (build_dir / "src").rmdir()
+            entry = cache.publish(key, build_dir, result.artifact, meta)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(build_dir, ignore_errors=True)
+            raise
+        return entry, result.seconds
+
+
+_locks_guard = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+
+
+def _process_lock(key: str) -> threading.Lock:
+    # filelock is re-entrant per process; threads of one process serialise here.
+    with _locks_guard:
+        lock = _locks.get(key)
+        if lock is None:
+            lock = _locks[key] = threading.Lock()
+        return lock

@@ -1,0 +1,174 @@
+"""Exception and warning classes of rustcall_magic (standard library only).
+
+Every error the package raises on purpose subclasses :class:`RustcallError`.
+The generated Rust glue of every compiled cell imports this module at load
+time and calls the ``_raise_*`` helpers on its error paths, so that messages
+are composed in one place, in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def strip_ansi(text: str) -> str:
+    """Return *text* without ANSI colour escapes."""
+    return _ANSI.sub("", text)
+
+
+class RustcallError(Exception):
+    """Base class of every error raised by rustcall_magic."""
+
+
+class RustcallWarning(UserWarning):
+    """A cell item that was skipped, or a cache entry that was repaired."""
+
+
+class RustToolchainError(RustcallError):
+    """The Rust toolchain is missing, broken, or does not match (e.g. LLVM versions)."""
+
+
+class RustCacheError(RustcallError):
+    """The compile cache cannot be used safely (foreign owner, unsafe mode, disk error)."""
+
+
+class Diagnostic:
+    """One rustc diagnostic (error, warning or note) mapped to the user's cell.
+
+    ``line`` and ``column`` are 1-based positions in the cell, or None when the
+    diagnostic has no span in the cell (for example a linker error).
+    """
+
+    __slots__ = ("level", "message", "code", "line", "column", "rendered")
+
+    def __init__(
+        self,
+        level: str,
+        message: str,
+        code: str | None,
+        line: int | None,
+        column: int | None,
+        rendered: str,
+    ) -> None:
+        self.level = level
+        self.message = message
+        self.code = code
+        self.line = line
+        self.column = column
+        self.rendered = rendered
+
+    def __repr__(self) -> str:
+        where = f" at line {self.line}:{self.column}" if self.line else ""
+        return f"<Diagnostic {self.level}{where}: {self.message}>"
+
+
+class RustCompileError(RustcallError):
+    """rustc rejected the cell; carries rustc's diagnostics with cell line numbers.
+
+    In IPython the error renders as rustc's own messages instead of a Python
+    traceback (``_render_traceback_``).
+    """
+
+    def __init__(self, diagnostics: list[Diagnostic], summary: str | None = None) -> None:
+        self.diagnostics = list(diagnostics)
+        errors = [d for d in self.diagnostics if d.level.startswith("error")]
+        if summary is None:
+            first = errors[0] if errors else (self.diagnostics[0] if self.diagnostics else None)
+            if first is None:
+                summary = "rustc failed without diagnostics"
+            else:
+                where = f"line {first.line}: " if first.line else ""
+                summary = f"{where}{first.message}"
+        self.summary = summary
+        super().__init__(self._plain())
+
+    @property
+    def rendered(self) -> str:
+        """rustc's rendered messages, ANSI colours included."""
+        return "".join(d.rendered for d in self.diagnostics)
+
+    def _plain(self) -> str:
+        body = strip_ansi(self.rendered).rstrip()
+        return f"{self.summary}\n{body}" if body else self.summary
+
+    def _render_traceback_(self) -> list[str]:
+        head = f"\x1b[1;31mRustCompileError\x1b[0m: {self.summary}"
+        return [head, *self.rendered.rstrip().splitlines()]
+
+
+class RustPanic(RustcallError):
+    """A Rust panic caught at the function boundary; the process keeps running.
+
+    Attributes: ``message`` (the panic message), ``function``, ``file``,
+    ``line`` and ``column`` (the panic location; ``file`` is ``"cell"`` for
+    code of the user's cell).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        function: str = "",
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.message = message
+        self.function = function
+        self.file = file
+        self.line = line
+        self.column = column
+        where = f" at {file}:{line}:{column}" if file else ""
+        fn = f" in {function}()" if function else ""
+        super().__init__(f"Rust panic{fn}: {message}{where}")
+
+
+class RustError(RustcallError):
+    """A Rust function returned ``Err(e)``; ``.value`` holds the converted error."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        super().__init__(value)
+
+
+class RustHandleError(RustcallError, ValueError):
+    """A Rust handle was used after drop or move, or from a thread it cannot be used on."""
+
+
+# ---------------------------------------------------------------------------
+# Helpers called by the generated glue (see rustcall_magic/glue/prelude.rs).
+# Codes must match `ArgError` in the prelude.
+
+_ARG_TYPE, _ARG_OVERFLOW, _ARG_VALUE = 0, 1, 2
+
+
+def _raise_arg_error(
+    signature: str, index: int, name: str, rust_type: str, expected: str, code: int, detail: str, obj: Any
+) -> None:
+    fn = signature.split("(", 1)[0].split()[-1]
+    got = type(obj).__name__
+    what = f"{fn}() argument {index + 1} ({name}: {rust_type})"
+    if code == _ARG_OVERFLOW:
+        shown = repr(obj)
+        if len(shown) > 40:
+            shown = f"{shown[:18]}...{shown[-18:]}"
+        raise OverflowError(f"{what}: {shown} is out of range for {rust_type}; signature: {signature}")
+    if code == _ARG_VALUE:
+        raise ValueError(f"{what}: {detail}; signature: {signature}")
+    extra = f" ({detail})" if detail else ""
+    raise TypeError(f"{what} must be {expected}, not {got}{extra}; signature: {signature}")
+
+
+def _raise_arg_count(signature: str, expected: int, got: int) -> None:
+    fn = signature.split("(", 1)[0].split()[-1]
+    plural = "" if expected == 1 else "s"
+    verb = "was" if got == 1 else "were"
+    raise TypeError(f"{fn}() takes {expected} argument{plural} but {got} {verb} given; signature: {signature}")
+
+
+def _raise_panic(function: str, message: str, file: str | None, line: int, column: int) -> None:
+    if file is not None and file.endswith("cell.rs"):
+        file = "cell"
+    raise RustPanic(message, function, file, line or None, column or None)

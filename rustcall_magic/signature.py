@@ -1,0 +1,375 @@
+"""Read a cell's exported Rust functions with tree-sitter; THE Rust<->Python type table.
+
+:func:`parse_cell` returns one :class:`FnSig` per exported function: every
+top-level ``pub fn`` and ``#[no_mangle] pub extern "C" fn``. Functions whose
+types are not in :data:`TYPE_TABLE` are reported in :attr:`CellInfo.skipped`
+(the caller turns them into :class:`~rustcall_magic.errors.RustcallWarning`).
+
+The type table is the single place that says which Rust types cross the
+boundary and what Python sees; the glue (``glue/prelude.rs``) implements one
+``FromPy``/``IntoPy`` per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+# ---------------------------------------------------------------------------
+# Types
+
+
+@dataclass(frozen=True)
+class RType:
+    """A Rust type in canonical form (paths shortened, lifetimes dropped).
+
+    ``kind`` is one of ``path`` (a named type, with optional generic ``args``),
+    ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``tuple``, ``unit``,
+    ``ptr`` (``*const T`` / ``*mut T``), ``never``, or ``other`` (anything we do
+    not model; ``name`` then holds its source text).
+    """
+
+    kind: str
+    name: str = ""
+    args: tuple[RType, ...] = ()
+    mutable: bool = False
+
+    def __str__(self) -> str:
+        if self.kind == "path":
+            return f"{self.name}<{', '.join(map(str, self.args))}>" if self.args else self.name
+        if self.kind == "ref":
+            return f"&{'mut ' if self.mutable else ''}{self.args[0]}"
+        if self.kind == "slice":
+            return f"[{self.args[0]}]"
+        if self.kind == "tuple":
+            inner = ", ".join(map(str, self.args))
+            return f"({inner},)" if len(self.args) == 1 else f"({inner})"
+        if self.kind == "unit":
+            return "()"
+        if self.kind == "ptr":
+            return f"*{'mut' if self.mutable else 'const'} {self.args[0]}"
+        if self.kind == "never":
+            return "!"
+        return self.name
+
+
+UNIT = RType("unit")
+
+
+@dataclass(frozen=True)
+class TypeRow:
+    """One row of the type table: what Python passes in and gets out."""
+
+    py_in: str | None  # Python types accepted as a parameter; None = not a parameter type
+    py_out: str | None  # Python type returned; None = not a return type
+
+
+_INT_TYPES = ("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize")
+
+#: THE type table: canonical Rust type text -> row. Later types add rows here
+#: (and one FromPy/IntoPy impl in glue/prelude.rs), never branches elsewhere.
+TYPE_TABLE: dict[str, TypeRow] = {
+    **{t: TypeRow("int", "int") for t in _INT_TYPES},
+    "f32": TypeRow("float", "float"),
+    "f64": TypeRow("float", "float"),
+    "bool": TypeRow("bool", "bool"),
+    "char": TypeRow("str of length 1", "str"),
+    "()": TypeRow(None, "None"),
+}
+
+#: Integer ranges, for documentation and Python-side checks (e.g. ``%rust ... -> T``).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    **{f"i{b}": (-(1 << (b - 1)), (1 << (b - 1)) - 1) for b in (8, 16, 32, 64, 128)},
+    **{f"u{b}": (0, (1 << b) - 1) for b in (8, 16, 32, 64, 128)},
+    "isize": (-(1 << 63), (1 << 63) - 1),
+    "usize": (0, (1 << 64) - 1),
+}
+
+#: Well-known paths shortened to the names the table uses.
+_PATH_ALIASES = {
+    "std::string::String": "String",
+    "alloc::string::String": "String",
+    "std::vec::Vec": "Vec",
+    "alloc::vec::Vec": "Vec",
+    "std::option::Option": "Option",
+    "core::option::Option": "Option",
+    "std::result::Result": "Result",
+    "core::result::Result": "Result",
+    "std::boxed::Box": "Box",
+    "std::rc::Rc": "Rc",
+    "std::sync::Arc": "Arc",
+    "std::os::raw::c_char": "c_char",
+    "std::ffi::c_char": "c_char",
+    "core::ffi::c_char": "c_char",
+}
+
+
+def type_row(t: RType, position: str) -> TypeRow | None:
+    """Return the table row for *t* as a ``"param"`` or ``"return"``, or None if unsupported."""
+    row = TYPE_TABLE.get(str(t))
+    if row is None:
+        return None
+    if position == "param" and row.py_in is None:
+        return None
+    if position == "return" and row.py_out is None:
+        return None
+    return row
+
+
+# ---------------------------------------------------------------------------
+# Signatures
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its pattern text and its canonical type."""
+
+    name: str
+    type: RType
+
+
+@dataclass(frozen=True)
+class FnSig:
+    """An exported function of a cell.
+
+    ``line`` is 1-based in the cell. ``extern_c`` marks ``extern "C"`` items
+    (a panic in those aborts the process: Rust cannot unwind out of them).
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    ret: RType
+    doc: str = ""
+    line: int = 0
+    extern_c: bool = False
+
+    @property
+    def text(self) -> str:
+        """The signature as Rust text, e.g. ``fn add(a: i64, b: i64) -> i64``."""
+        args = ", ".join(f"{p.name}: {p.type}" for p in self.params)
+        ret = "" if self.ret == UNIT else f" -> {self.ret}"
+        abi = 'extern "C" ' if self.extern_c else ""
+        return f"pub {abi}fn {self.name}({args}){ret}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form (stored in cache metadata)."""
+        return {
+            "name": self.name,
+            "params": [[p.name, _type_to_json(p.type)] for p in self.params],
+            "ret": _type_to_json(self.ret),
+            "doc": self.doc,
+            "line": self.line,
+            "extern_c": self.extern_c,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FnSig:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            name=d["name"],
+            params=tuple(Param(n, _type_from_json(t)) for n, t in d["params"]),
+            ret=_type_from_json(d["ret"]),
+            doc=d.get("doc", ""),
+            line=d.get("line", 0),
+            extern_c=d.get("extern_c", False),
+        )
+
+
+def _type_to_json(t: RType) -> list[Any]:
+    return [t.kind, t.name, [_type_to_json(a) for a in t.args], t.mutable]
+
+
+def _type_from_json(j: list[Any]) -> RType:
+    kind, name, args, mutable = j
+    return RType(kind, name, tuple(_type_from_json(a) for a in args), mutable)
+
+
+@dataclass
+class CellInfo:
+    """What :func:`parse_cell` found: exported functions and skipped ones."""
+
+    functions: list[FnSig] = field(default_factory=list)
+    #: (function name, reason) for every ``pub fn`` that is not exported.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: True when the cell's syntax tree has errors (rustc will report them).
+    has_syntax_errors: bool = False
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Any:
+    # Imported lazily: a cache hit never parses, and import time matters there.
+    import tree_sitter_rust
+    from tree_sitter import Language, Parser
+
+    return Parser(Language(tree_sitter_rust.language()))
+
+
+def parse_cell(source: str) -> CellInfo:
+    """Parse *source* and return its exported functions (see module docstring)."""
+    data = source.encode("utf-8")
+    tree = _parser().parse(data)
+    root = tree.root_node
+    info = CellInfo(has_syntax_errors=root.has_error)
+    children = root.children
+    for i, node in enumerate(children):
+        if node.type != "function_item":
+            continue
+        vis = node.child_by_field_name("visibility") or _first_of(node, "visibility_modifier")
+        if vis is None or _text(vis) != "pub":
+            continue
+        name_node = node.child_by_field_name("name")
+        if name_node is None:
+            continue
+        name = _text(name_node)
+        attrs, doc = _leading_attrs_and_doc(children, i)
+        modifiers = _first_of(node, "function_modifiers")
+        mods = _text(modifiers) if modifiers is not None else ""
+        extern_c = False
+        if "extern" in mods:
+            abi = mods.split("extern", 1)[1].strip().strip('"')
+            if abi not in ("", "C", "C-unwind"):
+                info.skipped.append((name, f'ABI "{abi}" is not supported'))
+                continue
+            extern_c = abi in ("", "C")
+            if not any(a in ("no_mangle", "unsafe(no_mangle)") for a in attrs):
+                info.skipped.append((name, 'an extern "C" fn needs #[no_mangle] to be exported'))
+                continue
+        reason = _unsupported_modifier(mods)
+        if reason:
+            info.skipped.append((name, reason))
+            continue
+        tparams = node.child_by_field_name("type_parameters")
+        if tparams is not None and any(c.type not in ("lifetime", "lifetime_parameter", "<", ">", ",") for c in tparams.children):
+            info.skipped.append((name, "generic functions cannot be exported (type `" + _text(tparams) + "`)"))
+            continue
+        params_node = node.child_by_field_name("parameters")
+        params: list[Param] = []
+        bad: str | None = None
+        for p in params_node.children if params_node is not None else ():
+            if p.type in ("(", ")", ",", "line_comment", "block_comment", "attribute_item"):
+                continue
+            if p.type != "parameter":
+                bad = f"parameter `{_text(p)}` is not supported"
+                break
+            pat = p.child_by_field_name("pattern")
+            ty_node = p.child_by_field_name("type")
+            if pat is None or ty_node is None:
+                bad = f"parameter `{_text(p)}` is not supported"
+                break
+            rt = rtype_of(ty_node)
+            if type_row(rt, "param") is None:
+                bad = f"type `{rt}` (parameter `{_text(pat)}`) is not supported"
+                break
+            pname = _text(pat)
+            if not pname.isidentifier():
+                pname = f"arg{len(params)}"
+            params.append(Param(pname.removeprefix("mut "), rt))
+        if bad:
+            info.skipped.append((name, bad))
+            continue
+        ret_node = node.child_by_field_name("return_type")
+        ret = rtype_of(ret_node) if ret_node is not None else UNIT
+        if type_row(ret, "return") is None:
+            info.skipped.append((name, f"return type `{ret}` is not supported"))
+            continue
+        info.functions.append(
+            FnSig(
+                name=name,
+                params=tuple(params),
+                ret=ret,
+                doc=doc,
+                line=node.start_point[0] + 1,
+                extern_c=extern_c,
+            )
+        )
+    return info
+
+
+def _unsupported_modifier(mods: str) -> str | None:
+    for word in ("async", "unsafe", "const"):
+        if word in mods.split():
+            if word == "const":
+                continue  # a const fn is an ordinary fn at run time
+            return f"`{word} fn` cannot be exported"
+    return None
+
+
+def _leading_attrs_and_doc(children: list[Any], i: int) -> tuple[list[str], str]:
+    """Attributes and `///` doc lines directly above ``children[i]``."""
+    attrs: list[str] = []
+    docs: list[str] = []
+    j = i - 1
+    while j >= 0:
+        n = children[j]
+        if n.type == "attribute_item":
+            attr = _first_of(n, "attribute")
+            attrs.append(_text(attr) if attr is not None else "")
+        elif n.type in ("line_comment", "block_comment"):
+            doc = _first_of(n, "doc_comment")
+            outer = _first_of(n, "outer_doc_comment_marker")
+            if doc is None or outer is None:
+                j -= 1
+                continue
+            text = _text(doc)
+            if n.type == "line_comment":
+                docs.append(text.rstrip("\n").removeprefix(" "))
+            else:
+                docs.append("\n".join(ln.strip().removeprefix("* ").removeprefix("*") for ln in text.strip().splitlines()))
+        else:
+            break
+        j -= 1
+    docs.reverse()
+    return attrs, "\n".join(docs).strip()
+
+
+def _first_of(node: Any, type_name: str) -> Any:
+    for c in node.children:
+        if c.type == type_name:
+            return c
+    return None
+
+
+def _text(node: Any) -> str:
+    return node.text.decode("utf-8")
+
+
+def rtype_of(node: Any) -> RType:
+    """Canonical :class:`RType` of a tree-sitter type node."""
+    t = node.type
+    if t == "primitive_type":
+        return RType("path", _text(node))
+    if t == "unit_type":
+        return UNIT
+    if t == "never_type":
+        return RType("never")
+    if t in ("type_identifier", "scoped_type_identifier"):
+        name = "".join(_text(node).split())
+        return RType("path", _PATH_ALIASES.get(name.removeprefix("::"), name))
+    if t == "generic_type":
+        base = node.child_by_field_name("type")
+        args_node = node.child_by_field_name("type_arguments")
+        base_t = rtype_of(base) if base is not None else RType("other", _text(node))
+        args = tuple(
+            rtype_of(c)
+            for c in (args_node.children if args_node is not None else ())
+            if c.is_named and c.type not in ("lifetime", "line_comment", "block_comment")
+        )
+        if base_t.kind != "path" or any(a.kind == "other" for a in args):
+            return RType("other", " ".join(_text(node).split()))
+        return RType("path", base_t.name, args)
+    if t == "reference_type":
+        inner = node.child_by_field_name("type")
+        mutable = _first_of(node, "mutable_specifier") is not None
+        return RType("ref", "", (rtype_of(inner),), mutable)
+    if t == "array_type":
+        if node.child_by_field_name("length") is not None:
+            return RType("other", " ".join(_text(node).split()))
+        return RType("slice", "", (rtype_of(node.child_by_field_name("element")),))
+    if t == "tuple_type":
+        return RType("tuple", "", tuple(rtype_of(c) for c in node.children if c.is_named))
+    if t == "pointer_type":
+        mutable = _first_of(node, "mutable_specifier") is not None
+        inner = node.child_by_field_name("type")
+        return RType("ptr", "", (rtype_of(inner),), mutable)
+    return RType("other", " ".join(_text(node).split()))
