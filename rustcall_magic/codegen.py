@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-from .signature import FnSig, type_row
+from .signature import FnSig, holder_type, pass_expr, type_row
 
 #: Bumped whenever generated code changes shape; part of every cache key.
 GLUE_VERSION = "1"
@@ -74,7 +74,7 @@ def _wrapper(index: int, sig: FnSig) -> str:
     n = len(sig.params)
     sig_lit = rust_str(sig.text)
     lines = [
-        "#[allow(unused_unsafe, unused_variables, non_snake_case, clippy::all)]",
+        "#[allow(unused_unsafe, unused_variables, unused_mut, non_snake_case, clippy::all)]",
         f"unsafe extern \"C\" fn __rc_w{index}(_m: *mut PyObject, args: *const *mut PyObject, nargs: isize) -> *mut PyObject {{",
         "    unsafe {",
         f"    if nargs != {n} {{ return raise_arg_count({sig_lit}, {n}, nargs); }}",
@@ -82,12 +82,13 @@ def _wrapper(index: int, sig: FnSig) -> str:
     for i, p in enumerate(sig.params):
         row = type_row(p.type, "param")
         assert row is not None and row.py_in is not None
+        holder = holder_type(p.type)
         lines.append(
-            f"    let a{i}: {p.type} = match <{p.type} as FromPy>::from_py(*args.add({i})) {{ Ok(v) => v, "
+            f"    let mut a{i}: {holder} = match <{holder} as FromPy>::from_py(*args.add({i})) {{ Ok(v) => v, "
             f"Err(e) => return raise_arg_error({sig_lit}, {i}, {rust_str(p.name)}, {rust_str(str(p.type))}, "
             f"{rust_str(row.py_in)}, e, *args.add({i})) }};"
         )
-    call_args = ", ".join(f"a{i}" for i in range(n))
+    call_args = ", ".join(pass_expr(p.type, f"a{i}") for i, p in enumerate(sig.params))
     lines += [
         "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
         f"super::{sig.name}({call_args}))) {{",

@@ -59,10 +59,19 @@ UNIT = RType("unit")
 
 @dataclass(frozen=True)
 class TypeRow:
-    """One row of the type table: what Python passes in and gets out."""
+    """One row of the type table: what Python passes in and gets out, and how the glue holds it.
+
+    ``holder`` is the Rust type of the wrapper's local that owns the converted
+    argument (it implements ``FromPy``); ``{0}``, ``{1}``... stand for the
+    row's type arguments. ``pass_as`` is the expression handed to the user's
+    function, ``{v}`` being that local. By default the holder is the type
+    itself, passed by value. Return values need ``IntoPy`` on the type itself.
+    """
 
     py_in: str | None  # Python types accepted as a parameter; None = not a parameter type
     py_out: str | None  # Python type returned; None = not a return type
+    holder: str | None = None
+    pass_as: str = "{v}"
 
 
 _INT_TYPES = ("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize")
@@ -105,16 +114,75 @@ _PATH_ALIASES = {
 }
 
 
+def pattern(t: RType) -> str:
+    """The table key of *t*: its text with type arguments replaced by ``_``.
+
+    ``Vec<i32>`` -> ``Vec<_>``, ``&mut [f64]`` -> ``&mut [_]``, ``*const u8`` ->
+    ``*const _``, a tuple -> ``(..)``; a type without arguments is its own key.
+    """
+    if t.kind == "path" and t.args:
+        return f"{t.name}<{', '.join('_' for _ in t.args)}>"
+    if t.kind == "ref":
+        inner = t.args[0]
+        prefix = "&mut " if t.mutable else "&"
+        if inner.kind == "slice":
+            return prefix + "[_]"
+        if inner.kind == "path" and not inner.args:
+            return prefix + inner.name
+        return prefix + pattern(inner)
+    if t.kind == "slice":
+        return "[_]"
+    if t.kind == "ptr":
+        return ("*mut " if t.mutable else "*const ") + "_"
+    if t.kind == "tuple":
+        return "(..)"
+    return str(t)
+
+
+def type_args(t: RType) -> tuple[RType, ...]:
+    """The types that stand for ``_`` in :func:`pattern` (element types, generic arguments)."""
+    if t.kind == "ref":
+        inner = t.args[0]
+        if inner.kind == "slice":
+            return inner.args
+        if inner.kind == "path" and not inner.args:
+            return ()
+        return type_args(inner)
+    if t.kind in ("path", "slice", "ptr", "tuple"):
+        return t.args
+    return ()
+
+
 def type_row(t: RType, position: str) -> TypeRow | None:
-    """Return the table row for *t* as a ``"param"`` or ``"return"``, or None if unsupported."""
+    """Return the table row for *t* as a ``"param"`` or ``"return"``, or None if unsupported.
+
+    A row with type arguments applies when each argument is itself supported
+    in the same position (``Option<i64>`` needs ``i64``).
+    """
     row = TYPE_TABLE.get(str(t))
     if row is None:
-        return None
+        row = TYPE_TABLE.get(pattern(t))
+        if row is None or not all(type_row(a, position) is not None for a in type_args(t)):
+            return None
     if position == "param" and row.py_in is None:
         return None
     if position == "return" and row.py_out is None:
         return None
     return row
+
+
+def holder_type(t: RType) -> str:
+    """Rust type of the wrapper local that holds a converted argument of type *t*."""
+    row = type_row(t, "param")
+    if row is None or row.holder is None:
+        return str(t)
+    return row.holder.format(*(str(a) for a in type_args(t)))
+
+
+def pass_expr(t: RType, var: str) -> str:
+    """The expression that hands the holder *var* to the user's function as a *t*."""
+    row = type_row(t, "param")
+    return (row.pass_as if row is not None else "{v}").format(v=var)
 
 
 # ---------------------------------------------------------------------------
