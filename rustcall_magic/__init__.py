@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
-from .api import cache_dir, compile_rust, get_default_compiler, set_default_compiler  # noqa: E402
-from .compiler import CompileInfo, RustCompiler, RustModule  # noqa: E402
-from .errors import (  # noqa: E402
+from ._version import __version__
+from .api import cache_dir, compile_rust, get_default_compiler, set_default_compiler
+from .compiler import CompileInfo, RustCompiler, RustModule
+from .errors import (
     RustCacheError,
     RustcallError,
     RustcallWarning,

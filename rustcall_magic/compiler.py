@@ -11,12 +11,13 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .build import BuildOptions, build_cdylib
 from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import GLUE_VERSION, generate

@@ -42,7 +42,7 @@ class Diagnostic:
     diagnostic has no span in the cell (for example a linker error).
     """
 
-    __slots__ = ("level", "message", "code", "line", "column", "rendered")
+    __slots__ = ("code", "column", "level", "line", "message", "rendered")
 
     def __init__(
         self,

@@ -1,0 +1,43 @@
+# `make demo` and `make test` set everything up in .venv, then run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.deps-stamp
+
+.PHONY: setup install demo test lint test-python test-notebooks test-rust bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The tests run against the installed package (not the source tree): reinstall it.
+install: setup
+	$(PY) -m pip install --quiet --no-deps --force-reinstall .
+
+demo: install
+	$(PY) scripts/run_notebook.py notebooks/01_quickstart.ipynb
+
+lint: setup
+	$(VENV)/bin/ruff check rustcall_magic tests benchmarks scripts
+	$(VENV)/bin/lint-imports
+
+test-python: install
+	RUSTCALL_TEST_INSTALLED=1 $(VENV)/bin/pytest tests
+
+test-notebooks: install
+	RUSTCALL_TEST_INSTALLED=1 $(VENV)/bin/pytest --nbval notebooks -p no:cacheprovider
+
+test-rust:
+	@if [ -f rust_runtime/Cargo.toml ]; then cargo test --quiet --manifest-path rust_runtime/Cargo.toml; fi
+
+test: lint test-python test-notebooks test-rust
+
+bench: install
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info rust_runtime/target .pytest_cache .ruff_cache
