@@ -20,7 +20,7 @@ from typing import Any
 from ._version import __version__
 from .build import BuildOptions, build_cdylib
 from .cache import Cache, Entry, default_cache_dir, make_key
-from .codegen import GLUE_VERSION, generate
+from .codegen import generate, glue_fingerprint
 from .errors import Diagnostic, RustcallWarning
 from .loader import load_extension
 from .signature import FnSig, parse_cell
@@ -205,7 +205,7 @@ class RustCompiler:
                 "sysroot": tc.sysroot,
                 "python": python_abi_tag(),
                 "package": __version__,
-                "glue": GLUE_VERSION,
+                "glue": glue_fingerprint(),
             }
         )
         entry: Entry | None = None

@@ -1,0 +1,95 @@
+"""Reading exported functions from a cell with tree-sitter."""
+
+from __future__ import annotations
+
+from rustcall_magic.signature import UNIT, FnSig, RType, parse_cell, pattern
+
+TRICKY_CELL = r'''
+#![allow(dead_code)]
+use std::collections::HashMap;
+
+/// Adds.
+/// Second line.
+#[inline]
+#[must_use]
+pub fn add(a: i64, b: i64) -> i64 { a + b }
+
+/** Block doc. */
+pub fn lifetimes<'a>(x: u8) -> u8 { let s: &'a str = "pub fn fake(x: i32) -> i32 {"; x }
+
+pub fn raw() -> bool { let _s = r#"pub fn inside_raw(a: i32) -> i32 { a }"#; true }
+
+pub fn generic<T: Copy>(x: T) -> T { x }
+
+pub(crate) fn crate_only(a: i32) -> i32 { a }
+fn private(a: i32) -> i32 { a }
+
+mod inner {
+    pub fn nested(a: i32) -> i32 { a }
+}
+
+pub struct Point { x: f64 }
+impl Point {
+    pub fn method(&self) -> f64 { self.x }
+}
+
+#[no_mangle]
+pub extern "C" fn c_add(a: i32, b: i32) -> i32 { a + b }
+
+pub extern "C" fn c_unmangled(a: i32) -> i32 { a }
+
+pub fn takes_point(p: Point) -> f64 { p.x }
+
+pub fn unit_ret(mut x: u32) { x += 1; let _ = x; }
+
+pub const fn konst(x: i16) -> i16 { x }
+
+pub unsafe fn danger(x: i32) -> i32 { x }
+
+pub fn never() -> ! { loop {} }
+
+// pub fn commented(x: i32) -> i32 { x }
+'''
+
+
+def test_exports_only_top_level_pub_fns() -> None:
+    info = parse_cell(TRICKY_CELL)
+    names = [f.name for f in info.functions]
+    assert names == ["add", "lifetimes", "raw", "c_add", "unit_ret", "konst"]
+    skipped = dict(info.skipped)
+    assert set(skipped) == {"generic", "c_unmangled", "takes_point", "danger", "never"}
+    assert "Point" in skipped["takes_point"]
+    assert "generic" in skipped["generic"]
+    assert "no_mangle" in skipped["c_unmangled"]
+    assert "`!`" in skipped["never"]
+
+
+def test_signature_details() -> None:
+    info = parse_cell(TRICKY_CELL)
+    by = {f.name: f for f in info.functions}
+    add = by["add"]
+    assert add.text == "pub fn add(a: i64, b: i64) -> i64"
+    assert add.doc == "Adds.\nSecond line."
+    assert add.line == 9
+    assert by["lifetimes"].doc == "Block doc."
+    assert by["c_add"].extern_c and by["c_add"].text == 'pub extern "C" fn c_add(a: i32, b: i32) -> i32'
+    assert by["unit_ret"].ret == UNIT
+    assert [p.name for p in by["unit_ret"].params] == ["x"]
+
+
+def test_fnsig_json_round_trip() -> None:
+    for f in parse_cell(TRICKY_CELL).functions:
+        assert FnSig.from_json(f.to_json()) == f
+
+
+def test_paths_are_canonical() -> None:
+    info = parse_cell("pub fn f(a: std::primitive::i32) -> i32 { a }")
+    # A qualified primitive is not in the table by that name: skipped, not mis-read.
+    assert info.functions == [] and "std::primitive::i32" in info.skipped[0][1]
+    assert pattern(RType("ref", "", (RType("slice", "", (RType("path", "f64"),)),), True)) == "&mut [_]"
+    assert pattern(RType("path", "Option", (RType("path", "i64"),))) == "Option<_>"
+
+
+def test_syntax_errors_are_flagged_not_raised() -> None:
+    info = parse_cell("pub fn broken(a: i32 -> i32 { a }\npub fn ok(a: i32) -> i32 { a }")
+    assert info.has_syntax_errors
