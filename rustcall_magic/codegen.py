@@ -11,7 +11,9 @@ declarations and the type-table conversions) plus, per function, one
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 
 from .signature import FnSig, holder_type, pass_expr, type_row
@@ -30,6 +32,23 @@ class GeneratedCrate:
     module_name: str
     files: dict[str, str]
     root: str = CELL_FILE
+
+
+@lru_cache(maxsize=1)
+def glue_fingerprint() -> str:
+    """Hash of everything in the package that shapes generated code (part of every cache key).
+
+    Covers the glue sources and the generator modules, so an upgraded or
+    edited package never reuses artifacts built by an older glue.
+    """
+    h = hashlib.sha256(GLUE_VERSION.encode())
+    pkg = resources.files(__package__)
+    names = sorted(p.name for p in pkg.joinpath("glue").iterdir() if p.name.endswith(".rs"))
+    for name in names:
+        h.update(name.encode() + b"\0" + pkg.joinpath("glue", name).read_bytes())
+    for mod in ("codegen.py", "signature.py"):
+        h.update(mod.encode() + b"\0" + pkg.joinpath(mod).read_bytes())
+    return h.hexdigest()
 
 
 def prelude_source() -> str:

@@ -13,6 +13,7 @@
 #![allow(dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals)]
 #![allow(unused_unsafe, unsafe_op_in_unsafe_fn, static_mut_refs)]
 
+use ::std::any::Any;
 use ::std::os::raw::{c_char, c_double, c_int, c_longlong, c_ulonglong, c_void};
 
 /// The object header of a non-free-threaded CPython build.
@@ -232,7 +233,7 @@ pub unsafe fn raise_arg_error(
 }
 
 /// Turns a caught panic payload into RustPanic; always returns NULL.
-pub unsafe fn raise_panic(function: &str, payload: Box<dyn ::std::any::Any + Send>) -> *mut PyObject {
+pub unsafe fn raise_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut PyObject {
     let msg: String = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
