@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,20 @@ from .errors import Diagnostic, RustCompileError, RustToolchainError
 from .toolchain import Toolchain
 
 EDITIONS = ("2015", "2018", "2021", "2024")
+
+
+def python_cfgs() -> list[str]:
+    """``--cfg`` flags describing the running interpreter's int layout for the glue's fast paths.
+
+    The layout follows from the Python ABI, which is part of every cache key.
+    """
+    if sys.int_info.bits_per_digit != 30 or sys.implementation.name != "cpython":
+        return []
+    if (3, 10) <= sys.version_info[:2] < (3, 12):
+        return ["--cfg", 'rc_pylong="size"']
+    if sys.version_info[:2] >= (3, 12):
+        return ["--cfg", 'rc_pylong="tag"']
+    return []
 
 
 @dataclass(frozen=True)
@@ -40,8 +55,9 @@ class BuildOptions:
             raise ValueError(f"invalid target_cpu {self.target_cpu!r}")
 
     def rustc_flags(self) -> list[str]:
-        """The rustc flags these options stand for."""
+        """The rustc flags these options stand for (and the running interpreter's layout cfgs)."""
         flags = [f"--edition={self.edition}", "-C", f"opt-level={self.opt_level}", "-C", "panic=unwind"]
+        flags += python_cfgs()
         flags += ["-C", "debuginfo=2"] if self.debug else ["-C", "strip=symbols"]
         if self.target_cpu:
             flags += ["-C", f"target-cpu={self.target_cpu}"]
