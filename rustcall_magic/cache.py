@@ -25,8 +25,9 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -332,9 +333,104 @@ class Cache:
         os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
+    def keys_of(self, paths: Collection[str]) -> set[str]:
+        """Keys of this cache's entries that contain any of *paths* (e.g. loaded artifacts)."""
+        root = str(self.entries_dir) + os.sep
+        return {p[len(root) :].split(os.sep, 1)[0] for p in paths if p.startswith(root)}
+
     def total_size(self) -> int:
         """Bytes used by all entries."""
         return sum(e.size for e in self.entries())
+
+    # -- housekeeping -------------------------------------------------------------
+
+    def remove_where(self, doomed: Callable[[Entry], bool], keep: Collection[str] = ()) -> list[Entry]:
+        """Evict every entry for which *doomed* is true, except those whose key is in *keep*.
+
+        Each eviction takes the entry's build lock, so it never races a build
+        of the same key; entries that vanish meanwhile are skipped. Returns the
+        evicted entries.
+        """
+        removed = []
+        for entry in list(self.entries()):
+            if entry.key in keep or not doomed(entry):
+                continue
+            try:
+                with self.lock(entry.key, timeout=30):
+                    current = self.lookup(entry.key)
+                    if current is not None and current.path == entry.path and self.evict(current):
+                        removed.append(entry)
+            except (RustCacheError, TimeoutError):
+                continue
+        return removed
+
+    def clean_older_than(self, days: float, keep: Collection[str] = ()) -> list[Entry]:
+        """Evict entries not used (built or hit) for more than *days* days; also old leftovers in ``tmp/``."""
+        if days < 0:
+            raise ValueError(f"days must be >= 0, not {days}")
+        cutoff = time.time() - days * 86400
+        self._clean_tmp(max(cutoff, time.time() - 86400))
+        return self.remove_where(lambda e: e.last_used < cutoff, keep)
+
+    def clear(self, keep: Collection[str] = ()) -> list[Entry]:
+        """Evict every entry except those in *keep*; also leftovers in ``tmp/`` older than an hour."""
+        self._clean_tmp(time.time() - 3600)
+        return self.remove_where(lambda e: True, keep)
+
+    def enforce_limit(self, max_bytes: int, keep: Collection[str] = ()) -> list[Entry]:
+        """Evict least-recently-used entries until the cache holds at most *max_bytes* (0: no limit)."""
+        if max_bytes <= 0:
+            return []
+        entries = sorted(self.entries(), key=lambda e: e.last_used)
+        total = sum(e.size for e in entries)
+        victims: set[str] = set()
+        for e in entries:
+            if total <= max_bytes:
+                break
+            if e.key in keep:
+                continue
+            victims.add(e.key)
+            total -= e.size
+        return self.remove_where(lambda e: e.key in victims, keep)
+
+    def verify_all(self) -> tuple[int, list[tuple[str, str]]]:
+        """Check every entry's checksum; evict bad ones and unreadable entry directories.
+
+        Returns (number of good entries, [(key, problem), ...] for each evicted one).
+        """
+        good = 0
+        bad: list[tuple[str, str]] = []
+        for entry in list(self.entries()):
+            problem = self.verify(entry)
+            if problem is None:
+                good += 1
+            elif self.remove_where(lambda e, k=entry.key: e.key == k):
+                bad.append((entry.key, problem))
+        for path in self.unreadable():
+            try:
+                with self.lock(path.name, timeout=30):
+                    if self._read_entry(path.name, path) is None and self.evict(path):
+                        bad.append((path.name, "metadata is unreadable"))
+            except (RustCacheError, TimeoutError):
+                continue
+        return good, bad
+
+    def _clean_tmp(self, cutoff: float) -> None:
+        # Builds in progress live in tmp/ too: only leftovers older than cutoff go.
+        try:
+            names = os.listdir(self.tmp_dir)
+        except OSError:
+            return
+        for name in names:
+            path = self.tmp_dir / name
+            try:
+                if os.lstat(path).st_mtime < cutoff:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
+            except OSError:
+                continue
 
 
 def _check_safe(path: Path, st: os.stat_result, what: str) -> None:
@@ -353,3 +449,85 @@ def _check_safe(path: Path, st: os.stat_result, what: str) -> None:
             f"refusing {what} {path}: writable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run `chmod go-w {path}` if you trust its contents"
         )
+
+
+# ---------------------------------------------------------------------------
+# Plain records for reports and views (text here; widgets render the same objects).
+
+
+def human_size(n: float) -> str:
+    """Bytes in human units (``1.5 MiB``)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class CachedLibrary:
+    """One cache entry as reported to users (``list_cached_libraries()``)."""
+
+    key: str
+    functions: tuple[str, ...]
+    size: int
+    created: datetime
+    last_used: datetime
+    hits: int
+    path: Path
+    kind: str = "cdylib"
+    loaded: bool = False
+
+    @classmethod
+    def from_entry(cls, entry: Entry, loaded: bool = False) -> CachedLibrary:
+        """The record of *entry*."""
+        return cls(
+            key=entry.key,
+            functions=tuple(entry.function_names),
+            size=entry.size,
+            created=datetime.fromtimestamp(entry.created),
+            last_used=datetime.fromtimestamp(entry.last_used),
+            hits=entry.hits,
+            path=entry.artifact,
+            kind=str(entry.meta.get("kind", "cdylib")),
+            loaded=loaded,
+        )
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What is in a cache: its directory, entries (newest use first), total size and cap."""
+
+    root: Path
+    entries: tuple[CachedLibrary, ...]
+    total_size: int
+    max_bytes: int = 0
+
+    def table(self) -> str:
+        """One row per entry: key prefix, functions, size, created, last used, hits."""
+        head = f"{'key':<12}  {'functions':<30}  {'size':>9}  {'created':<16}  {'last used':<16}  {'hits':>4}"
+        rows = [head, "-" * len(head)]
+        for e in self.entries:
+            names = ", ".join(e.functions) or "-"
+            if len(names) > 30:
+                names = names[:27] + "..."
+            mark = "*" if e.loaded else " "
+            rows.append(
+                f"{e.key[:11]}{mark}  {names:<30}  {human_size(e.size):>9}  "
+                f"{e.created:%Y-%m-%d %H:%M}  {e.last_used:%Y-%m-%d %H:%M}  {e.hits:>4}"
+            )
+        if any(e.loaded for e in self.entries):
+            rows.append("* loaded in this process")
+        return "\n".join(rows)
+
+    def summary(self) -> str:
+        """Directory, entry count and total size (against the cap, if any)."""
+        cap = f" of {human_size(self.max_bytes)} cap" if self.max_bytes else ""
+        n = len(self.entries)
+        return f"rustcall cache {self.root}: {n} entr{'y' if n == 1 else 'ies'}, {human_size(self.total_size)}{cap}"
+
+    def __str__(self) -> str:
+        return f"{self.summary()}\n{self.table()}" if self.entries else self.summary()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))

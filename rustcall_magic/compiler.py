@@ -6,6 +6,7 @@ exported signatures, and the toolchain identity is remembered on disk.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -21,8 +22,8 @@ from ._version import __version__
 from .build import BuildOptions, build_cdylib
 from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import generate, glue_fingerprint
-from .errors import Diagnostic, RustcallWarning
-from .loader import load_extension
+from .errors import Diagnostic, RustcallError, RustcallWarning
+from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
 from .toolchain import get_toolchain, python_abi_tag
 
@@ -120,7 +121,9 @@ class RustCompiler:
 
     *optimization_level* 0..3, *emit_debug_info*, *edition*, *target_cpu* and
     *cache_dir* (default: ``$RUSTCALL_CACHE_DIR`` or the user cache dir) are the
-    defaults of every :meth:`compile` call; *quiet* hides compiler warnings.
+    defaults of every :meth:`compile` call; *quiet* hides compiler warnings;
+    *max_cache_bytes* caps the cache (least recently used entries are evicted
+    after a build; default ``$RUSTCALL_CACHE_MAX_BYTES``, else no cap).
     """
 
     def __init__(
@@ -131,8 +134,11 @@ class RustCompiler:
         target_cpu: str | None = None,
         cache_dir: str | Path | None = None,
         quiet: bool = False,
+        max_cache_bytes: int | None = None,
     ) -> None:
         BuildOptions(optimization_level, emit_debug_info, str(edition), target_cpu)  # validate early
+        #: LRU cap applied after each build; None: $RUSTCALL_CACHE_MAX_BYTES, else no cap.
+        self.max_cache_bytes = max_cache_bytes
         self.optimization_level = optimization_level
         self.emit_debug_info = emit_debug_info
         self.edition = str(edition)
@@ -154,6 +160,16 @@ class RustCompiler:
         if self._cache is None or self._cache.root != root.expanduser().absolute():
             self._cache = Cache(root)
         return self._cache
+
+    def cache_limit(self) -> int:
+        """The cache size cap in bytes (0: none)."""
+        if self.max_cache_bytes is not None:
+            return int(self.max_cache_bytes)
+        env = os.environ.get("RUSTCALL_CACHE_MAX_BYTES", "").strip()
+        try:
+            return int(env) if env else 0
+        except ValueError:
+            raise ValueError(f"RUSTCALL_CACHE_MAX_BYTES must be an integer number of bytes, not {env!r}") from None
 
     def options(
         self,
@@ -213,22 +229,33 @@ class RustCompiler:
         diags: list[Diagnostic] = []
         hit = False
         with _process_lock(key):
-            if not force:
-                entry = self._valid_entry(cache, key)
-                hit = entry is not None
-            if entry is None:
-                with cache.lock(key):
-                    # Another process may have built it while we waited.
-                    if not force:
-                        entry = self._valid_entry(cache, key, warn=False)
-                        hit = entry is not None
-                    if entry is None:
-                        entry, compile_seconds = self._build(cache, key, source, opts, tc, force)
-            if hit:
-                cache.touch(entry)
-            t1 = time.perf_counter()
-            ext = load_extension(entry.module_name, entry.artifact)
-            load_seconds = time.perf_counter() - t1
+            for attempt in (1, 2):
+                if not force:
+                    entry = self._valid_entry(cache, key, repair=False)
+                    hit = entry is not None
+                if entry is None:
+                    with cache.lock(key):
+                        # Another process may have built it while we waited.
+                        if not force:
+                            entry = self._valid_entry(cache, key, repair=True)
+                            hit = entry is not None
+                        if entry is None:
+                            entry, compile_seconds = self._build(cache, key, source, opts, tc, force)
+                    if not hit:
+                        cache.enforce_limit(self.cache_limit(), keep={key} | _loaded_keys(cache))
+                if hit:
+                    cache.touch(entry)
+                t1 = time.perf_counter()
+                try:
+                    ext = load_extension(entry.module_name, entry.artifact)
+                except RustcallError:
+                    # Evicted by another process between lookup and load: build again, once.
+                    if attempt == 2 or os.path.exists(entry.artifact):
+                        raise
+                    entry, hit, force = None, False, False
+                    continue
+                load_seconds = time.perf_counter() - t1
+                break
         sigs = [FnSig.from_json(f) for f in entry.meta.get("functions", [])]
         skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
         diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
@@ -240,19 +267,21 @@ class RustCompiler:
         return RustModule(ext, sigs, entry, info, diags, skipped, source)
 
     @staticmethod
-    def _valid_entry(cache: Cache, key: str, warn: bool = True) -> Entry | None:
+    def _valid_entry(cache: Cache, key: str, repair: bool) -> Entry | None:
+        """The entry for *key* if its artifact checks out; with *repair* (build lock held), evict a bad one."""
         entry = cache.lookup(key)
         if entry is None:
             return None
         problem = cache.verify(entry)
         if problem is None:
             return entry
-        warnings.warn(
-            f"cache entry {key[:12]} is corrupt ({problem}); it was removed and will be rebuilt",
-            RustcallWarning,
-            stacklevel=4,
-        )
-        cache.evict(entry)
+        if repair:
+            warnings.warn(
+                f"cache entry {key[:12]} is corrupt ({problem}); it was removed and will be rebuilt",
+                RustcallWarning,
+                stacklevel=4,
+            )
+            cache.evict(entry)
         return None
 
     @staticmethod
@@ -297,6 +326,11 @@ class RustCompiler:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
         return entry, result.seconds
+
+
+def _loaded_keys(cache: Cache) -> set[str]:
+    """Keys of the entries of *cache* whose artifacts are loaded in this process."""
+    return cache.keys_of(loaded_paths())
 
 
 _locks_guard = threading.Lock()

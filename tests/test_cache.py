@@ -1,0 +1,373 @@
+"""The compile cache: keys, hits, corruption, safety, housekeeping, and several processes at once."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import rustcall_magic as rc
+from rustcall_magic.cache import Cache
+
+ADD = "pub fn add(a: i64, b: i64) -> i64 { a + b }"
+
+RUSTC_LOGGER = """#!/bin/sh
+echo "$@" >> "{log}"
+exec "{rustc}" "$@"
+"""
+
+
+@pytest.fixture
+def logged_rustc(tmp_path: Path, monkeypatch) -> Path:
+    """RUSTC points at a wrapper that logs every run; returns the log file."""
+    log = tmp_path / "rustc.log"
+    log.write_text("")
+    wrapper = tmp_path / "rustc-logged"
+    wrapper.write_text(RUSTC_LOGGER.format(log=log, rustc=shutil.which("rustc")))
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("RUSTC", str(wrapper))
+    return log
+
+
+def builds(log: Path) -> int:
+    """How many cell builds (not version probes) rustc ran."""
+    return sum("--crate-type=cdylib" in line for line in log.read_text().splitlines())
+
+
+def corrupt(path: Path, data: bytes) -> None:
+    """Replace a file's contents without touching its inode (it may be mapped by this process)."""
+    tmp = path.with_name(path.name + ".corrupt")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def compiler(root: Path, **kw) -> rc.RustCompiler:
+    return rc.RustCompiler(cache_dir=root, quiet=True, **kw)
+
+
+def test_fresh_cache_dir_is_private(tmp_path: Path) -> None:
+    root = tmp_path / "new" / "cache"
+    m = compiler(root).compile(ADD)
+    assert m.add(1, 2) == 3
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    for sub in ("entries", "locks", "tmp"):
+        assert stat.S_IMODE(os.stat(root / sub).st_mode) == 0o700
+
+
+def test_key_changes_with_source_and_every_option(tmp_path: Path, logged_rustc: Path) -> None:
+    c = compiler(tmp_path / "c")
+    base = c.compile(ADD)
+    keys = {base.key}
+    variants = [
+        dict(src=ADD + " "),
+        dict(opt_level=0),
+        dict(debug=True),
+        dict(edition="2018"),
+        dict(target_cpu="x86-64-v2"),
+    ]
+    for v in variants:
+        src = v.pop("src", ADD)
+        m = c.compile(src, **v)
+        assert not m.info.cache_hit
+        keys.add(m.key)
+    assert len(keys) == len(variants) + 1
+    assert builds(logged_rustc) == len(variants) + 1
+    again = c.compile(ADD)
+    assert again.info.cache_hit and again.key == base.key
+    assert builds(logged_rustc) == len(variants) + 1
+
+
+def test_hits_and_last_use_are_recorded(tmp_path: Path) -> None:
+    c = compiler(tmp_path / "c")
+    m = c.compile(ADD)
+    entry_dir = m.entry.path
+    os.utime(entry_dir, (time.time() - 3600, time.time() - 3600))
+    before = os.stat(entry_dir).st_mtime
+    c.compile(ADD)
+    c.compile(ADD)
+    (lib,) = rc.list_cached_libraries(c)
+    assert lib.hits == 2
+    assert lib.functions == ("add",)
+    assert lib.loaded is True
+    assert os.stat(entry_dir).st_mtime > before
+    assert lib.size == rc.get_cache_size(c) > 0
+
+
+def test_truncated_artifact_is_rebuilt_with_a_warning(tmp_path: Path, logged_rustc: Path) -> None:
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    art = m.entry.artifact
+    data = art.read_bytes()
+    corrupt(art, data[: len(data) // 2])
+    # A new compiler object has no memory of the loaded module: it must check the disk.
+    with pytest.warns(rc.RustcallWarning, match="corrupt"):
+        m2 = compiler(root).compile(ADD, force=False)
+    assert not m2.info.cache_hit
+    assert builds(logged_rustc) == 2
+    assert m2.add(20, 22) == 42
+    assert len(m2.entry.artifact.read_bytes()) == len(data)
+
+
+def test_modified_artifact_is_detected_by_checksum(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    art = m.entry.artifact
+    data = bytearray(art.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different bytes
+    corrupt(art, bytes(data))
+    good, bad = rc.verify_cache(compiler(root))
+    assert good == 0 and bad == [(m.key, "artifact checksum does not match")]
+    assert not m.entry.path.exists()
+
+
+def test_unreadable_metadata_is_a_miss(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    (m.entry.path / "meta.json").write_text("{not json")
+    m2 = compiler(root).compile(ADD)
+    assert not m2.info.cache_hit and m2.add(1, 1) == 2
+    (m2.entry.path / "meta.json").write_text(json.dumps({"format": 999}))
+    assert not compiler(root).compile(ADD).info.cache_hit
+
+
+def test_world_writable_cache_dir_is_refused(tmp_path: Path, logged_rustc: Path) -> None:
+    root = tmp_path / "shared"
+    root.mkdir()
+    root.chmod(0o777)
+    with pytest.raises(rc.RustCacheError, match="writable by group or others"):
+        compiler(root).compile(ADD)
+    assert logged_rustc.read_text() == ""
+    assert not (root / "entries").exists()
+
+
+def test_foreign_owned_entry_is_refused(tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to chown to another user")
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    os.chown(m.entry.path, 65534, 65534)
+    with pytest.raises(rc.RustCacheError, match="owned by uid 65534"):
+        compiler(root).compile(ADD)
+
+
+def test_symlinked_entry_is_never_followed(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    elsewhere = tmp_path / "elsewhere"
+    m.entry.path.rename(elsewhere)
+    m.entry.path.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(rc.RustCacheError, match="symlink"):
+        compiler(root).compile(ADD)
+
+
+def test_disk_error_on_publish_leaves_nothing_half_written(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "c"
+    c = compiler(root)
+    real_rename = os.rename
+
+    def full_disk(src, dst, *a, **kw):
+        if "entries" in str(dst):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_rename(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "rename", full_disk)
+    with pytest.raises(rc.RustCacheError, match="No space left"):
+        c.compile(ADD)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert list((root / "entries").iterdir()) == []
+    assert list((root / "tmp").iterdir()) == []
+    assert c.compile(ADD).add(2, 2) == 4
+
+
+def test_cleanup_old_cache_removes_entries_aged_past_n_days(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    writer = compiler(root)
+    old = writer.compile("pub fn old_fn() -> i32 { 1 }")
+    new = writer.compile("pub fn new_fn() -> i32 { 2 }")
+    ten_days = time.time() - 10 * 86400
+    os.utime(old.entry.path, (ten_days, ten_days))
+    # Loaded entries are kept; use a cache view that has loaded nothing from this dir.
+    cache = Cache(root)
+    removed = cache.clean_older_than(7)
+    assert [e.key for e in removed] == [old.key]
+    assert [e.key for e in cache.entries()] == [new.key]
+    assert cache.clean_older_than(7) == []
+    with pytest.raises(ValueError):
+        rc.cleanup_old_cache(-1, writer)
+
+
+def test_clear_keeps_loaded_entries_and_they_keep_working(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    c = compiler(root)
+    m = c.compile("pub fn loaded_fn() -> i32 { 7 }")
+    # An entry built by another process (not loaded here).
+    env = {**os.environ, "RUSTCALL_CACHE_DIR": str(root)}
+    code = "import rustcall_magic as rc; rc.compile_rust('pub fn other_fn() -> i32 { 8 }', quiet=True)"
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    assert len(rc.list_cached_libraries(c)) == 2
+    assert rc.clear_cache(c) == 1
+    (left,) = rc.list_cached_libraries(c)
+    assert left.key == m.key and left.loaded
+    assert m.loaded_fn() == 7
+    # Even once its files are gone, a loaded function keeps working.
+    Cache(root).clear()
+    assert rc.list_cached_libraries(c) == [] and m.loaded_fn() == 7
+
+
+def test_lru_cap_evicts_least_recently_used(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    # Built by another process, so none of them is loaded (and so protected) here.
+    code = "import rustcall_magic as rc\nfor i in range(3): rc.compile_rust(f'pub fn f{i}() -> i32 {{ {i} }}', quiet=True)"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "RUSTCALL_CACHE_DIR": str(root)})
+    entries = list(Cache(root).entries())
+    for i, e in enumerate(entries):
+        t = time.time() - (3 - i) * 100
+        os.utime(e.path, (t, t))
+    sizes = [e.size for e in entries]
+    oldest = entries[0].key
+    cap = sum(sizes) + max(sizes) // 2  # room for 3.5 entries: the 4th build evicts the oldest
+    m4 = compiler(root, max_cache_bytes=cap).compile("pub fn f3() -> i32 { 3 }")
+    left = {e.key for e in Cache(root).entries()}
+    assert left == {e.key for e in entries[1:]} | {m4.key}
+    assert oldest not in left
+    assert Cache(root).total_size() <= cap
+
+
+def test_cache_max_bytes_from_environment(monkeypatch) -> None:
+    monkeypatch.setenv("RUSTCALL_CACHE_MAX_BYTES", "12345")
+    assert rc.RustCompiler().cache_limit() == 12345
+    monkeypatch.setenv("RUSTCALL_CACHE_MAX_BYTES", "lots")
+    with pytest.raises(ValueError, match="RUSTCALL_CACHE_MAX_BYTES"):
+        rc.RustCompiler().cache_limit()
+
+
+CONCURRENT_CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    import rustcall_magic as rc
+    go = float(sys.argv[1])
+    while time.time() < go:
+        time.sleep(0.001)
+    m = rc.compile_rust(sys.argv[2], quiet=True)
+    print(json.dumps({"hit": m.info.cache_hit, "value": m.mul(6, 7), "key": m.key}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_eight_processes_compile_a_new_cell_once(tmp_path: Path, logged_rustc: Path) -> None:
+    src = "pub fn mul(a: i64, b: i64) -> i64 { a * b }"
+    env = {**os.environ, "RUSTCALL_CACHE_DIR": str(tmp_path / "c")}
+    go = str(time.time() + 1.5)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_CHILD, go, src], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(8)
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+        results.append(json.loads(out))
+    assert [r["value"] for r in results] == [42] * 8
+    assert len({r["key"] for r in results}) == 1
+    assert sum(not r["hit"] for r in results) == 1
+    assert builds(logged_rustc) == 1
+    assert list((tmp_path / "c" / "tmp").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_cleanup_racing_builds_never_loads_half_an_entry(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    env = {**os.environ, "RUSTCALL_CACHE_DIR": str(root)}
+    builder = textwrap.dedent(
+        """
+        import rustcall_magic as rc
+        for i in range(6):
+            m = rc.compile_rust(f"pub fn mul(a: i64, b: i64) -> i64 {{ a * b + {i} - {i} }}", quiet=True)
+            assert m.mul(6, 7) == 42
+            m2 = rc.compile_rust(f"pub fn mul(a: i64, b: i64) -> i64 {{ a * b + {i} - {i} }}", quiet=True)
+            assert m2.mul(6, 7) == 42
+        print("ok")
+        """
+    )
+    cleaner = textwrap.dedent(
+        """
+        import time
+        from rustcall_magic.cache import Cache
+        c = Cache(__import__("os").environ["RUSTCALL_CACHE_DIR"])
+        end = time.time() + 4
+        n = 0
+        while time.time() < end:
+            c.ensure()
+            n += len(c.clear())
+            time.sleep(0.01)
+        print("cleared", n)
+        """
+    )
+    b = subprocess.Popen([sys.executable, "-c", builder], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.2)
+    k = subprocess.Popen([sys.executable, "-c", cleaner], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    bout, berr = b.communicate(timeout=300)
+    kout, kerr = k.communicate(timeout=300)
+    assert b.returncode == 0, berr.decode()
+    assert k.returncode == 0, kerr.decode()
+    assert bout.decode().strip() == "ok"
+    for entry in Cache(root).entries():
+        assert Cache(root).verify(entry) is None
+
+
+# ---------------------------------------------------------------------------
+# %rustcache
+
+
+def test_rustcache_magic_subcommands(ip, tmp_path: Path, capsys) -> None:
+    magics = ip.magics_manager.registry["RustMagics"]
+    magics.cache_dir = str(tmp_path / "mc")
+    try:
+        ip.run_cell("%%rust\npub fn cached_one() -> i32 { 1 }")
+        capsys.readouterr()
+        ip.run_line_magic("rustcache", "")
+        out = capsys.readouterr().out
+        assert "1 entry" in out and str(tmp_path / "mc") in out
+        ip.run_line_magic("rustcache", "list")
+        out = capsys.readouterr().out
+        assert "cached_one" in out and "hits" in out and "loaded in this process" in out
+        ip.run_line_magic("rustcache", "verify")
+        assert "1 good, 0 evicted" in capsys.readouterr().out
+        ip.run_line_magic("rustcache", "clean --days 0")
+        assert "removed 0 entries" in capsys.readouterr().out  # the entry is loaded here
+        ip.run_line_magic("rustcache", "clear")
+        assert "kept 1 loaded in this process" in capsys.readouterr().out
+        from IPython.core.error import UsageError
+
+        with pytest.raises(UsageError):
+            ip.run_line_magic("rustcache", "explode")
+    finally:
+        magics.cache_dir = ""
+
+
+def test_rustcache_in_terminal_ipython(tmp_path: Path) -> None:
+    # Typed into a terminal IPython: a cell magic ends at an empty line.
+    session = "%load_ext rustcall_magic\n%%rust\npub fn term_fn(x: i32) -> i32 { x + 1 }\n\n\nprint(term_fn(1))\n%rustcache list\n"
+    env = {**os.environ, "RUSTCALL_CACHE_DIR": str(tmp_path / "tc"), "IPYTHONDIR": str(tmp_path / "ipy")}
+    out = subprocess.run(
+        [sys.executable, "-m", "IPython", "--simple-prompt", "--no-banner", "--colors=nocolor"],
+        input=session,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert "In [3]: 2\n" in out.stdout, out.stdout + out.stderr
+    assert "term_fn" in out.stdout and "1 entry" in out.stdout and "hits" in out.stdout
