@@ -28,8 +28,10 @@ lint: setup
 test-python: install
 	RUSTCALL_TEST_INSTALLED=1 $(VENV)/bin/pytest tests
 
+# Notebooks run in kernels of their own: give them a private cache and IPython dir.
 test-notebooks: install
-	RUSTCALL_TEST_INSTALLED=1 $(VENV)/bin/pytest --nbval notebooks -p no:cacheprovider
+	tmp=$$(mktemp -d) && RUSTCALL_CACHE_DIR=$$tmp/cache IPYTHONDIR=$$tmp/ipython \
+	    $(VENV)/bin/pytest --nbval notebooks -p no:cacheprovider; status=$$?; rm -rf $$tmp; exit $$status
 
 test-rust:
 	@if [ -f rust_runtime/Cargo.toml ]; then cargo test --quiet --manifest-path rust_runtime/Cargo.toml; fi

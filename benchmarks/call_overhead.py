@@ -82,7 +82,7 @@ def main() -> None:
     ]:
         rows.append((label, ty, ns_per_call(stmt, env)))
 
-    print("Call overhead of add(a, b), best of 7 (timeit loop included; empty loop = %.1f ns)\n" % empty)
+    print(f"Call overhead of add(a, b), best of 7 (timeit loop included; empty loop = {empty:.1f} ns)\n")
     print(f"| {'path':<20} | {'type':<4} | {'ns/call':>8} | {'vs operator.add':>15} | {'vs %%rust':>9} |")
     print(f"|{'-' * 22}|{'-' * 6}|{'-' * 10}|{'-' * 17}|{'-' * 11}|")
     for ty in ("i64", "f64"):

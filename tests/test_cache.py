@@ -323,6 +323,7 @@ def test_cleanup_racing_builds_never_loads_half_an_entry(tmp_path: Path) -> None
     assert b.returncode == 0, berr.decode()
     assert k.returncode == 0, kerr.decode()
     assert bout.decode().strip() == "ok"
+    assert kout.decode().startswith("cleared ")  # the cleaner really ran alongside
     for entry in Cache(root).entries():
         assert Cache(root).verify(entry) is None
 
