@@ -1,0 +1,1001 @@
+"""The LLVM path: a cell's crate as LLVM IR, optimized by llvmlite, JIT-linked into this process.
+
+The crate is the one ``%%rust`` builds (:func:`rustcall_magic.codegen.generate`:
+the cell plus its ``METH_FASTCALL`` glue and ``PyInit_<module>``). rustc lowers
+it to LLVM IR without running any LLVM pass (``-C no-prepopulate-passes``), so
+every optimization is the user's :class:`OptimizationConfig`, run by llvmlite's
+new pass manager for the host CPU. The object code is linked in process by
+ORC's LLJIT with JITLink (which registers unwind tables, so ``catch_unwind`` in
+the glue turns a panic into :class:`~rustcall_magic.errors.RustPanic`), and the
+JIT'd ``PyInit_<module>`` returns a real module whose functions are builtins:
+a JIT callable costs the same per call as a ``%%rust`` one.
+
+Symbols the IR leaves undefined resolve from the running process (``Py*``) and
+from the toolchain's own ``libstd-*.so`` (allocator shim, panicking, fmt),
+loaded once. JITLink cannot place native thread-locals, so the glue's own
+thread-local (the panic location) is rewritten to emulated TLS
+(``__emutls_get_address``); a cell defining its own ``thread_local!`` is built
+by the ``%%rust`` compiler instead, with a :class:`RustcallWarning`.
+
+Object code is cached (entry kind ``llvm-object``) under a key of everything
+that shapes it (source, toolchain, config, host CPU and features, LLVM
+version): a re-run in a fresh process starts neither rustc nor the optimizer.
+JIT'd code is never unloaded: builtins may outlive any Python object that
+refers to them, as with extension modules.
+
+This is the only module that imports llvmlite, and only when first used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import hashlib
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ._version import __version__
+from .build import BuildOptions, parse_diagnostics
+from .cache import Cache, Entry, make_key
+from .codegen import GLUE_VERSION, generate
+from .compiler import RustCompiler, RustModule
+from .errors import Diagnostic, RustcallError, RustcallWarning, RustCompileError, RustToolchainError
+from .signature import FnSig, parse_cell
+from .toolchain import Toolchain, get_toolchain, python_abi_tag
+
+#: Entry kind recorded in the metadata of cached object code.
+ENTRY_KIND = "llvm-object"
+#: Bumped whenever the IR preparation or pipelines change shape; part of every key.
+JIT_VERSION = "1"
+#: rustc's optimization level for the front end (MIR); LLVM passes are all llvmlite's.
+FRONTEND_OPT_LEVEL = 2
+
+# ---------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass(frozen=True)
+class OptimizationConfig:
+    """How llvmlite optimizes a cell's IR before the JIT compiles it.
+
+    *optimization_level* 0..3 picks LLVM's default pipeline (O0 runs no pass);
+    *enable_vectorization* turns the loop and SLP vectorizers on or off;
+    *enable_loop_unrolling* turns loop unrolling and interleaving on or off;
+    *enable_licm* False runs a hand-built pipeline without loop-invariant code
+    motion (LLVM's default pipelines always contain it; the hand-built one has
+    no general inliner and no vectorizer either). *size_level* 0, 1 (like
+    ``-Os``) or 2 (like ``-Oz``) marks every function ``optsize``/``minsize``
+    and lowers the inlining threshold. Raises ValueError on out-of-range values.
+    """
+
+    optimization_level: int = 3
+    enable_vectorization: bool = True
+    enable_loop_unrolling: bool = True
+    enable_licm: bool = True
+    size_level: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimization_level not in (0, 1, 2, 3) or isinstance(self.optimization_level, bool):
+            raise ValueError(f"optimization_level must be 0, 1, 2 or 3, not {self.optimization_level!r}")
+        if self.size_level not in (0, 1, 2) or isinstance(self.size_level, bool):
+            raise ValueError(f"size_level must be 0, 1 or 2, not {self.size_level!r}")
+        for name in ("enable_vectorization", "enable_loop_unrolling", "enable_licm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict (part of cache keys and metadata)."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line, e.g. ``O3 vectorize unroll licm``."""
+        parts = [f"O{self.optimization_level}"]
+        if self.size_level:
+            parts.append("Os" if self.size_level == 1 else "Oz")
+        parts += [
+            "vectorize" if self.enable_vectorization else "no-vectorize",
+            "unroll" if self.enable_loop_unrolling else "no-unroll",
+            "licm" if self.enable_licm else "no-licm",
+        ]
+        return " ".join(parts)
+
+
+#: The presets behind optimize_for_speed / optimize_for_size / optimize_balanced and ``--preset``.
+PRESETS: dict[str, OptimizationConfig] = {
+    "speed": OptimizationConfig(3, True, True, True),
+    "balanced": OptimizationConfig(2, True, True, True),
+    "size": OptimizationConfig(2, False, False, True, size_level=2),
+}
+
+
+def preset(name: str) -> OptimizationConfig:
+    """The preset config named *name* (``speed``, ``size`` or ``balanced``); raises ValueError otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+# ---------------------------------------------------------------------------
+# llvmlite, initialised once per process
+
+_init_lock = threading.RLock()
+_llvm: Any = None
+_lljit: Any = None
+_libstd_loaded: set[str] = set()
+_machines: dict[int, Any] = {}
+#: Resource trackers of every linked library: JIT'd code must outlive its builtins.
+_trackers: list[Any] = []
+_counter = itertools.count()
+
+
+def llvm_binding() -> Any:
+    """``llvmlite.binding``, with the native target and asm printer initialised.
+
+    Raises RustToolchainError when llvmlite is not installed.
+    """
+    global _llvm
+    if _llvm is not None:
+        return _llvm
+    with _init_lock:
+        if _llvm is None:
+            try:
+                import llvmlite.binding as llvm
+            except ImportError as e:
+                raise RustToolchainError(f"%%rust_llvm needs llvmlite (pip install llvmlite): {e}") from e
+            # llvm.initialize() raises in llvmlite >= 0.45; these two are all the JIT needs.
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            _llvm = llvm
+    return _llvm
+
+
+def llvm_version() -> tuple[int, ...]:
+    """The LLVM version llvmlite was built with, e.g. ``(22, 1, 0)``."""
+    return tuple(llvm_binding().llvm_version_info)
+
+
+def check_llvm_versions(tc: Toolchain) -> None:
+    """Check that rustc and llvmlite use the same LLVM major version.
+
+    Raises RustToolchainError naming both versions and what to pair when they differ.
+    """
+    ours = llvm_version()
+    theirs = tc.llvm_version
+    try:
+        major = int(theirs.split(".")[0])
+    except ValueError:
+        raise RustToolchainError(
+            f"cannot read rustc's LLVM version from `rustc -vV` ({tc.rustc}); %%rust_llvm needs it"
+        ) from None
+    if major != ours[0]:
+        raise RustToolchainError(
+            f"rustc {tc.release} is built with LLVM {theirs}, but llvmlite uses LLVM "
+            f"{'.'.join(map(str, ours))}: their IR is not compatible. Install the llvmlite release "
+            f"built with LLVM {major}, or select a Rust toolchain built with LLVM {ours[0]} "
+            f"(`rustc -vV` shows it). %%rust does not need llvmlite and keeps working."
+        )
+
+
+def host_cpu() -> tuple[str, str]:
+    """The host CPU's name and its feature string (what the JIT compiles for)."""
+    llvm = llvm_binding()
+    return str(llvm.get_host_cpu_name()), str(llvm.get_host_cpu_features().flatten())
+
+
+def _target_machine(opt: int) -> Any:
+    with _init_lock:
+        tm = _machines.get(opt)
+        if tm is None:
+            llvm = llvm_binding()
+            cpu, features = host_cpu()
+            # rustc tags functions "target-cpu"="x86-64"; SIMD for the host comes from the feature string.
+            tm = llvm.Target.from_default_triple().create_target_machine(
+                cpu=cpu, features=features, opt=opt, reloc="pic", codemodel="default", jit=True
+            )
+            _machines[opt] = tm
+        return tm
+
+
+def _engine(tc: Toolchain) -> Any:
+    """The process-wide LLJIT (JITLink), with the toolchain's libstd loaded for std symbols."""
+    global _lljit
+    llvm = llvm_binding()
+    with _init_lock:
+        if tc.sysroot not in _libstd_loaded:
+            libdir = Path(tc.sysroot) / "lib" / "rustlib" / tc.host / "lib"
+            libs = sorted(glob.glob(str(libdir / "libstd-*.so")))
+            if not libs:
+                raise RustToolchainError(
+                    f"no libstd-*.so in {libdir}: the JIT resolves std symbols from the toolchain's shared std"
+                )
+            llvm.load_library_permanently(libs[0])
+            _libstd_loaded.add(tc.sysroot)
+        if _lljit is None:
+            # JITLink, not RuntimeDyld: it registers the unwind tables catch_unwind needs.
+            _lljit = llvm.create_lljit_compiler(_target_machine(2), use_jit_link=True)
+            # Never disposed, not even at interpreter exit: libstd's panic hook and
+            # any surviving builtin point into the memory it owns.
+            _lljit._owned = True
+        return _lljit
+
+
+# ---------------------------------------------------------------------------
+# IR preparation
+
+_TLS_DEF = re.compile(r"^(@(?:\"[^\"]+\"|[-\w.$]+)) = (internal|private) thread_local(?:\([a-z]+\))? ", re.M)
+_GLUE_MARK = "__rustcall_glue"
+
+
+def _tls_globals(llmod: Any) -> list[tuple[str, str, Any]]:
+    """(IR token, name, global) of every thread-local global, defined or declared."""
+    out = []
+    for g in llmod.global_variables:
+        head, _, rest = str(g).partition(" = ")
+        if " thread_local" in f" {rest.split(' global ', 1)[0]} " or rest.startswith("thread_local"):
+            out.append((head.strip(), g.name, g))
+    return out
+
+
+@dataclass(frozen=True)
+class TlsSlot:
+    """A glue thread-local made emulated: the shared control block's symbol, the value's size and alignment."""
+
+    symbol: str
+    size: int
+    align: int
+
+    def to_json(self) -> list[Any]:
+        """``[symbol, size, align]``."""
+        return [self.symbol, self.size, self.align]
+
+
+def prepare_ir(text: str, llmod: Any) -> tuple[str, list[str], list[TlsSlot]]:
+    """Rewrite the glue's thread-locals to emulated TLS; return (IR text, the cell's own thread-locals, slots).
+
+    JITLink cannot allocate native TLS. The glue's thread-locals (defined in
+    its ``__rustcall_glue`` module, zero-initialised) are used only through
+    ``llvm.threadlocal.address``; each access becomes a call of libgcc's
+    ``__emutls_get_address`` on a control block that gives every thread its
+    own zero-initialised copy. The control block is external and shared by
+    every JIT'd cell (see :func:`_tls_control`): all cells share libstd's one
+    panic hook, so the hook installed last must write where any cell reads.
+    Any other thread-local is returned for the caller to fall back on.
+    Raises RustcallError if a rewritten global is still used directly.
+    """
+    td = llvm_binding().create_target_data(llmod.data_layout)
+    user: list[str] = []
+    slots: dict[str, TlsSlot] = {}
+    for token, name, g in _tls_globals(llmod):
+        if _GLUE_MARK not in name.split("17h")[0] or g.is_declaration or not _zero_initialized(g):
+            user.append(name)
+            continue
+        align_m = re.search(r", align (\d+)", str(g))
+        size = int(td.get_abi_size(g.global_value_type))
+        align = int(align_m.group(1)) if align_m else 8
+        # The same glue item in any cell: its path without the crate prefix and the hash.
+        path = name[name.index(_GLUE_MARK) :].rsplit("17h", 1)[0]
+        digest = hashlib.sha256(f"{path}|{size}|{align}|{GLUE_VERSION}".encode()).hexdigest()[:20]
+        slot = TlsSlot(f"__rustcall_tls_{digest}", size, align)
+        slots[slot.symbol] = slot
+        m = re.search(r"^" + re.escape(token) + r" = (internal|private) thread_local(?:\([a-z]+\))? ", text, re.M)
+        if m is not None:  # left as a plain, unused global: codegen must place no TLS section
+            text = text[: m.start()] + f"{token} = {m.group(1)} " + text[m.end() :]
+        text = text.replace(f"@llvm.threadlocal.address.p0(ptr {token})", f"@__emutls_get_address(ptr @{slot.symbol})")
+        uses = len(re.findall(re.escape(token) + (r"" if token.endswith('"') else r"(?![-\w.$])"), text))
+        if uses != 1:  # the definition only: any other use would bypass the per-thread copy
+            raise RustcallError(f"cannot rewrite thread-local {name} for the JIT ({uses - 1} direct uses)")
+    if slots and not user:
+        decls = [f"@{s.symbol} = external global {{ i64, i64, ptr, ptr }}" for s in slots.values()]
+        text = text + "\n" + "\n".join(decls) + "\ndeclare ptr @__emutls_get_address(ptr)\n"
+    return text, user, list(slots.values())
+
+
+def _zero_initialized(g: Any) -> bool:
+    """True when global *g*'s initializer is only zeros, undef or poison (no template needed)."""
+    init = str(g).split(" global ", 1)[-1].rsplit(", align ", 1)[0]
+    init = re.sub(r"\[\d+ x ", "[", init)  # array types carry counts, not values
+    init = re.sub(r"\b(?:i\d+|float|double|ptr|undef|poison|zeroinitializer|null)\b", "", init)
+    return re.search(r"[1-9@\"]|\btrue\b|\bc\b", init) is None
+
+
+_tls_controls: dict[str, ctypes.Array[ctypes.c_uint64]] = {}
+
+
+def _tls_control(slot: TlsSlot) -> int:
+    """Address of the process-wide emutls control block for *slot* (size, align, index, no template)."""
+    block = _tls_controls.get(slot.symbol)
+    if block is None:
+        block = _tls_controls[slot.symbol] = (ctypes.c_uint64 * 4)(slot.size, slot.align, 0, 0)
+    return ctypes.addressof(block)
+
+
+def _run_pipeline(llmod: Any, config: OptimizationConfig) -> None:
+    llvm = llvm_binding()
+    if config.optimization_level == 0:
+        return
+    for fn in llmod.functions:
+        if not fn.is_declaration and config.size_level:
+            fn.add_function_attribute("optsize")
+            if config.size_level == 2:
+                fn.add_function_attribute("minsize")
+    tm = _target_machine(config.optimization_level)
+    pto = llvm.create_pipeline_tuning_options(speed_level=config.optimization_level)
+    pto.loop_vectorization = config.enable_vectorization
+    pto.slp_vectorization = config.enable_vectorization
+    pto.loop_unrolling = config.enable_loop_unrolling
+    pto.loop_interleaving = config.enable_loop_unrolling
+    if config.size_level:
+        pto.inlining_threshold = 75 if config.size_level == 1 else 25
+    pb = llvm.create_pass_builder(tm, pto)
+    if config.enable_licm:
+        pm = pb.getModulePassManager()
+    else:
+        pm = _pipeline_without_licm(llvm, config)
+    pm.run(llmod, pb)
+
+
+def _pipeline_without_licm(llvm: Any, config: OptimizationConfig) -> Any:
+    """A scalar pipeline shaped like LLVM's default one, minus loop-invariant code motion.
+
+    llvmlite exposes no LICM switch and no way to remove a pass from a
+    default pipeline, so this list is built pass by pass from what it offers.
+    """
+    pm = llvm.create_new_module_pass_manager()
+    pm.add_always_inliner_pass()
+    pm.add_ipsccp_pass()
+    pm.add_global_opt_pass()
+    pm.add_dead_arg_elimination_pass()
+    pm.add_post_order_function_attributes_pass()
+    pm.add_sroa_pass()
+    pm.add_mem_copy_opt_pass()
+    pm.add_instruction_combine_pass()
+    pm.add_simplify_cfg_pass()
+    pm.add_reassociate_pass()
+    pm.add_sccp_pass()
+    pm.add_loop_simplify_pass()
+    pm.add_lcssa_pass()
+    pm.add_loop_rotate_pass()
+    pm.add_loop_deletion_pass()
+    if config.enable_loop_unrolling:
+        pm.add_loop_unroll_pass()
+    pm.add_new_gvn_pass()
+    pm.add_instruction_combine_pass()
+    pm.add_jump_threading_pass()
+    pm.add_dead_store_elimination_pass()
+    pm.add_aggressive_dce_pass()
+    pm.add_simplify_cfg_pass()
+    pm.add_global_dead_code_eliminate_pass()
+    pm.add_constant_merge_pass()
+    return pm
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class JitInfo:
+    """How a JIT module came to be: object-cache hit or not, and the times spent (seconds)."""
+
+    cache_hit: bool
+    rustc_seconds: float
+    optimize_seconds: float
+    codegen_seconds: float
+    link_seconds: float
+    total_seconds: float
+    key: str
+
+
+class JitModule:
+    """The functions of one cell, JIT-compiled by LLVM, as attributes (``m.add(1, 2)``).
+
+    ``functions`` maps each exported name to its Rust signature text,
+    ``signatures`` to its FnSig; ``config`` is the OptimizationConfig used
+    (None when the IR was optimized by hand), ``info`` a :class:`JitInfo`. The
+    callables are builtins made by the JIT'd glue; a name that collides with
+    an attribute of this class is reachable as ``m["name"]``.
+    """
+
+    def __init__(
+        self,
+        ext: ModuleType,
+        signatures: list[FnSig],
+        info: JitInfo,
+        config: OptimizationConfig | None,
+        source: str,
+        warnings: list[Diagnostic] | None = None,
+        skipped: list[tuple[str, str]] | None = None,
+        entry: Entry | None = None,
+    ) -> None:
+        self._ext = ext
+        self.signatures = {s.name: s for s in signatures}
+        self.functions = {s.name: s.text for s in signatures}
+        self.info = info
+        self.config = config
+        self.source = source
+        self.warnings = list(warnings or [])
+        self.skipped = list(skipped or [])
+        self.entry = entry
+        for s in signatures:
+            if s.name not in type(self).__dict__ and not s.name.startswith("_"):
+                self.__dict__[s.name] = getattr(ext, s.name)
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        if name not in self.signatures:
+            raise KeyError(name)
+        return getattr(self._ext, name)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        sigs = self.__dict__.get("signatures", {})
+        if name in sigs:
+            return getattr(self._ext, name)
+        raise AttributeError(f"JIT-compiled cell has no function {name!r}; it exports {', '.join(sigs) or 'nothing'}")
+
+    def __iter__(self) -> Any:
+        return iter(self.signatures)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self.signatures})
+
+    @property
+    def key(self) -> str:
+        """The object-cache key."""
+        return self.info.key
+
+    @property
+    def module_name(self) -> str:
+        """The module name the JIT'd ``PyInit`` created."""
+        return self._ext.__name__
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.functions) or "no functions"
+        cfg = f" [{self.config.describe()}]" if self.config else ""
+        return f"<JitModule {self.key[:12]}{cfg}: {names}>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self) if cycle else self.describe())
+
+    def describe(self) -> str:
+        """Multi-line text: one Rust signature per function."""
+        return "\n".join([repr(self), *(f"  {t}" for t in self.functions.values())])
+
+
+class LLVMModule:
+    """A cell's crate (cell + glue) as LLVM IR, to inspect, optimize and JIT.
+
+    ``ir`` is the current IR text; :meth:`optimize` runs a pipeline on it in
+    place; :meth:`stats` counts functions, blocks and instructions;
+    :meth:`asm` gives the host assembly; :meth:`jit` links it into this
+    process. ``thread_locals`` lists thread-locals of the cell itself (then
+    :meth:`jit` falls back to the ``%%rust`` build). Obtain one with
+    :func:`get_llvm_module`.
+    """
+
+    def __init__(
+        self,
+        llmod: Any,
+        source: str,
+        module_name: str,
+        signatures: list[FnSig],
+        skipped: list[tuple[str, str]],
+        warnings: list[Diagnostic],
+        thread_locals: list[str],
+        tls_slots: list[TlsSlot],
+        toolchain: Toolchain,
+        compiler: RustCompiler,
+        edition: str,
+        rustc_seconds: float,
+    ) -> None:
+        self._llmod = llmod
+        self.source = source
+        self.module_name = module_name
+        self.signatures = list(signatures)
+        self.functions = {s.name: s.text for s in signatures}
+        self.skipped = skipped
+        self.warnings = warnings
+        self.thread_locals = thread_locals
+        self.tls_slots = tls_slots
+        self.toolchain = toolchain
+        self.compiler = compiler
+        self.edition = edition
+        self.rustc_seconds = rustc_seconds
+        self.optimize_seconds = 0.0
+        #: Configs applied so far, in order (empty: the IR as rustc emitted it).
+        self.applied: list[OptimizationConfig] = []
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        how = " then ".join(c.describe() for c in self.applied) or "unoptimized"
+        return (
+            f"<LLVMModule {self.module_name} ({how}): {s['functions']} functions, "
+            f"{s['blocks']} blocks, {s['instructions']} instructions>"
+        )
+
+    @property
+    def ir(self) -> str:
+        """The module's current LLVM IR as text."""
+        return str(self._llmod)
+
+    def verify(self) -> LLVMModule:
+        """Check the IR; raises RuntimeError with LLVM's message when it is invalid."""
+        self._llmod.verify()
+        return self
+
+    def optimize(self, config: OptimizationConfig | None = None) -> LLVMModule:
+        """Run *config*'s pipeline (default ``OptimizationConfig()``) on the IR in place; return self.
+
+        Raises TypeError when *config* is not an OptimizationConfig.
+        """
+        config = OptimizationConfig() if config is None else config
+        if not isinstance(config, OptimizationConfig):
+            raise TypeError(f"config must be an OptimizationConfig, not {type(config).__name__}")
+        t0 = time.perf_counter()
+        with _init_lock:
+            _run_pipeline(self._llmod, config)
+        self.optimize_seconds += time.perf_counter() - t0
+        self.applied.append(config)
+        return self
+
+    def stats(self) -> dict[str, int]:
+        """Counts over defined functions: ``functions``, ``blocks``, ``instructions``."""
+        n_fn = n_bb = n_ins = 0
+        for fn in self._llmod.functions:
+            if fn.is_declaration:
+                continue
+            n_fn += 1
+            for bb in fn.blocks:
+                n_bb += 1
+                n_ins += sum(1 for _ in bb.instructions)
+        return {"functions": n_fn, "blocks": n_bb, "instructions": n_ins}
+
+    def _codegen_level(self) -> int:
+        return self.applied[-1].optimization_level if self.applied else 2
+
+    def asm(self) -> str:
+        """Host assembly for the module's current IR (codegen runs on a copy)."""
+        with _init_lock:
+            return str(_target_machine(self._codegen_level()).emit_assembly(self._llmod.clone()))
+
+    def object_code(self) -> bytes:
+        """Host object code (ELF) for the module's current IR (codegen runs on a copy)."""
+        with _init_lock:
+            return bytes(_target_machine(self._codegen_level()).emit_object(self._llmod.clone()))
+
+    def _symbols_for(self, name: str) -> list[str]:
+        """IR symbols showing *name*: the cell's function if it survived, else its glue wrapper."""
+        index = next((i for i, s in enumerate(self.signatures) if s.name == name), None)
+        if index is None:
+            raise KeyError(name)
+        own = [
+            f.name
+            for f in self._llmod.functions
+            if not f.is_declaration and _is_cell_symbol(f.name, self.module_name, name)
+        ]
+        if own:
+            return own
+        wrapper = f"7__rc_w{index}17h" if index < 10 else f"8__rc_w{index}17h"
+        return [f.name for f in self._llmod.functions if not f.is_declaration and wrapper in f.name]
+
+    def function_ir(self, name: str) -> str:
+        """The IR of exported function *name* (its glue wrapper's when it was inlined there).
+
+        Raises KeyError when the cell exports no such function.
+        """
+        syms = set(self._symbols_for(name))
+        return "\n".join(str(f) for f in self._llmod.functions if f.name in syms)
+
+    def function_asm(self, name: str, asm: str | None = None) -> str:
+        """The assembly of exported function *name* (or of its wrapper), cut from :meth:`asm`.
+
+        Raises KeyError when the cell exports no such function.
+        """
+        text = self.asm() if asm is None else asm
+        out = []
+        for sym in self._symbols_for(name):
+            m = re.search(r"^" + re.escape(_asm_symbol(sym)) + r":.*?^\.Lfunc_end\d+:", text, re.S | re.M)
+            if m:
+                out.append(m.group(0))
+        return "\n".join(out)
+
+    def jit(self, force: bool = False, quiet: bool | None = None) -> JitModule | RustModule:
+        """Compile the current IR and link it into this process; return its functions.
+
+        Object code is cached by IR, host CPU and LLVM version, so the same IR
+        is compiled once. A cell with its own ``thread_local!`` is built by
+        the ``%%rust`` compiler instead (RustcallWarning). Raises RuntimeError
+        from LLVM when linking fails.
+        """
+        if self.thread_locals:
+            return _fallback(self.compiler, self.source, self.edition, force, quiet, self.thread_locals)
+        cpu, features = host_cpu()
+        key = make_key(
+            {
+                "kind": ENTRY_KIND,
+                "ir_sha256": hashlib.sha256(self.ir.encode()).hexdigest(),
+                "cpu": cpu,
+                "features": features,
+                "llvm": list(llvm_version()),
+                "python": python_abi_tag(),
+                "jit": JIT_VERSION,
+                "codegen_level": self._codegen_level(),
+            }
+        )
+        config = self.applied[-1] if len(self.applied) == 1 else None
+        return _jit_from_ir(self, key, config, force, t0=time.perf_counter())
+
+
+def _is_cell_symbol(symbol: str, module_name: str, fn: str) -> bool:
+    prefix = f"_ZN{len(module_name)}{module_name}{len(fn)}{fn}17h"
+    return symbol.startswith(prefix) or symbol == fn
+
+
+def _asm_symbol(sym: str) -> str:
+    return f'"{sym}"' if re.search(r"[^\w.$]", sym) else sym
+
+
+# ---------------------------------------------------------------------------
+# rustc -> IR
+
+
+def lower(
+    source: str,
+    compiler: RustCompiler,
+    *,
+    edition: str | None = None,
+    module_name: str | None = None,
+    quiet: bool | None = None,
+) -> LLVMModule:
+    """Run rustc on *source* plus its glue and parse the IR (no LLVM pass has run on it).
+
+    Raises RustCompileError (rustc's diagnostics, cell line numbers),
+    RustToolchainError (no rustc, LLVM versions differ), RustCacheError.
+    """
+    if not isinstance(source, str):
+        raise TypeError(f"source must be str, not {type(source).__name__}")
+    cache = compiler.cache
+    cache.ensure()
+    tc = get_toolchain(cache.root)
+    check_llvm_versions(tc)
+    edition = compiler.edition if edition is None else str(edition)
+    opts = BuildOptions(FRONTEND_OPT_LEVEL, False, edition, compiler.target_cpu)
+    info = parse_cell(source)
+    if module_name is None:
+        module_name = f"_rustcall_llvm_{uuid.uuid4().hex[:24]}"
+    crate = generate(module_name, source, info.functions)
+    build_dir = cache.new_build_dir(hashlib.sha256(source.encode()).hexdigest())
+    try:
+        src = build_dir / "src"
+        src.mkdir()
+        for name, text in crate.files.items():
+            (src / name).write_text(text, encoding="utf-8")
+        out = build_dir / f"{module_name}.ll"
+        cmd = [
+            tc.rustc,
+            "--crate-type=cdylib",
+            f"--crate-name={module_name}",
+            *opts.rustc_flags(),
+            "-C",
+            "codegen-units=1",
+            # LLVM passes are the user's OptimizationConfig, run by llvmlite.
+            "-C",
+            "no-prepopulate-passes",
+            "--emit=llvm-ir",
+            "--error-format=json",
+            "--json=diagnostic-rendered-ansi",
+            "-o",
+            str(out),
+            crate.root,
+        ]
+        env = dict(os.environ)
+        env.pop("RUST_LOG", None)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, cwd=src, capture_output=True, text=True, env=env)
+        except OSError as e:
+            raise RustToolchainError(f"could not run {tc.rustc}: {e}") from e
+        rustc_seconds = time.perf_counter() - t0
+        errors, diags, other = parse_diagnostics(proc.stderr)
+        if proc.returncode != 0 or not out.exists():
+            if not errors:
+                text = "\n".join(other) or f"rustc exited with status {proc.returncode}"
+                errors = [Diagnostic("error", text.splitlines()[0], None, None, None, text + "\n")]
+            raise RustCompileError(errors + diags)
+        text = out.read_text(encoding="utf-8")
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+    quiet = compiler.quiet if quiet is None else quiet
+    for name, reason in info.skipped:
+        warnings.warn(f"Rust function `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
+    if diags and not quiet:
+        sys.stderr.write("".join(d.rendered for d in diags))
+    llvm = llvm_binding()
+    with _init_lock:
+        raw = llvm.parse_assembly(text)
+        prepared, user_tls, slots = prepare_ir(text, raw)
+        llmod = raw if user_tls or prepared == text else llvm.parse_assembly(prepared)
+        llmod.verify()
+    return LLVMModule(
+        llmod,
+        source,
+        module_name,
+        info.functions,
+        info.skipped,
+        diags,
+        user_tls,
+        [] if user_tls else slots,
+        tc,
+        compiler,
+        edition,
+        rustc_seconds,
+    )
+
+
+def get_llvm_module(
+    source: str, compiler: RustCompiler, *, edition: str | None = None, quiet: bool | None = None
+) -> LLVMModule:
+    """The IR of *source* plus its glue, unoptimized, under a module name derived from the source.
+
+    The same source gives the same IR, so :meth:`LLVMModule.jit` of the same
+    optimized IR hits the object cache. Raises as :func:`lower`.
+    """
+    cache = compiler.cache
+    cache.ensure()
+    tc = get_toolchain(cache.root)
+    edition = compiler.edition if edition is None else str(edition)
+    name_key = make_key(
+        {"source": source, "edition": edition, "rustc": tc.version_verbose, "glue": GLUE_VERSION, "jit": JIT_VERSION}
+    )
+    return lower(source, compiler, edition=edition, module_name=f"_rustcall_ir_{name_key[:24]}", quiet=quiet)
+
+
+def _fallback(
+    compiler: RustCompiler, source: str, edition: str, force: bool, quiet: bool | None, names: list[str]
+) -> RustModule:
+    shown = ", ".join(sorted({_tls_label(n) for n in names}))
+    warnings.warn(
+        f"the cell uses thread-locals ({shown}), which the in-process JIT cannot place; "
+        "it was built as a %%rust module instead",
+        RustcallWarning,
+        stacklevel=3,
+    )
+    return compiler.compile(source, edition=edition, force=force, quiet=quiet)
+
+
+def _tls_label(symbol: str) -> str:
+    """The static's name in a mangled symbol (legacy ``_ZN`` or v0 ``_R``), e.g. ``COUNT``."""
+    idents: list[str] = []
+    if symbol.startswith("_ZN"):  # legacy: <len><ident> one after the other
+        i = 3
+        while i < len(symbol) and symbol[i].isdigit():
+            j = i
+            while j < len(symbol) and symbol[j].isdigit():
+                j += 1
+            idents.append(symbol[j : j + int(symbol[i:j])])
+            i = j + int(symbol[i:j])
+    else:  # v0: identifiers are <len>[_]<ident> among other productions
+        for m in re.finditer(r"(?<!\d)(\d+)_?", symbol):
+            ident = symbol[m.end() : m.end() + int(m.group(1))]
+            if len(ident) == int(m.group(1)) and re.fullmatch(r"[A-Za-z_]\w*", ident):
+                idents.append(ident)
+    statics = [i for i in idents if re.fullmatch(r"[A-Z][A-Z0-9_]*", i)]
+    return statics[-1] if statics else symbol
+
+
+# ---------------------------------------------------------------------------
+# IR -> object -> linked module
+
+_linked: dict[str, ModuleType] = {}
+_fallback_keys: set[str] = set()
+
+
+def _link(obj: bytes, module_name: str, tc: Toolchain, slots: list[TlsSlot]) -> ModuleType:
+    llvm = llvm_binding()
+    with _init_lock:
+        engine = _engine(tc)
+        symbol = f"PyInit_{module_name}"
+        builder = llvm.JITLibraryBuilder()
+        for slot in slots:
+            builder.import_symbol(slot.symbol, _tls_control(slot))
+        tracker = (
+            builder.add_object_img(obj)
+            .add_current_process()
+            .export_symbol(symbol)
+            .link(engine, f"{module_name}#{next(_counter)}")
+        )
+        # Never released: the builtins and the module definition live in JIT'd memory.
+        tracker._owned = True
+        _trackers.append(tracker)
+        address = tracker[symbol]
+    if not address:
+        raise RustcallError(f"the JIT'd code has no {symbol}")
+    init = ctypes.PYFUNCTYPE(ctypes.py_object)(address)
+    module = init()
+    if not isinstance(module, ModuleType):
+        raise RustcallError(f"{symbol} returned {type(module).__name__}, not a module")
+    return module
+
+
+def _meta(mod: LLVMModule, config: OptimizationConfig | None, cpu: str, features: str) -> dict[str, Any]:
+    return {
+        "kind": ENTRY_KIND,
+        "module": mod.module_name,
+        "functions": [f.to_json() for f in mod.signatures],
+        "skipped": [list(s) for s in mod.skipped],
+        "warnings": [
+            {s: getattr(d, s) for s in ("level", "message", "code", "line", "column", "rendered")} for d in mod.warnings
+        ],
+        "config": config.to_json() if config else None,
+        "tls": [t.to_json() for t in mod.tls_slots],
+        "cpu": cpu,
+        "features": features,
+        "llvm": ".".join(map(str, llvm_version())),
+        "rustc": mod.toolchain.release,
+        "source": mod.source,
+        "timings": {"rustc": round(mod.rustc_seconds, 4), "optimize": round(mod.optimize_seconds, 4)},
+    }
+
+
+def _jit_from_ir(mod: LLVMModule, key: str, config: OptimizationConfig | None, force: bool, t0: float) -> JitModule:
+    cache = mod.compiler.cache
+    cpu, features = host_cpu()
+    entry = None if force else _valid_entry(cache, key)
+    codegen_seconds = 0.0
+    if entry is None:
+        with cache.lock(key):
+            entry = None if force else _valid_entry(cache, key, warn=False)
+            if entry is None:
+                t1 = time.perf_counter()
+                obj = mod.object_code()
+                codegen_seconds = time.perf_counter() - t1
+                build_dir = cache.new_build_dir(key)
+                artifact = build_dir / f"{mod.module_name}.o"
+                artifact.write_bytes(obj)
+                entry = cache.publish(key, build_dir, artifact, _meta(mod, config, cpu, features))
+    t2 = time.perf_counter()
+    ext = _linked.get(key) if not force else None
+    if ext is None or ext.__name__ != mod.module_name:
+        ext = _link(entry.artifact.read_bytes(), mod.module_name, mod.toolchain, mod.tls_slots)
+        _linked[key] = ext
+    link_seconds = time.perf_counter() - t2
+    info = JitInfo(
+        False, mod.rustc_seconds, mod.optimize_seconds, codegen_seconds, link_seconds, time.perf_counter() - t0, key
+    )
+    return JitModule(ext, mod.signatures, info, config, mod.source, mod.warnings, mod.skipped, entry)
+
+
+def _valid_entry(cache: Cache, key: str, warn: bool = True) -> Entry | None:
+    entry = cache.lookup(key)
+    if entry is None or entry.meta.get("kind") != ENTRY_KIND:
+        return None
+    problem = cache.verify(entry)
+    if problem is None:
+        return entry
+    if warn:
+        warnings.warn(
+            f"cache entry {key[:12]} is corrupt ({problem}); it was removed and will be rebuilt",
+            RustcallWarning,
+            stacklevel=5,
+        )
+    cache.evict(entry)
+    return None
+
+
+def source_key(source: str, compiler: RustCompiler, config: OptimizationConfig, edition: str, tc: Toolchain) -> str:
+    """The object-cache key of *source* JIT-compiled under *config* on this host.
+
+    It holds everything that shapes the IR (source, edition, toolchain, glue,
+    Python ABI) and the object code (config, host CPU and features, LLVM).
+    """
+    cpu, features = host_cpu()
+    return make_key(
+        {
+            "kind": ENTRY_KIND,
+            "source": source,
+            "edition": edition,
+            "target_cpu": compiler.target_cpu,
+            "rustc": tc.version_verbose,
+            "sysroot": tc.sysroot,
+            "python": python_abi_tag(),
+            "package": __version__,
+            "glue": GLUE_VERSION,
+            "jit": JIT_VERSION,
+            "config": config.to_json(),
+            "cpu": cpu,
+            "features": features,
+            "llvm": list(llvm_version()),
+        }
+    )
+
+
+def jit_source(
+    source: str,
+    compiler: RustCompiler,
+    config: OptimizationConfig | None = None,
+    *,
+    edition: str | None = None,
+    force: bool = False,
+    quiet: bool | None = None,
+    keep_module: bool = False,
+) -> tuple[JitModule | RustModule, LLVMModule | None]:
+    """JIT-compile *source* under *config*; return the module and, if built now or *keep_module*, its IR.
+
+    A cached object for the same key is linked without running rustc or the
+    optimizer. Raises RustCompileError, RustToolchainError, RustCacheError;
+    see :func:`lower`.
+    """
+    if not isinstance(source, str):
+        raise TypeError(f"source must be str, not {type(source).__name__}")
+    config = OptimizationConfig() if config is None else config
+    if not isinstance(config, OptimizationConfig):
+        raise TypeError(f"config must be an OptimizationConfig, not {type(config).__name__}")
+    t0 = time.perf_counter()
+    edition = compiler.edition if edition is None else str(edition)
+    quiet = compiler.quiet if quiet is None else quiet
+    cache = compiler.cache
+    cache.ensure()
+    tc = get_toolchain(cache.root)
+    key = source_key(source, compiler, config, edition, tc)
+    if key in _fallback_keys and not keep_module:
+        return _fallback(compiler, source, edition, force, quiet, ["thread_local!"]), None
+    if not force and not keep_module:
+        entry = _valid_entry(cache, key)
+        if entry is not None:
+            cache.touch(entry)
+            return _from_entry(entry, tc, config, source, quiet, t0), None
+    suffix = f"_{uuid.uuid4().hex[:8]}" if force else ""
+    mod = lower(source, compiler, edition=edition, module_name=f"_rustcall_llvm_{key[:24]}{suffix}", quiet=quiet)
+    if mod.thread_locals:
+        _fallback_keys.add(key)
+        return _fallback(compiler, source, edition, force, quiet, mod.thread_locals), mod
+    if not force and keep_module:
+        entry = _valid_entry(cache, key)
+        if entry is not None:  # show the IR, but link the object compiled before
+            cache.touch(entry)
+            mod.optimize(config)
+            return _from_entry(entry, tc, config, source, True, t0, mod), mod
+    mod.optimize(config)
+    return _jit_from_ir(mod, key, config, force, t0), mod
+
+
+def _from_entry(
+    entry: Entry,
+    tc: Toolchain,
+    config: OptimizationConfig,
+    source: str,
+    quiet: bool,
+    t0: float,
+    mod: LLVMModule | None = None,
+) -> JitModule:
+    sigs = [FnSig.from_json(f) for f in entry.meta.get("functions", [])]
+    skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
+    diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
+    if mod is None:
+        for name, reason in skipped:
+            warnings.warn(f"Rust function `{name}` was not exported: {reason}", RustcallWarning, stacklevel=4)
+        if diags and not quiet:
+            sys.stderr.write("".join(d.rendered for d in diags))
+    t1 = time.perf_counter()
+    ext = _linked.get(entry.key)
+    if ext is None:
+        slots = [TlsSlot(str(a), int(b), int(c)) for a, b, c in entry.meta.get("tls", [])]
+        ext = _link(entry.artifact.read_bytes(), entry.module_name, tc, slots)
+        _linked[entry.key] = ext
+    link_seconds = time.perf_counter() - t1
+    rustc_seconds = mod.rustc_seconds if mod else 0.0
+    optimize_seconds = mod.optimize_seconds if mod else 0.0
+    info = JitInfo(True, rustc_seconds, optimize_seconds, 0.0, link_seconds, time.perf_counter() - t0, entry.key)
+    return JitModule(ext, sigs, info, config, source, diags, skipped, entry)
