@@ -29,6 +29,7 @@ This is the only module that imports llvmlite, and only when first used.
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import hashlib
 import itertools
@@ -50,7 +51,7 @@ from typing import Any
 from ._version import __version__
 from .build import BuildOptions, parse_diagnostics
 from .cache import Cache, Entry, make_key
-from .codegen import GLUE_VERSION, generate
+from .codegen import GLUE_VERSION, generate, glue_fingerprint
 from .compiler import RustCompiler, RustModule
 from .errors import Diagnostic, RustcallError, RustcallWarning, RustCompileError, RustToolchainError
 from .signature import FnSig, parse_cell
@@ -62,6 +63,13 @@ ENTRY_KIND = "llvm-object"
 JIT_VERSION = "1"
 #: rustc's optimization level for the front end (MIR); LLVM passes are all llvmlite's.
 FRONTEND_OPT_LEVEL = 2
+
+
+@functools.lru_cache(maxsize=1)
+def _jit_fingerprint() -> str:
+    """JIT_VERSION and this module's own source: how IR is prepared and optimized shapes the object code."""
+    return hashlib.sha256(JIT_VERSION.encode() + Path(__file__).read_bytes()).hexdigest()
+
 
 # ---------------------------------------------------------------------------
 # Configuration
@@ -757,7 +765,7 @@ def get_llvm_module(
     tc = get_toolchain(cache.root)
     edition = compiler.edition if edition is None else str(edition)
     name_key = make_key(
-        {"source": source, "edition": edition, "rustc": tc.version_verbose, "glue": GLUE_VERSION, "jit": JIT_VERSION}
+        {"source": source, "edition": edition, "rustc": tc.version_verbose, "glue": glue_fingerprint(), "jit": _jit_fingerprint()}
     )
     return lower(source, compiler, edition=edition, module_name=f"_rustcall_ir_{name_key[:24]}", quiet=quiet)
 
@@ -911,8 +919,8 @@ def source_key(source: str, compiler: RustCompiler, config: OptimizationConfig, 
             "sysroot": tc.sysroot,
             "python": python_abi_tag(),
             "package": __version__,
-            "glue": GLUE_VERSION,
-            "jit": JIT_VERSION,
+            "glue": glue_fingerprint(),
+            "jit": _jit_fingerprint(),
             "config": config.to_json(),
             "cpu": cpu,
             "features": features,
