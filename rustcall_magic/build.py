@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,26 +128,34 @@ def parse_diagnostics(stderr: str) -> tuple[list[Diagnostic], list[Diagnostic], 
     return errors, warnings, other
 
 
-def build_cdylib(crate: GeneratedCrate, build_dir: Path, toolchain: Toolchain, options: BuildOptions) -> BuildResult:
-    """Write *crate* into *build_dir* and compile it into ``<module>.so`` there.
+def run_rustc(
+    crate: GeneratedCrate,
+    build_dir: Path,
+    toolchain: Toolchain,
+    options: BuildOptions,
+    output: Path,
+    extra_args: Sequence[str] = (),
+) -> BuildResult:
+    """Write *crate* into ``build_dir/src`` and run rustc on it as a cdylib crate, writing *output*.
 
-    Raises RustCompileError with rustc's diagnostics when the cell does not
-    compile, RustToolchainError when rustc cannot be run.
+    *extra_args* go before the output flag (e.g. ``--emit=llvm-ir``). Raises
+    RustCompileError with rustc's diagnostics when the cell does not compile,
+    RustToolchainError when rustc cannot be run.
     """
     src = build_dir / "src"
     src.mkdir(exist_ok=True)
     for name, text in crate.files.items():
         (src / name).write_text(text, encoding="utf-8")
-    artifact = build_dir / f"{crate.module_name}.so"
     cmd = [
         toolchain.rustc,
         "--crate-type=cdylib",
         f"--crate-name={crate.module_name}",
         *options.rustc_flags(),
+        *extra_args,
         "--error-format=json",
         "--json=diagnostic-rendered-ansi",
         "-o",
-        str(artifact),
+        str(output),
         crate.root,
     ]
     env = dict(os.environ)
@@ -158,9 +167,14 @@ def build_cdylib(crate: GeneratedCrate, build_dir: Path, toolchain: Toolchain, o
         raise RustToolchainError(f"could not run {toolchain.rustc}: {e}") from e
     seconds = time.perf_counter() - t0
     errors, warnings, other = parse_diagnostics(proc.stderr)
-    if proc.returncode != 0 or not artifact.exists():
+    if proc.returncode != 0 or not output.exists():
         if not errors:
             text = "\n".join(other) or f"rustc exited with status {proc.returncode}"
             errors = [Diagnostic("error", text.splitlines()[0], None, None, None, text + "\n")]
         raise RustCompileError(errors + warnings)
-    return BuildResult(artifact, warnings, seconds)
+    return BuildResult(output, warnings, seconds)
+
+
+def build_cdylib(crate: GeneratedCrate, build_dir: Path, toolchain: Toolchain, options: BuildOptions) -> BuildResult:
+    """Compile *crate* into ``<module>.so`` in *build_dir* (see :func:`run_rustc` for errors)."""
+    return run_rustc(crate, build_dir, toolchain, options, build_dir / f"{crate.module_name}.so")

@@ -39,13 +39,71 @@ class CompileInfo:
     key: str
 
 
-class RustModule:
-    """The functions compiled from one cell, as attributes (``m.add(1, 2)``).
+class CellFunctions:
+    """The functions of one compiled cell, as attributes (``m.add(1, 2)``).
 
     ``functions`` maps each exported name to its Rust signature text;
     ``signatures`` to its :class:`~rustcall_magic.signature.FnSig`. A function
-    whose name collides with an attribute of this class is reachable as
-    ``m["name"]``.
+    whose name collides with an attribute of the class is reachable as
+    ``m["name"]``. Subclasses say how the code was made (:class:`RustModule`,
+    ``llvm_jit.JitModule``).
+    """
+
+    _kind = "compiled cell"
+
+    def __init__(
+        self,
+        ext: ModuleType,
+        signatures: list[FnSig],
+        source: str,
+        warnings: list[Diagnostic] | None = None,
+        skipped: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self._ext = ext
+        self.signatures = {s.name: s for s in signatures}
+        self.functions = {s.name: s.text for s in signatures}
+        self.source = source
+        self.warnings = list(warnings or [])
+        self.skipped = list(skipped or [])
+        for s in signatures:
+            if not hasattr(type(self), s.name) and not s.name.startswith("_"):
+                self.__dict__[s.name] = getattr(ext, s.name)
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        if name not in self.signatures:
+            raise KeyError(name)
+        return getattr(self._ext, name)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        sigs = self.__dict__.get("signatures", {})
+        if name in sigs:
+            return getattr(self._ext, name)
+        raise AttributeError(f"{self._kind} has no function {name!r}; it exports {', '.join(sigs) or 'nothing'}")
+
+    def __iter__(self) -> Any:
+        return iter(self.signatures)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self.signatures})
+
+    @property
+    def module_name(self) -> str:
+        """The extension module's name."""
+        return self._ext.__name__
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self) if cycle else self.describe())
+
+    def describe(self) -> str:
+        """Multi-line text: one Rust signature per function."""
+        return "\n".join([repr(self), *(f"  {t}" for t in self.functions.values())])
+
+
+class RustModule(CellFunctions):
+    """The functions compiled from one cell by rustc into a cached extension module.
+
+    Besides :class:`CellFunctions`: ``entry`` (the cache entry), ``info`` (a
+    :class:`CompileInfo`), ``path``, ``key``.
     """
 
     def __init__(
@@ -58,34 +116,9 @@ class RustModule:
         skipped: list[tuple[str, str]],
         source: str,
     ) -> None:
-        self._ext = ext
-        self.signatures = {s.name: s for s in signatures}
-        self.functions = {s.name: s.text for s in signatures}
         self.entry = entry
         self.info = info
-        self.warnings = warnings
-        self.skipped = skipped
-        self.source = source
-        for s in signatures:
-            if s.name not in type(self).__dict__ and not s.name.startswith("_"):
-                self.__dict__[s.name] = getattr(ext, s.name)
-
-    def __getitem__(self, name: str) -> Callable[..., Any]:
-        if name not in self.signatures:
-            raise KeyError(name)
-        return getattr(self._ext, name)  # type: ignore[no-any-return]
-
-    def __getattr__(self, name: str) -> Any:
-        sigs = self.__dict__.get("signatures", {})
-        if name in sigs:
-            return getattr(self._ext, name)
-        raise AttributeError(f"compiled cell has no function {name!r}; it exports {', '.join(sigs) or 'nothing'}")
-
-    def __iter__(self) -> Any:
-        return iter(self.signatures)
-
-    def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *self.signatures})
+        super().__init__(ext, signatures, source, warnings, skipped)
 
     @property
     def path(self) -> Path:
@@ -97,23 +130,9 @@ class RustModule:
         """The cache key."""
         return self.entry.key
 
-    @property
-    def module_name(self) -> str:
-        """The extension module's name."""
-        return self._ext.__name__
-
     def __repr__(self) -> str:
         names = ", ".join(self.functions) or "no functions"
         return f"<RustModule {self.key[:12]}: {names}>"
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(repr(self) if cycle else self.describe())
-
-    def describe(self) -> str:
-        """Multi-line text: one Rust signature per function."""
-        lines = [repr(self)]
-        lines += [f"  {t}" for t in self.functions.values()]
-        return "\n".join(lines)
 
 
 class RustCompiler:

@@ -33,27 +33,24 @@ import functools
 import glob
 import hashlib
 import itertools
-import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from ._version import __version__
-from .build import BuildOptions, parse_diagnostics
+from .build import BuildOptions, run_rustc
 from .cache import Cache, Entry, make_key
 from .codegen import GLUE_VERSION, generate, glue_fingerprint
-from .compiler import RustCompiler, RustModule
-from .errors import Diagnostic, RustcallError, RustcallWarning, RustCompileError, RustToolchainError
+from .compiler import CellFunctions, RustCompiler, RustModule
+from .errors import Diagnostic, RustcallError, RustcallWarning, RustToolchainError
 from .signature import FnSig, parse_cell
 from .toolchain import Toolchain, get_toolchain, python_abi_tag
 
@@ -408,15 +405,16 @@ class JitInfo:
     key: str
 
 
-class JitModule:
+class JitModule(CellFunctions):
     """The functions of one cell, JIT-compiled by LLVM, as attributes (``m.add(1, 2)``).
 
-    ``functions`` maps each exported name to its Rust signature text,
-    ``signatures`` to its FnSig; ``config`` is the OptimizationConfig used
-    (None when the IR was optimized by hand), ``info`` a :class:`JitInfo`. The
-    callables are builtins made by the JIT'd glue; a name that collides with
-    an attribute of this class is reachable as ``m["name"]``.
+    Besides :class:`~rustcall_magic.compiler.CellFunctions`: ``config`` is the
+    OptimizationConfig used (None when the IR was optimized by hand), ``info``
+    a :class:`JitInfo`, ``entry`` the object-cache entry (if any). The
+    callables are builtins made by the JIT'd glue.
     """
+
+    _kind = "JIT-compiled cell"
 
     def __init__(
         self,
@@ -429,57 +427,20 @@ class JitModule:
         skipped: list[tuple[str, str]] | None = None,
         entry: Entry | None = None,
     ) -> None:
-        self._ext = ext
-        self.signatures = {s.name: s for s in signatures}
-        self.functions = {s.name: s.text for s in signatures}
         self.info = info
         self.config = config
-        self.source = source
-        self.warnings = list(warnings or [])
-        self.skipped = list(skipped or [])
         self.entry = entry
-        for s in signatures:
-            if s.name not in type(self).__dict__ and not s.name.startswith("_"):
-                self.__dict__[s.name] = getattr(ext, s.name)
-
-    def __getitem__(self, name: str) -> Callable[..., Any]:
-        if name not in self.signatures:
-            raise KeyError(name)
-        return getattr(self._ext, name)  # type: ignore[no-any-return]
-
-    def __getattr__(self, name: str) -> Any:
-        sigs = self.__dict__.get("signatures", {})
-        if name in sigs:
-            return getattr(self._ext, name)
-        raise AttributeError(f"JIT-compiled cell has no function {name!r}; it exports {', '.join(sigs) or 'nothing'}")
-
-    def __iter__(self) -> Any:
-        return iter(self.signatures)
-
-    def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *self.signatures})
+        super().__init__(ext, signatures, source, warnings, skipped)
 
     @property
     def key(self) -> str:
         """The object-cache key."""
         return self.info.key
 
-    @property
-    def module_name(self) -> str:
-        """The module name the JIT'd ``PyInit`` created."""
-        return self._ext.__name__
-
     def __repr__(self) -> str:
         names = ", ".join(self.functions) or "no functions"
         cfg = f" [{self.config.describe()}]" if self.config else ""
         return f"<JitModule {self.key[:12]}{cfg}: {names}>"
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(repr(self) if cycle else self.describe())
-
-    def describe(self) -> str:
-        """Multi-line text: one Rust signature per function."""
-        return "\n".join([repr(self), *(f"  {t}" for t in self.functions.values())])
 
 
 class LLVMModule:
@@ -686,42 +647,12 @@ def lower(
     crate = generate(module_name, source, info.functions)
     build_dir = cache.new_build_dir(hashlib.sha256(source.encode()).hexdigest())
     try:
-        src = build_dir / "src"
-        src.mkdir()
-        for name, text in crate.files.items():
-            (src / name).write_text(text, encoding="utf-8")
         out = build_dir / f"{module_name}.ll"
-        cmd = [
-            tc.rustc,
-            "--crate-type=cdylib",
-            f"--crate-name={module_name}",
-            *opts.rustc_flags(),
-            "-C",
-            "codegen-units=1",
-            # LLVM passes are the user's OptimizationConfig, run by llvmlite.
-            "-C",
-            "no-prepopulate-passes",
-            "--emit=llvm-ir",
-            "--error-format=json",
-            "--json=diagnostic-rendered-ansi",
-            "-o",
-            str(out),
-            crate.root,
-        ]
-        env = dict(os.environ)
-        env.pop("RUST_LOG", None)
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, cwd=src, capture_output=True, text=True, env=env)
-        except OSError as e:
-            raise RustToolchainError(f"could not run {tc.rustc}: {e}") from e
-        rustc_seconds = time.perf_counter() - t0
-        errors, diags, other = parse_diagnostics(proc.stderr)
-        if proc.returncode != 0 or not out.exists():
-            if not errors:
-                text = "\n".join(other) or f"rustc exited with status {proc.returncode}"
-                errors = [Diagnostic("error", text.splitlines()[0], None, None, None, text + "\n")]
-            raise RustCompileError(errors + diags)
+        # LLVM passes are the user's OptimizationConfig, run by llvmlite.
+        result = run_rustc(
+            crate, build_dir, tc, opts, out, ["-C", "codegen-units=1", "-C", "no-prepopulate-passes", "--emit=llvm-ir"]
+        )
+        rustc_seconds, diags = result.seconds, result.warnings
         text = out.read_text(encoding="utf-8")
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
