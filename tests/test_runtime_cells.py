@@ -1,0 +1,220 @@
+"""Handles crossing into %%rust functions: borrowed, mutated, moved and returned as Rust would."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+import rustcall_magic as rc
+from rustcall_magic.errors import RustHandleError
+
+np = pytest.importorskip("numpy")
+
+VEC_CELL = """
+pub fn total(v: &Vec<i64>) -> i64 { v.iter().sum() }
+pub fn grow(v: &mut Vec<i64>, n: i64) { for i in 0..n { v.push(i * 10); } }
+pub fn clear_all(v: &mut Vec<i64>) { v.clear(); v.shrink_to_fit(); }
+pub fn consume(v: Vec<i64>) -> usize { v.len() }
+pub fn reversed(mut v: Vec<i64>) -> Vec<i64> { v.reverse(); v }
+pub fn make(n: i64) -> Vec<i64> { (0..n).collect() }
+pub fn halves(v: &Vec<f32>) -> Vec<f32> { v.iter().map(|x| x / 2.0).collect() }
+pub fn flags(n: usize) -> Vec<bool> { (0..n).map(|i| i % 2 == 0).collect() }
+pub fn sizes(n: usize) -> Vec<usize> { (0..n).collect() }
+pub fn merge(a: &mut Vec<i64>, b: &Vec<i64>) { a.extend_from_slice(b); }
+pub fn push_then_panic(v: &mut Vec<i64>) { v.extend(0..100); panic!("after growing"); }
+"""
+
+SHARED_CELL = """
+use std::rc::Rc;
+use std::sync::Arc;
+pub fn peek(b: &Box<i32>) -> i32 { **b }
+pub fn unbox(b: Box<i32>) -> i32 { *b }
+pub fn rebox(b: Box<u8>) -> Box<u8> { Box::new(*b + 1) }
+pub fn boxed(x: f64) -> Box<f64> { Box::new(x) }
+pub fn rc_count(r: &Rc<f64>) -> usize { Rc::strong_count(r) }
+pub fn rc_pass(r: Rc<f64>) -> Rc<f64> { r }
+pub fn rc_twice(r: &Rc<f64>) -> Rc<f64> { Rc::clone(r) }
+pub fn rc_make(x: f64) -> Rc<f64> { Rc::new(x) }
+pub fn arc_add(a: &Arc<i64>, b: Arc<i64>) -> i64 { **a + *b }
+pub fn arc_share(a: &Arc<i64>) -> Arc<i64> { Arc::clone(a) }
+pub fn arc_count(a: &Arc<i64>) -> usize { Arc::strong_count(a) }
+pub fn unbox_and_peek(a: Box<i32>, b: &Box<i32>) -> i32 { *a + **b }
+"""
+
+
+@pytest.fixture(scope="module")
+def vecs():
+    return rc.compile_rust(VEC_CELL)
+
+
+@pytest.fixture(scope="module")
+def shared():
+    return rc.compile_rust(SHARED_CELL)
+
+
+def test_vec_borrowed_mutated_moved_and_returned(vecs) -> None:
+    v = rc.RustVec([1, 2, 3], "i64")
+    assert vecs.total(v) == 6 and v.state == "alive"
+    vecs.grow(v, 3)  # reallocates inside Rust: the handle follows
+    assert v.to_list() == [1, 2, 3, 0, 10, 20] and v.capacity >= 6
+    vecs.clear_all(v)
+    assert len(v) == 0 and v.capacity == 0
+    v.extend([4, 5])
+    assert vecs.consume(v) == 2
+    assert v.state == "moved" and v.dropped
+    with pytest.raises(RustHandleError, match="moved"):
+        len(v)
+    with pytest.raises(RustHandleError, match="moved"):
+        vecs.total(v)
+    v.drop()  # idempotent: a moved handle owns nothing
+
+
+def test_returned_vecs_are_handles_without_copies(vecs) -> None:
+    r = vecs.reversed(rc.RustVec([1, 2, 3], "i64"))
+    assert isinstance(r, rc.RustVec) and r.to_list() == [3, 2, 1]
+    m = vecs.make(5)
+    assert (m.dtype, m.to_list()) == ("i64", [0, 1, 2, 3, 4])
+    a = np.asarray(m)
+    a[0] = 99
+    assert m[0] == 99, "np.asarray of a returned Vec is a view of Rust memory"
+    h = vecs.halves(rc.RustVec([1.0, 3.0], "f32"))
+    assert (h.dtype, h.to_list()) == ("f32", [0.5, 1.5])
+    assert vecs.flags(3).to_list() == [True, False, True]
+    s = vecs.sizes(3)
+    assert (s.dtype, s.to_list()) == ("u64", [0, 1, 2])
+    assert vecs.total(vecs.make(4)) == 6
+    row = next(x for x in rc.live_handles() if x.id == m.id)
+    assert (row.kind, row.state, row.origin.startswith("test_runtime_cells.py:")) == ("Vec", "alive", True)
+
+
+def test_vec_params_still_take_lists_and_buffers(vecs) -> None:
+    assert vecs.consume([1, 2, 3]) == 3
+    assert vecs.consume(np.arange(4, dtype=np.int64)) == 4
+    a = np.arange(3, dtype=np.int64)
+    assert vecs.reversed(a).to_list() == [2, 1, 0] and a.tolist() == [0, 1, 2]
+
+
+def test_wrong_element_type_or_kind_is_type_error(vecs, shared) -> None:
+    with pytest.raises(TypeError, match=r"RustVec<i32>; the function needs i64"):
+        vecs.total(rc.RustVec([1], "i32"))
+    with pytest.raises(TypeError, match="must be a RustVec of i64"):
+        vecs.total([1, 2])
+    with pytest.raises(TypeError):
+        vecs.consume(rc.RustVec([1.0], "f64"))
+    with pytest.raises(TypeError, match="RustBox of i32"):
+        shared.peek(rc.RustRc(1, "i32"))
+    with pytest.raises(TypeError):
+        shared.unbox(rc.RustBox(1, "i64"))
+    v = rc.RustVec([1], "i32")
+    with pytest.raises(TypeError):
+        vecs.consume(v)
+    assert v.state == "alive", "a refused move leaves the handle alone"
+
+
+def test_aliasing_and_views_are_refused(vecs, shared) -> None:
+    v = rc.RustVec([1, 2], "i64")
+    with pytest.raises(RustHandleError, match="already"):
+        vecs.merge(v, v)  # &mut and & of one Vec
+    assert v.to_list() == [1, 2]
+    w = rc.RustVec([3], "i64")
+    vecs.merge(v, w)
+    assert v.to_list() == [1, 2, 3] and w.to_list() == [3]
+    view = np.asarray(v)
+    with pytest.raises(BufferError, match="view"):
+        vecs.grow(v, 100)
+    with pytest.raises(BufferError, match="view"):
+        vecs.consume(v)
+    assert vecs.total(v) == 6, "a shared borrow is fine while a view exists"
+    del view
+    vecs.grow(v, 1)
+    assert v[-1] == 0
+    b = rc.RustBox(4, "i32")
+    with pytest.raises(RustHandleError, match="already"):
+        shared.unbox_and_peek(b, b)  # moving b while also borrowing it
+    assert b.value == 4 and b.state == "alive"
+    assert shared.unbox_and_peek(b, rc.RustBox(1, "i32")) == 5 and b.state == "moved"
+
+
+def test_a_failed_later_argument_does_not_move(shared) -> None:
+    b = rc.RustBox(4, "i32")
+    with pytest.raises(TypeError):
+        shared.unbox_and_peek(b, 3)
+    assert b.state == "alive" and b.value == 4
+
+
+def test_panic_after_growing_keeps_the_vec_consistent(vecs) -> None:
+    v = rc.RustVec([1], "i64")
+    with pytest.raises(rc.RustPanic, match="after growing"):
+        vecs.push_then_panic(v)
+    assert len(v) == 101 and v[-1] == 99, "the reallocated parts were stored back"
+    assert vecs.total(v) == 1 + sum(range(100))
+
+
+def test_box_rc_arc_cross_like_rust(shared) -> None:
+    b = rc.RustBox(7, "i32")
+    assert shared.peek(b) == 7 and b.state == "alive"
+    assert shared.unbox(b) == 7 and b.state == "moved"
+    with pytest.raises(RustHandleError, match="moved"):
+        _ = b.value
+    r = shared.rebox(rc.RustBox(1, "u8"))
+    assert isinstance(r, rc.RustBox) and (r.dtype, r.value) == ("u8", 2)
+    f = shared.boxed(2.5)
+    assert (f.dtype, f.value) == ("f64", 2.5)
+
+    x = rc.RustRc(1.5, "f64")
+    y = x.clone()
+    assert shared.rc_count(x) == 2
+    z = shared.rc_pass(y)  # moved in, handed back: same allocation, same count
+    assert y.state == "moved" and x.strong_count == 2 and z.value == 1.5
+    w = shared.rc_twice(x)
+    assert x.strong_count == 3 and isinstance(w, rc.RustRc)
+    del z, w
+    gc.collect()
+    assert x.strong_count == 1
+    assert shared.rc_make(0.5).strong_count == 1
+
+    a = rc.RustArc(40, "i64")
+    assert shared.arc_add(a, rc.RustArc(2, "i64")) == 42
+    s = shared.arc_share(a)
+    assert a.strong_count == 2 and shared.arc_count(s) == 2
+    t = a.clone()
+    moved_in = rc.RustArc(1, "i64")
+    shared.arc_add(t, moved_in)
+    assert moved_in.state == "moved"
+    s.drop()
+    t.drop()
+    assert a.strong_count == 1
+
+
+def test_rc_from_another_thread_is_refused_by_cells(shared) -> None:
+    import threading
+
+    r = rc.RustRc(1.0, "f64")
+    caught: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            shared.rc_count(r)
+        except RustHandleError as e:
+            caught.append(e)
+
+    t = threading.Thread(target=call)
+    t.start()
+    t.join()
+    assert len(caught) == 1 and "!Send" in str(caught[0])
+
+
+def test_magic_cell_receives_mutates_moves_and_returns(ip) -> None:
+    ip.run_cell_magic(
+        "rust",
+        "",
+        "pub fn scale(v: &mut Vec<f64>, k: f64) { for x in v.iter_mut() { *x *= k; } }\n"
+        "pub fn into_box(v: Vec<f64>) -> Box<f64> { Box::new(v.iter().sum()) }\n",
+    )
+    ip.run_cell("import rustcall_magic as rc\nv = rc.RustVec([1.0, 2.0], 'f64')\nscale(v, 3.0)\nb = into_box(v)")
+    ns = ip.user_ns
+    assert ns["v"].state == "moved"
+    assert isinstance(ns["b"], rc.RustBox) and ns["b"].value == 9.0
+    row = next(x for x in rc.live_handles() if x.id == ns["b"].id)
+    assert row.origin.startswith("cell[") and row.kind == "Box"
