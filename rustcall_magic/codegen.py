@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from .signature import FnSig, holder_type, pass_expr, type_row
+from .signature import FnSig, holder_type, pass_expr, py_in_text, type_row
 
 #: Bumped whenever generated code changes shape; part of every cache key.
-GLUE_VERSION = "1"
+GLUE_VERSION = "2"
 
 CELL_FILE = "cell.rs"
 GLUE_FILE = "glue.rs"
@@ -102,16 +102,30 @@ def _wrapper(index: int, sig: FnSig) -> str:
         row = type_row(p.type, "param")
         assert row is not None and row.py_in is not None
         holder = holder_type(p.type)
-        lines.append(
-            f"    let mut a{i}: {holder} = match <{holder} as FromPy>::from_py(*args.add({i})) {{ Ok(v) => v, "
-            f"Err(e) => return raise_arg_error({sig_lit}, {i}, {rust_str(p.name)}, {rust_str(str(p.type))}, "
-            f"{rust_str(row.py_in)}, e, *args.add({i})) }};"
+        on_error = (
+            f"return raise_arg_error({sig_lit}, {i}, {rust_str(p.name)}, {rust_str(str(p.type))}, "
+            f"{rust_str(py_in_text(p.type))}, e, *args.add({i}))"
         )
+        if row.holder is not None:
+            # Filled in place (see ArgHolder in the prelude): a buffer view must not move.
+            lines.append(f"    let mut a{i}: {holder} = <{holder} as ArgHolder>::empty();")
+            lines.append(
+                f"    if let Err(e) = <{holder} as ArgHolder>::fill(&mut a{i}, *args.add({i})) {{ {on_error} }}"
+            )
+        else:
+            lines.append(
+                f"    let mut a{i}: {holder} = match <{holder} as FromPy>::from_py(*args.add({i})) "
+                f"{{ Ok(v) => v, Err(e) => {on_error} }};"
+            )
     call_args = ", ".join(pass_expr(p.type, f"a{i}") for i, p in enumerate(sig.params))
+    # The closure borrows the holders (it moves only what the call takes by value): they
+    # stay in the wrapper's frame, so buffer guards are released when the wrapper returns,
+    # after a caught panic too. The result is converted inside the closure because an
+    # error type's Display is user code that may panic.
     lines += [
-        "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
-        f"super::{sig.name}({call_args}))) {{",
-        "        Ok(r) => IntoPy::into_py(r),",
+        "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| "
+        f"IntoPy::into_py(super::{sig.name}({call_args})))) {{",
+        "        Ok(r) => r,",
         f"        Err(p) => raise_panic({rust_str(sig.name)}, p),",
         "    }",
         "    }",
@@ -124,7 +138,8 @@ def generate(module_name: str, cell_source: str, functions: list[FnSig]) -> Gene
     """Generate the crate for *cell_source* exporting *functions* as module *module_name*."""
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
-    parts = [prelude_source(), "\n// ---- generated for this cell ----\n"]
+    handles_glue = resources.files(__package__).joinpath("glue/handles.rs").read_text(encoding="utf-8")
+    parts = [prelude_source(), handles_glue, "\n// ---- generated for this cell ----\n"]
     for i, sig in enumerate(functions):
         parts.append(_wrapper(i, sig))
     n = len(functions)

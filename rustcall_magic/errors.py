@@ -141,15 +141,55 @@ class RustHandleError(RustcallError, ValueError):
 # Helpers called by the generated glue (see rustcall_magic/glue/prelude.rs).
 # Codes must match `ArgError` in the prelude.
 
-_ARG_TYPE, _ARG_OVERFLOW, _ARG_VALUE = 0, 1, 2
+_ARG_TYPE, _ARG_OVERFLOW, _ARG_VALUE, _ARG_BUFFER = 0, 1, 2, 3
+
+_RUST_PATH = re.compile(r"\b(?:[A-Za-z_]\w*::)+")
+
+#: What Python passes for an item of a list/tuple argument, by the item's Rust type.
+_ITEM_EXPECTED = {
+    **dict.fromkeys(("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize"), "int"),
+    "f32": "float",
+    "f64": "float",
+    "bool": "bool",
+    "char": "str of length 1",
+    "String": "str",
+    "&str": "str",
+}
+
+
+def _item_of(obj: Any, path: tuple[int, ...]) -> Any:
+    for i in path:
+        try:
+            obj = obj[i]
+        except Exception:
+            return None
+    return obj
 
 
 def _raise_arg_error(
-    signature: str, index: int, name: str, rust_type: str, expected: str, code: int, detail: str, obj: Any
+    signature: str,
+    index: int,
+    name: str,
+    rust_type: str,
+    expected: str,
+    code: int,
+    detail: str,
+    obj: Any,
+    path: tuple[int, ...] = (),
+    item_type: str = "",
 ) -> None:
     fn = signature.split("(", 1)[0].split()[-1]
-    got = type(obj).__name__
     what = f"{fn}() argument {index + 1} ({name}: {rust_type})"
+    if path:
+        # A list/tuple item failed: talk about the item, not the whole argument.
+        obj = _item_of(obj, path)
+        rust_type = _RUST_PATH.sub("", item_type) or rust_type
+        expected = _ITEM_EXPECTED.get(rust_type, rust_type)
+        what += " item " + "".join(f"[{i}]" for i in path)
+    got = type(obj).__name__
+    dtype = getattr(obj, "dtype", None)
+    if dtype is not None and not isinstance(dtype, type):
+        got += f" of dtype {dtype}"
     if code == _ARG_OVERFLOW:
         shown = repr(obj)
         if len(shown) > 40:
@@ -157,6 +197,8 @@ def _raise_arg_error(
         raise OverflowError(f"{what}: {shown} is out of range for {rust_type}; signature: {signature}")
     if code == _ARG_VALUE:
         raise ValueError(f"{what}: {detail}; signature: {signature}")
+    if code == _ARG_BUFFER:
+        raise BufferError(f"{what}: {detail}; signature: {signature}")
     extra = f" ({detail})" if detail else ""
     raise TypeError(f"{what} must be {expected}, not {got}{extra}; signature: {signature}")
 
@@ -172,3 +214,7 @@ def _raise_panic(function: str, message: str, file: str | None, line: int, colum
     if file is not None and file.endswith("cell.rs"):
         file = "cell"
     raise RustPanic(message, function, file, line or None, column or None)
+
+
+def _raise_rust_error(message: str) -> None:
+    raise RustError(message)

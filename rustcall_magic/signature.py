@@ -62,7 +62,8 @@ class TypeRow:
     """One row of the type table: what Python passes in and gets out, and how the glue holds it.
 
     ``holder`` is the Rust type of the wrapper's local that owns the converted
-    argument (it implements ``FromPy``); ``{0}``, ``{1}``... stand for the
+    argument (it implements ``ArgHolder``: created empty, filled in place, so a
+    borrowed buffer view never moves); ``{0}``, ``{1}``... stand for the
     row's type arguments. ``pass_as`` is the expression handed to the user's
     function, ``{v}`` being that local. By default the holder is the type
     itself, passed by value. Return values need ``IntoPy`` on the type itself.
@@ -72,9 +73,22 @@ class TypeRow:
     py_out: str | None  # Python type returned; None = not a return type
     holder: str | None = None
     pass_as: str = "{v}"
+    #: When set, a parameter's type arguments must be one of these (e.g. slice items).
+    elements: frozenset[str] | None = None
+    #: How many leading type arguments must themselves be supported (None: all).
+    #: ``Result<T, E>`` checks only T: any ``E: Display`` becomes the RustError text.
+    checked_args: int | None = None
+    #: A return of this row accepts any type arguments (a returned pointer is an int).
+    any_return_args: bool = False
 
 
 _INT_TYPES = ("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize")
+#: Item types of `&[T]` / `&mut [T]`: those with a buffer-protocol format code.
+BUFFER_ITEMS = frozenset({*(t for t in _INT_TYPES if "128" not in t), "f32", "f64", "bool"})
+#: Pointee types of `*const T` / `*mut T` parameters.
+POINTER_ITEMS = BUFFER_ITEMS | {"c_char", "c_void"}
+#: Element types of ownership handles (Box/Rc/Arc/Vec crossing into cells; isize/usize as i64/u64).
+HANDLE_ITEMS = BUFFER_ITEMS
 
 #: THE type table: canonical Rust type text -> row. Later types add rows here
 #: (and one FromPy/IntoPy impl in glue/prelude.rs), never branches elsewhere.
@@ -85,6 +99,54 @@ TYPE_TABLE: dict[str, TypeRow] = {
     "bool": TypeRow("bool", "bool"),
     "char": TypeRow("str of length 1", "str"),
     "()": TypeRow(None, "None"),
+    # Text is UTF-8; `&str` borrows the str object's UTF-8 buffer (zero copy).
+    "&str": TypeRow("str", "str"),
+    "String": TypeRow("str", "str"),
+    # Slices borrow a buffer-protocol object's memory (zero copy); `&[T]` also copies a list.
+    "&[_]": TypeRow(
+        "a buffer of {0} items (numpy array, array.array, memoryview) or a list",
+        None,
+        holder="SliceArg<{0}>",
+        pass_as="{v}.as_slice()",
+        elements=BUFFER_ITEMS,
+    ),
+    "&mut [_]": TypeRow(
+        "a writable buffer of {0} items (numpy array, array.array, bytearray, memoryview)",
+        None,
+        holder="SliceMutArg<{0}>",
+        pass_as="{v}.as_mut_slice()",
+        elements=BUFFER_ITEMS,
+    ),
+    # Numeric Vec returns are RustVec handles (other items: lists); a RustVec argument is moved.
+    "Vec<_>": TypeRow("a list, tuple or buffer of {0}", "RustVec or list"),
+    # Ownership handles (glue/handles.rs): borrowed by `&`, moved by value, returns are new handles.
+    "&Vec<_>": TypeRow("a RustVec of {0} (borrowed)", None, "VecRef<{0}>", "{v}.get()", HANDLE_ITEMS),
+    "&mut Vec<_>": TypeRow("a RustVec of {0} (mutably borrowed)", None, "VecMut<{0}>", "{v}.get_mut()", HANDLE_ITEMS),
+    "Box<_>": TypeRow("a RustBox of {0} (moved)", "RustBox", "BoxArg<{0}>", "{v}.take()", HANDLE_ITEMS),
+    "&Box<_>": TypeRow("a RustBox of {0} (borrowed)", None, "BoxRef<{0}>", "{v}.get()", HANDLE_ITEMS),
+    "Rc<_>": TypeRow("a RustRc of {0} (moved)", "RustRc", "RcArg<{0}>", "{v}.take()", HANDLE_ITEMS),
+    "&Rc<_>": TypeRow("a RustRc of {0} (borrowed)", None, "RcRef<{0}>", "{v}.get()", HANDLE_ITEMS),
+    "Arc<_>": TypeRow("a RustArc of {0} (moved)", "RustArc", "ArcArg<{0}>", "{v}.take()", HANDLE_ITEMS),
+    "&Arc<_>": TypeRow("a RustArc of {0} (borrowed)", None, "ArcRef<{0}>", "{v}.get()", HANDLE_ITEMS),
+    "Option<_>": TypeRow("{0} or None", "value or None"),
+    "Result<_, _>": TypeRow(None, "value (Err raises RustError)", checked_args=1),
+    "(..)": TypeRow("a tuple", "tuple"),
+    "*const _": TypeRow(
+        "an int address, a buffer of {0} items, or None",
+        "int",
+        holder="PtrArg<{0}>",
+        pass_as="{v}.as_const()",
+        elements=POINTER_ITEMS,
+        any_return_args=True,
+    ),
+    "*mut _": TypeRow(
+        "an int address, a writable buffer of {0} items, or None",
+        "int",
+        holder="PtrMutArg<{0}>",
+        pass_as="{v}.as_mut()",
+        elements=POINTER_ITEMS,
+        any_return_args=True,
+    ),
 }
 
 #: Integer ranges, for documentation and Python-side checks (e.g. ``%rust ... -> T``).
@@ -111,6 +173,9 @@ _PATH_ALIASES = {
     "std::os::raw::c_char": "c_char",
     "std::ffi::c_char": "c_char",
     "core::ffi::c_char": "c_char",
+    "std::os::raw::c_void": "c_void",
+    "std::ffi::c_void": "c_void",
+    "core::ffi::c_void": "c_void",
 }
 
 
@@ -162,13 +227,41 @@ def type_row(t: RType, position: str) -> TypeRow | None:
     row = TYPE_TABLE.get(str(t))
     if row is None:
         row = TYPE_TABLE.get(pattern(t))
-        if row is None or not all(type_row(a, position) is not None for a in type_args(t)):
+        if row is None or not _args_supported(row, t, position):
             return None
     if position == "param" and row.py_in is None:
         return None
     if position == "return" and row.py_out is None:
         return None
     return row
+
+
+def _args_supported(row: TypeRow, t: RType, position: str) -> bool:
+    args = type_args(t)
+    if position == "return" and row.any_return_args:
+        return True
+    if row.elements is not None:
+        return all(str(a) in row.elements for a in args)
+    for a in args if row.checked_args is None else args[: row.checked_args]:
+        inner = type_row(a, position)
+        # Inside another type an argument is converted directly: no holder of its own.
+        if inner is None or (position == "param" and inner.holder is not None):
+            return False
+        # An Err raises, so Result is only meaningful as the outermost return type.
+        if pattern(a) == "Result<_, _>":
+            return False
+    return True
+
+
+def py_in_text(t: RType) -> str:
+    """What Python passes for a parameter of type *t*, for error messages (``"str"``, ``"... or None"``)."""
+    row = type_row(t, "param")
+    if row is None or row.py_in is None:
+        return str(t)
+    args = type_args(t)
+    if t.kind == "path" and t.name == "Option" and args:
+        return f"{py_in_text(args[0])} or None"
+    return row.py_in.format(*(str(a) for a in args))
 
 
 def holder_type(t: RType) -> str:
@@ -423,7 +516,9 @@ def rtype_of(node: Any) -> RType:
             for c in (args_node.children if args_node is not None else ())
             if c.is_named and c.type not in ("lifetime", "line_comment", "block_comment")
         )
-        if base_t.kind != "path" or any(a.kind == "other" for a in args):
+        # Arguments we do not model (e.g. `dyn Error` in `Result<T, Box<dyn Error>>`) are kept as
+        # `other`: a row decides whether it cares (Result ignores its error type).
+        if base_t.kind != "path":
             return RType("other", " ".join(_text(node).split()))
         return RType("path", base_t.name, args)
     if t == "reference_type":
@@ -441,3 +536,19 @@ def rtype_of(node: Any) -> RType:
         inner = node.child_by_field_name("type")
         return RType("ptr", "", (rtype_of(inner),), mutable)
     return RType("other", " ".join(_text(node).split()))
+
+
+def parse_type(text: str) -> RType:
+    """Canonical :class:`RType` of Rust type text such as ``"i32"`` or ``"*const c_char"``.
+
+    Raises ValueError when *text* is not a Rust type.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a Rust type name must be a str, not {type(text).__name__}")
+    src = f"type __T = {text};".encode()
+    root = _parser().parse(src).root_node
+    item = root.children[0] if len(root.children) == 1 else None
+    ty = item.child_by_field_name("type") if item is not None and item.type == "type_item" else None
+    if root.has_error or ty is None or not text.strip():
+        raise ValueError(f"not a Rust type: {text!r}")
+    return rtype_of(ty)

@@ -91,7 +91,47 @@ unsafe extern "C" {
     pub static mut _Py_FalseStruct: PyObject;
     pub static mut PyUnicode_Type: PyObject;
     pub static mut PyExc_OverflowError: *mut PyObject;
+
+    pub fn PyUnicode_AsUTF8AndSize(o: *mut PyObject, size: *mut isize) -> *const c_char;
+    pub fn PyObject_GetBuffer(o: *mut PyObject, view: *mut Py_buffer, flags: c_int) -> c_int;
+    pub fn PyBuffer_Release(view: *mut Py_buffer);
+    pub fn PyList_New(n: isize) -> *mut PyObject;
+    pub fn PyList_Size(o: *mut PyObject) -> isize;
+    pub fn PyList_GetItem(o: *mut PyObject, i: isize) -> *mut PyObject;
+    pub fn PyList_SetItem(o: *mut PyObject, i: isize, item: *mut PyObject) -> c_int;
+    pub fn PyTuple_New(n: isize) -> *mut PyObject;
+    pub fn PyTuple_Size(o: *mut PyObject) -> isize;
+    pub fn PyTuple_GetItem(o: *mut PyObject, i: isize) -> *mut PyObject;
+    pub fn PyTuple_SetItem(o: *mut PyObject, i: isize, item: *mut PyObject) -> c_int;
+
+    pub static mut PyList_Type: PyObject;
+    pub static mut PyTuple_Type: PyObject;
+    pub static mut PyBytes_Type: PyObject;
+    pub static mut PyLong_Type: PyObject;
+    pub static mut PyBool_Type: PyObject;
 }
+
+/// `Py_buffer` of CPython 3.10-3.13 on 64-bit targets (filled by `PyObject_GetBuffer`).
+#[repr(C)]
+pub struct Py_buffer {
+    pub buf: *mut c_void,
+    pub obj: *mut PyObject,
+    pub len: isize,
+    pub itemsize: isize,
+    pub readonly: c_int,
+    pub ndim: c_int,
+    pub format: *mut c_char,
+    pub shape: *mut isize,
+    pub strides: *mut isize,
+    pub suboffsets: *mut isize,
+    pub internal: *mut c_void,
+}
+
+pub const PyBUF_WRITABLE: c_int = 0x0001;
+pub const PyBUF_FORMAT: c_int = 0x0004;
+pub const PyBUF_ND: c_int = 0x0008;
+pub const PyBUF_STRIDES: c_int = 0x0010 | PyBUF_ND;
+pub const PyBUF_RECORDS_RO: c_int = PyBUF_STRIDES | PyBUF_FORMAT;
 
 #[inline(always)]
 pub unsafe fn none() -> *mut PyObject {
@@ -123,7 +163,16 @@ pub enum ArgError {
     Value(&'static str),
     /// A Python exception is already set and is the best explanation.
     PyErr,
+    /// A composed message with its code: 0 TypeError, 1 OverflowError, 2 ValueError, 3 BufferError.
+    Msg(c_int, String),
+    /// Item `index` (of Rust type `item_type`) of a list/tuple argument failed.
+    Item(isize, &'static str, Box<ArgError>),
 }
+
+pub const CODE_TYPE: c_int = 0;
+pub const CODE_OVERFLOW: c_int = 1;
+pub const CODE_VALUE: c_int = 2;
+pub const CODE_BUFFER: c_int = 3;
 
 pub trait FromPy: Sized {
     unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError>;
@@ -140,6 +189,7 @@ pub trait IntoPy {
 static mut RAISE_ARG_ERROR: *mut PyObject = ::std::ptr::null_mut();
 static mut RAISE_ARG_COUNT: *mut PyObject = ::std::ptr::null_mut();
 static mut RAISE_PANIC: *mut PyObject = ::std::ptr::null_mut();
+static mut RAISE_RUST_ERROR: *mut PyObject = ::std::ptr::null_mut();
 static mut PY_64: *mut PyObject = ::std::ptr::null_mut();
 static mut PY_MASK64: *mut PyObject = ::std::ptr::null_mut();
 
@@ -156,8 +206,9 @@ pub unsafe fn init_runtime() -> c_int {
     RAISE_ARG_ERROR = PyObject_GetAttrString(m, b"_raise_arg_error\0".as_ptr() as *const c_char);
     RAISE_ARG_COUNT = PyObject_GetAttrString(m, b"_raise_arg_count\0".as_ptr() as *const c_char);
     RAISE_PANIC = PyObject_GetAttrString(m, b"_raise_panic\0".as_ptr() as *const c_char);
+    RAISE_RUST_ERROR = PyObject_GetAttrString(m, b"_raise_rust_error\0".as_ptr() as *const c_char);
     Py_DecRef(m);
-    if RAISE_ARG_ERROR.is_null() || RAISE_ARG_COUNT.is_null() || RAISE_PANIC.is_null() {
+    if RAISE_ARG_ERROR.is_null() || RAISE_ARG_COUNT.is_null() || RAISE_PANIC.is_null() || RAISE_RUST_ERROR.is_null() {
         return -1;
     }
     PY_64 = PyLong_FromLongLong(64);
@@ -195,21 +246,46 @@ pub unsafe fn raise_arg_error(
     err: ArgError,
     obj: *mut PyObject,
 ) -> *mut PyObject {
-    let (code, detail) = match err {
+    // Items of lists/tuples: collect the index path down to the failing item.
+    let mut path: Vec<isize> = Vec::new();
+    let mut item_type: &'static str = "";
+    let mut err = err;
+    loop {
+        match err {
+            ArgError::Item(i, t, inner) => {
+                path.push(i);
+                item_type = t;
+                err = *inner;
+            }
+            other => {
+                err = other;
+                break;
+            }
+        }
+    }
+    let (code, detail): (c_int, ::std::borrow::Cow<'static, str>) = match err {
         ArgError::PyErr => return ::std::ptr::null_mut(),
-        ArgError::Type(d) => (0, d),
-        ArgError::Overflow => (1, ""),
-        ArgError::Value(d) => (2, d),
+        ArgError::Type(d) => (CODE_TYPE, d.into()),
+        ArgError::Overflow => (CODE_OVERFLOW, "".into()),
+        ArgError::Value(d) => (CODE_VALUE, d.into()),
+        ArgError::Msg(c, m) => (c, m.into()),
+        ArgError::Item(..) => (CODE_TYPE, "".into()),
     };
     PyErr_Clear();
+    let py_path = PyTuple_New(path.len() as isize);
+    for (k, i) in path.iter().enumerate() {
+        PyTuple_SetItem(py_path, k as isize, PyLong_FromLongLong(*i as c_longlong));
+    }
     let args = [
         py_str(signature),
         PyLong_FromLongLong(index as c_longlong),
         py_str(name),
         py_str(rust_type),
         py_str(expected),
-        PyLong_FromLongLong(code),
-        py_str(detail),
+        PyLong_FromLongLong(code as c_longlong),
+        py_str(&detail),
+        py_path,
+        py_str(item_type),
     ];
     let r = PyObject_CallFunctionObjArgs(
         RAISE_ARG_ERROR,
@@ -221,6 +297,8 @@ pub unsafe fn raise_arg_error(
         args[5],
         args[6],
         obj,
+        args[7],
+        args[8],
         ::std::ptr::null_mut::<PyObject>(),
     );
     for a in args.iter() {
@@ -266,8 +344,65 @@ pub unsafe fn raise_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut 
 // Integers. Every conversion is range-checked: out of range is an error, never
 // a silent truncation.
 
+/// The head of an int object with up to two 30-bit digits, in the layout of
+/// the interpreter the cell is built for (build.py passes `rc_pylong`; the
+/// Python ABI is part of every cache key). Exact ints of up to 60 bits are read
+/// inline, without two calls into the interpreter per argument.
+#[cfg(any(rc_pylong = "size", rc_pylong = "tag"))]
+#[repr(C)]
+struct PyLongHead {
+    ob_refcnt: isize,
+    ob_type: *mut PyObject,
+    /// "size": signed digit count (3.10, 3.11); "tag": ndigits << 3 | sign (3.12+).
+    size_or_tag: isize,
+    digit0: u32,
+}
+
+#[cfg(rc_pylong = "size")]
+#[inline(always)]
+unsafe fn small_exact_long(o: *mut PyObject) -> Option<i64> {
+    if (*o).ob_type != ::std::ptr::addr_of_mut!(PyLong_Type) {
+        return None;
+    }
+    let h = o as *const PyLongHead;
+    match (*h).size_or_tag {
+        0 => Some(0),
+        1 => Some((*h).digit0 as i64),
+        -1 => Some(-((*h).digit0 as i64)),
+        2 | -2 => {
+            let d1 = *((::std::ptr::addr_of!((*h).digit0)).add(1));
+            let v = ((*h).digit0 as i64) | ((d1 as i64) << 30);
+            Some(if (*h).size_or_tag < 0 { -v } else { v })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(rc_pylong = "tag")]
+#[inline(always)]
+unsafe fn small_exact_long(o: *mut PyObject) -> Option<i64> {
+    if (*o).ob_type != ::std::ptr::addr_of_mut!(PyLong_Type) {
+        return None;
+    }
+    let h = o as *const PyLongHead;
+    let tag = (*h).size_or_tag as usize;
+    if tag >= (2 << 3) {
+        return None; // not compact: more than one digit
+    }
+    Some((1 - (tag & 3) as i64) * (*h).digit0 as i64)
+}
+
+#[cfg(not(any(rc_pylong = "size", rc_pylong = "tag")))]
+#[inline(always)]
+unsafe fn small_exact_long(_o: *mut PyObject) -> Option<i64> {
+    None
+}
+
 #[inline(always)]
 unsafe fn long_as_i64(o: *mut PyObject) -> Result<i64, ArgError> {
+    if let Some(v) = small_exact_long(o) {
+        return Ok(v);
+    }
     let mut overflow: c_int = 0;
     let v = PyLong_AsLongLongAndOverflow(o, &mut overflow);
     if overflow != 0 {
@@ -281,6 +416,9 @@ unsafe fn long_as_i64(o: *mut PyObject) -> Result<i64, ArgError> {
 
 #[inline(always)]
 unsafe fn long_as_u64(o: *mut PyObject) -> Result<u64, ArgError> {
+    if let Some(v) = small_exact_long(o) {
+        return if v < 0 { Err(ArgError::Overflow) } else { Ok(v as u64) };
+    }
     let mut overflow: c_int = 0;
     let v = PyLong_AsLongLongAndOverflow(o, &mut overflow);
     if overflow == 0 {
@@ -424,9 +562,24 @@ impl IntoPy for u128 {
 // ---------------------------------------------------------------------------
 // Floats: any real number (float, int, numpy scalars) is accepted.
 
+/// A float object: the header and the value (one layout in every CPython 3.x).
+#[repr(C)]
+struct PyFloatObject {
+    ob_refcnt: isize,
+    ob_type: *mut PyObject,
+    ob_fval: c_double,
+}
+
+unsafe extern "C" {
+    pub static mut PyFloat_Type: PyObject;
+}
+
 impl FromPy for f64 {
     #[inline(always)]
     unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> {
+        if (*o).ob_type == ::std::ptr::addr_of_mut!(PyFloat_Type) {
+            return Ok((*(o as *const PyFloatObject)).ob_fval);
+        }
         let v = PyFloat_AsDouble(o);
         if v == -1.0 && !PyErr_Occurred().is_null() {
             if PyErr_ExceptionMatches(PyExc_OverflowError) != 0 {
@@ -513,5 +666,825 @@ impl IntoPy for () {
     #[inline(always)]
     unsafe fn into_py(self) -> *mut PyObject {
         none()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers for the rich types below.
+
+#[inline(always)]
+unsafe fn type_is(o: *mut PyObject, t: *mut PyObject) -> bool {
+    let ot = (*o).ob_type;
+    ot == t || PyType_IsSubtype(ot, t) != 0
+}
+
+#[inline(always)]
+unsafe fn is_none(o: *mut PyObject) -> bool {
+    o == ::std::ptr::addr_of_mut!(_Py_NoneStruct)
+}
+
+#[inline(always)]
+unsafe fn is_list(o: *mut PyObject) -> bool {
+    type_is(o, ::std::ptr::addr_of_mut!(PyList_Type))
+}
+
+#[inline(always)]
+unsafe fn is_tuple(o: *mut PyObject) -> bool {
+    type_is(o, ::std::ptr::addr_of_mut!(PyTuple_Type))
+}
+
+/// Exactly a list or a tuple: two pointer compares, for the fast paths of buffer arguments
+/// (subclasses are found on the slow path, where PyType_IsSubtype's MRO walk costs nothing).
+#[inline(always)]
+unsafe fn is_exact_list_or_tuple(o: *mut PyObject) -> bool {
+    let t = (*o).ob_type;
+    t == ::std::ptr::addr_of_mut!(PyList_Type) || t == ::std::ptr::addr_of_mut!(PyTuple_Type)
+}
+
+/// Raises rustcall_magic.errors.RustError(message); always returns NULL.
+pub unsafe fn raise_rust_error(message: &str) -> *mut PyObject {
+    let m = py_str(message);
+    if m.is_null() {
+        return m;
+    }
+    let r = PyObject_CallFunctionObjArgs(RAISE_RUST_ERROR, m, ::std::ptr::null_mut::<PyObject>());
+    Py_DecRef(m);
+    if !r.is_null() {
+        Py_DecRef(r);
+    }
+    ::std::ptr::null_mut()
+}
+
+/// Copies a list or tuple item by item (each item converted with `T::from_py`).
+unsafe fn seq_to_vec<T: FromPy>(o: *mut PyObject) -> Result<Vec<T>, ArgError> {
+    let list = is_list(o);
+    let n = if list { PyList_Size(o) } else { PyTuple_Size(o) };
+    let mut v: Vec<T> = Vec::with_capacity(n.max(0) as usize);
+    for i in 0..n {
+        // Re-fetched every time: converting an item may run Python code (__index__,
+        // __float__) that changes the list.
+        let item = if list { PyList_GetItem(o, i) } else { PyTuple_GetItem(o, i) };
+        if item.is_null() {
+            PyErr_Clear();
+            return Err(ArgError::Value("the list changed size while it was converted"));
+        }
+        Py_IncRef(item);
+        let r = T::from_py(item);
+        Py_DecRef(item);
+        match r {
+            Ok(x) => v.push(x),
+            Err(e) => return Err(ArgError::Item(i, ::std::any::type_name::<T>(), Box::new(e))),
+        }
+    }
+    Ok(v)
+}
+
+unsafe fn list_from_iter<T: IntoPy, I: ExactSizeIterator<Item = T>>(it: I) -> *mut PyObject {
+    let list = PyList_New(it.len() as isize);
+    if list.is_null() {
+        return list;
+    }
+    for (i, x) in it.enumerate() {
+        let item = x.into_py();
+        if item.is_null() {
+            Py_DecRef(list);
+            return item;
+        }
+        PyList_SetItem(list, i as isize, item); // steals `item`
+    }
+    list
+}
+
+// ---------------------------------------------------------------------------
+// Strings: UTF-8. `&str` borrows the str object's own UTF-8 buffer (zero copy;
+// CPython keeps it alive as long as the object, which outlives the call).
+
+impl<'a> FromPy for &'a str {
+    #[inline(always)]
+    unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> {
+        if !is_str(o) {
+            if type_is(o, ::std::ptr::addr_of_mut!(PyBytes_Type)) {
+                return Err(ArgError::Type("bytes are not text: decode them first, e.g. b.decode()"));
+            }
+            return Err(ArgError::Type(""));
+        }
+        let mut n: isize = 0;
+        let p = PyUnicode_AsUTF8AndSize(o, &mut n);
+        if p.is_null() {
+            // UnicodeEncodeError (a lone surrogate is not UTF-8): CPython's message is the best one.
+            return Err(ArgError::PyErr);
+        }
+        Ok(::std::str::from_utf8_unchecked(::std::slice::from_raw_parts(p as *const u8, n as usize)))
+    }
+}
+
+impl FromPy for String {
+    #[inline(always)]
+    unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> {
+        <&str as FromPy>::from_py(o).map(|s| s.to_owned())
+    }
+}
+
+impl<'a> IntoPy for &'a str {
+    #[inline(always)]
+    unsafe fn into_py(self) -> *mut PyObject {
+        py_str(self)
+    }
+}
+
+impl IntoPy for String {
+    #[inline(always)]
+    unsafe fn into_py(self) -> *mut PyObject {
+        py_str(&self)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Buffers. `&[T]` / `&mut [T]` borrow the memory of any buffer-protocol object
+// whose item format is T (zero copy). The buffer is held by a `BufHold`, whose
+// Drop releases it on every path: normal return, conversion error of a later
+// argument, and panics.
+
+/// An element type that can be read from a buffer: its accepted struct-module
+/// format codes (empty: any item type, used by `*const c_void`).
+pub unsafe trait BufElem: 'static {
+    const NAME: &'static str;
+    const CODES: &'static [u8];
+    /// A `*const` pointer to it also takes a `str` (as a NUL-terminated C string).
+    const TEXT: bool = false;
+    /// Extra validity check of the items (bool: every byte is 0 or 1).
+    unsafe fn valid(_p: *const u8, _n: usize) -> bool {
+        true
+    }
+}
+
+macro_rules! buf_elem {
+    ($($t:ty => $name:expr, $codes:expr, $text:expr);* $(;)*) => {$(
+        unsafe impl BufElem for $t {
+            const NAME: &'static str = $name;
+            const CODES: &'static [u8] = $codes;
+            const TEXT: bool = $text;
+        }
+    )*};
+}
+// 'l'/'L' (C long) and 'n'/'N' (ssize_t) name 4- or 8-byte items depending on
+// the platform: the itemsize check below settles which type they match.
+buf_elem!(
+    i8 => "i8", b"bc", true;
+    u8 => "u8", b"Bc", true;
+    i16 => "i16", b"h", false;
+    u16 => "u16", b"H", false;
+    i32 => "i32", b"il", false;
+    u32 => "u32", b"IL", false;
+    i64 => "i64", b"qln", false;
+    u64 => "u64", b"QLN", false;
+    isize => "isize", b"nql", false;
+    usize => "usize", b"NQL", false;
+    f32 => "f32", b"f", false;
+    f64 => "f64", b"d", false;
+    ::std::os::raw::c_void => "c_void", b"", false;
+);
+
+unsafe impl BufElem for bool {
+    const NAME: &'static str = "bool";
+    const CODES: &'static [u8] = b"?";
+    unsafe fn valid(p: *const u8, n: usize) -> bool {
+        // Any other byte value is not a Rust bool (e.g. a uint8 array viewed as bool).
+        ::std::slice::from_raw_parts(p, n).iter().all(|b| *b <= 1)
+    }
+}
+
+/// The items of a buffer argument, and the buffer view to release when dropped
+/// (if one was acquired).
+///
+/// Holders are created empty in the wrapper's frame and filled in place: moving
+/// a `Py_buffer` right after the exporter wrote it costs a store-forwarding
+/// stall (~15 ns per call), more than the rest of the argument conversion.
+pub struct BufHold {
+    pub view: Py_buffer,
+    pub held: bool,
+    data: *mut c_void,
+    count: usize,
+}
+
+impl BufHold {
+    #[inline(always)]
+    pub fn empty() -> Self {
+        BufHold { view: unsafe { ::std::mem::zeroed() }, held: false, data: ::std::ptr::null_mut(), count: 0 }
+    }
+
+    /// Borrows the C-contiguous T items of `o` (writable when asked): numpy arrays
+    /// directly, any other object through the buffer protocol.
+    #[inline(always)]
+    pub unsafe fn acquire<T: BufElem>(&mut self, o: *mut PyObject, writable: bool) -> Result<(), ArgError> {
+        if (*o).ob_type == NDARRAY_TYPE && !NDARRAY_TYPE.is_null() {
+            if let Some((p, n)) = ndarray_items::<T>(o, writable) {
+                self.data = p;
+                self.count = n;
+                return Ok(());
+            }
+        }
+        let flags = PyBUF_ND | PyBUF_FORMAT | if writable { PyBUF_WRITABLE } else { 0 };
+        if PyObject_GetBuffer(o, &mut self.view, flags) != 0 {
+            return Err(buffer_failure::<T>(o, writable));
+        }
+        // From here on, Drop releases the view on every path.
+        self.held = true;
+        check_items::<T>(&self.view)?;
+        if writable && self.view.readonly != 0 {
+            return Err(buffer_failure::<T>(o, writable));
+        }
+        self.data = self.view.buf;
+        self.count = self.view.len as usize / ::std::mem::size_of::<T>().max(1);
+        if NDARRAY_TYPE.is_null() {
+            note_ndarray_type((*o).ob_type);
+        }
+        Ok(())
+    }
+
+    /// The items as (pointer, count); the pointer is non-null and aligned even when empty.
+    #[inline(always)]
+    pub fn parts<T>(&self) -> (*mut T, usize) {
+        let p = if self.count == 0 { ::std::ptr::NonNull::<T>::dangling().as_ptr() } else { self.data as *mut T };
+        (p, self.count)
+    }
+
+    /// The start address, as given by the object (for raw pointer arguments).
+    #[inline(always)]
+    pub fn data(&self) -> *mut c_void {
+        self.data
+    }
+}
+
+impl Drop for BufHold {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.held {
+            self.held = false;
+            unsafe { PyBuffer_Release(&mut self.view) }
+        }
+    }
+}
+
+// numpy arrays are read directly: numpy's buffer export allocates and formats
+// per call (~30 ns), several times this whole path. Only the object and
+// descriptor fields numpy 1.x and 2.x share (their public ABI) are read, and
+// only for exactly `numpy.ndarray` (found by its static type name the first
+// time one passes through the buffer path). Anything unusual -- not
+// C-contiguous or aligned, read-only for &mut, byte-swapped, other dtypes --
+// takes the buffer-protocol path, which also composes the error messages.
+
+#[repr(C)]
+struct NpArrayHead {
+    ob_base: PyObject,
+    data: *mut c_void,
+    nd: c_int,
+    dimensions: *mut isize,
+    strides: *mut isize,
+    base: *mut PyObject,
+    descr: *mut NpDescrHead,
+    flags: c_int,
+}
+
+#[repr(C)]
+struct NpDescrHead {
+    ob_base: PyObject,
+    typeobj: *mut PyObject,
+    kind: u8,
+    type_char: u8,
+    byteorder: u8,
+    former_flags: u8,
+    type_num: c_int,
+}
+
+const NPY_C_CONTIGUOUS: c_int = 0x0001;
+const NPY_ALIGNED: c_int = 0x0100;
+const NPY_WRITEABLE: c_int = 0x0400;
+const NPY_WARN_ON_WRITE: c_int = 1 << 31;
+/// NPY_BOOL..NPY_DOUBLE: the builtin numeric types, whose type char is their buffer format code.
+const NPY_LAST_NUMERIC: c_int = 12;
+
+static mut NDARRAY_TYPE: *mut PyObject = ::std::ptr::null_mut();
+
+#[cold]
+#[inline(never)]
+unsafe fn note_ndarray_type(t: *mut PyObject) {
+    // PyTypeObject: ob_refcnt, ob_type, ob_size, then tp_name.
+    let name = *((t as *const u8).add(3 * ::std::mem::size_of::<usize>()) as *const *const c_char);
+    if !name.is_null() && ::std::ffi::CStr::from_ptr(name).to_bytes() == b"numpy.ndarray" {
+        NDARRAY_TYPE = t;
+    }
+}
+
+fn np_char_size(c: u8) -> usize {
+    match c {
+        b'?' | b'b' | b'B' => 1,
+        b'h' | b'H' => 2,
+        b'i' | b'I' => ::std::mem::size_of::<c_int>(),
+        b'l' | b'L' => ::std::mem::size_of::<::std::os::raw::c_long>(),
+        b'q' | b'Q' => 8,
+        b'f' => 4,
+        b'd' => 8,
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+unsafe fn ndarray_items<T: BufElem>(o: *mut PyObject, writable: bool) -> Option<(*mut c_void, usize)> {
+    let a = o as *const NpArrayHead;
+    let flags = (*a).flags;
+    let need = NPY_C_CONTIGUOUS | NPY_ALIGNED | if writable { NPY_WRITEABLE } else { 0 };
+    if flags & need != need || (writable && flags & NPY_WARN_ON_WRITE != 0) {
+        return None;
+    }
+    let d = (*a).descr;
+    let bo = (*d).byteorder;
+    if (*d).type_num > NPY_LAST_NUMERIC || !(bo == b'=' || bo == b'|' || (bo == b'<' && cfg!(target_endian = "little"))) {
+        return None;
+    }
+    if T::CODES.is_empty() {
+        return Some(((*a).data, 0));
+    }
+    let c = (*d).type_char;
+    if !T::CODES.contains(&c) || np_char_size(c) != ::std::mem::size_of::<T>() {
+        return None;
+    }
+    let mut n: usize = 1;
+    for i in 0..(*a).nd.max(0) as usize {
+        n = n.wrapping_mul(*(*a).dimensions.add(i) as usize);
+    }
+    if n > 0 && !T::valid((*a).data as *const u8, n * ::std::mem::size_of::<T>()) {
+        return None;
+    }
+    Some(((*a).data, n))
+}
+
+/// A wrapper-local holder of one argument, created empty and filled in place
+/// (rows of the type table with a `holder`).
+pub trait ArgHolder: Sized {
+    fn empty() -> Self;
+    unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError>;
+}
+
+#[inline(always)]
+unsafe fn format_matches(fmt: *const c_char, codes: &[u8]) -> bool {
+    let mut p = fmt as *const u8;
+    if p.is_null() {
+        return codes.contains(&b'B');
+    }
+    let mut c = *p;
+    if c == b'@' || c == b'=' || (c == b'<' && cfg!(target_endian = "little"))
+        || ((c == b'>' || c == b'!') && cfg!(target_endian = "big"))
+    {
+        p = p.add(1);
+        c = *p;
+    }
+    c != 0 && *p.add(1) == 0 && codes.contains(&c)
+}
+
+unsafe fn format_text(fmt: *const c_char) -> String {
+    if fmt.is_null() {
+        return "B".to_string();
+    }
+    ::std::ffi::CStr::from_ptr(fmt).to_string_lossy().into_owned()
+}
+
+/// Checks an acquired buffer's items against T (format, size, alignment, validity).
+#[inline(always)]
+unsafe fn check_items<T: BufElem>(v: &Py_buffer) -> Result<(), ArgError> {
+    if !T::CODES.is_empty() {
+        if !format_matches(v.format, T::CODES) || v.itemsize as usize != ::std::mem::size_of::<T>() {
+            return Err(format_error::<T>(v));
+        }
+        if (v.buf as usize) % ::std::mem::align_of::<T>() != 0 {
+            return Err(ArgError::Msg(CODE_BUFFER, format!(
+                "the buffer's memory is not aligned for {} items; pass an aligned copy", T::NAME)));
+        }
+        if !T::valid(v.buf as *const u8, v.len as usize) {
+            return Err(ArgError::Value("the buffer holds bytes other than 0 and 1, which are not Rust bools"));
+        }
+    }
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn format_error<T: BufElem>(v: &Py_buffer) -> ArgError {
+    let codes: Vec<String> = T::CODES.iter().map(|c| format!("'{}'", *c as char)).collect();
+    ArgError::Msg(CODE_TYPE, format!(
+        "got a buffer of item format '{}' ({}-byte items), {} needs format {} ({}-byte items)",
+        format_text(v.format), v.itemsize, T::NAME, codes.join(" or "), ::std::mem::size_of::<T>()))
+}
+
+/// Why a buffer request failed, found by asking again for any (strided) buffer.
+#[cold]
+#[inline(never)]
+unsafe fn buffer_failure<T: BufElem>(o: *mut PyObject, writable: bool) -> ArgError {
+    PyErr_Clear();
+    let mut view: Py_buffer = ::std::mem::zeroed();
+    if PyObject_GetBuffer(o, &mut view, PyBUF_RECORDS_RO) != 0 {
+        PyErr_Clear();
+        return ArgError::Type("");
+    }
+    let g = BufHold { view: view, held: true, data: ::std::ptr::null_mut(), count: 0 };
+    if let Err(e) = check_items::<T>(&g.view) {
+        return e;
+    }
+    if writable && g.view.readonly != 0 {
+        return ArgError::Msg(CODE_BUFFER, format!(
+            "the buffer is read-only, &mut [{}] needs a writable one (e.g. bytearray, or a numpy array with \
+             a.flags.writeable set)", T::NAME));
+    }
+    let n = g.view.ndim.max(0) as usize;
+    if n > 0 && !g.view.shape.is_null() && !g.view.strides.is_null() {
+        let shape = ::std::slice::from_raw_parts(g.view.shape, n);
+        let strides = ::std::slice::from_raw_parts(g.view.strides, n);
+        return ArgError::Msg(CODE_BUFFER, format!(
+            "the buffer is not C-contiguous (shape {:?}, strides {:?} bytes); pass a contiguous copy, e.g. \
+             numpy.ascontiguousarray(a)", shape, strides));
+    }
+    ArgError::Msg(CODE_BUFFER, "the object cannot export a C-contiguous buffer".to_string())
+}
+
+/// Holder of a `&[T]` argument: a borrowed buffer (zero copy) or a copied list.
+pub struct SliceArg<T: BufElem> {
+    buf: BufHold,
+    owned: Vec<T>,
+    copied: bool,
+}
+
+impl<T: BufElem> SliceArg<T> {
+    #[inline(always)]
+    pub fn as_slice<'a>(&'a self) -> &'a [T] {
+        if self.copied {
+            &self.owned
+        } else {
+            let (p, n) = self.buf.parts::<T>();
+            unsafe { ::std::slice::from_raw_parts(p as *const T, n) }
+        }
+    }
+}
+
+impl<T: BufElem + FromPy> ArgHolder for SliceArg<T> {
+    #[inline(always)]
+    fn empty() -> Self {
+        SliceArg { buf: BufHold::empty(), owned: Vec::new(), copied: false }
+    }
+
+    #[inline(always)]
+    unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
+        if is_exact_list_or_tuple(o) {
+            self.owned = seq_to_vec::<T>(o)?;
+            self.copied = true;
+            return Ok(());
+        }
+        match self.buf.acquire::<T>(o, false) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if !self.buf.held && (is_list(o) || is_tuple(o)) {
+                    self.owned = seq_to_vec::<T>(o)?;
+                    self.copied = true;
+                    return Ok(());
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Holder of a `&mut [T]` argument: a borrowed writable buffer (zero copy).
+pub struct SliceMutArg<T: BufElem> {
+    buf: BufHold,
+    _items: ::std::marker::PhantomData<T>,
+}
+
+impl<T: BufElem> SliceMutArg<T> {
+    #[inline(always)]
+    pub fn as_mut_slice<'a>(&'a mut self) -> &'a mut [T] {
+        let (p, n) = self.buf.parts::<T>();
+        unsafe { ::std::slice::from_raw_parts_mut(p, n) }
+    }
+}
+
+impl<T: BufElem> ArgHolder for SliceMutArg<T> {
+    #[inline(always)]
+    fn empty() -> Self {
+        SliceMutArg { buf: BufHold::empty(), _items: ::std::marker::PhantomData }
+    }
+
+    #[inline(always)]
+    unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
+        match self.buf.acquire::<T>(o, true) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if is_list(o) || is_tuple(o) {
+                    return Err(ArgError::Type(
+                        "a list cannot be changed in place: pass a numpy array, array.array or bytearray",
+                    ));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Vec<T>: parameters are copied from a list, tuple or (numeric T) buffer.
+// Returns are Python lists.
+
+/// An element type of a `Vec<T>` parameter.
+pub trait VecItem: FromPy {
+    /// Copies a buffer-protocol object; None for element types without a buffer format.
+    unsafe fn vec_from_buffer(_o: *mut PyObject) -> Option<Result<Vec<Self>, ArgError>> {
+        None
+    }
+}
+
+/// The one place a Python object becomes a `Vec<T>` parameter.
+pub unsafe fn vec_from_py<T: VecItem>(o: *mut PyObject) -> Result<Vec<T>, ArgError> {
+    if is_list(o) || is_tuple(o) {
+        return seq_to_vec::<T>(o);
+    }
+    match T::vec_from_buffer(o) {
+        Some(r) => r,
+        None => Err(ArgError::Type("")),
+    }
+}
+
+impl<T: VecItem> FromPy for Vec<T> {
+    #[inline(always)]
+    unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> {
+        vec_from_py::<T>(o)
+    }
+}
+
+/// An element type of a returned `Vec<T>`.
+pub trait VecIntoPy: IntoPy + Sized {
+    unsafe fn vec_into_py(v: Vec<Self>) -> *mut PyObject {
+        list_from_iter(v.into_iter())
+    }
+}
+
+impl<T: VecIntoPy> IntoPy for Vec<T> {
+    #[inline(always)]
+    unsafe fn into_py(self) -> *mut PyObject {
+        T::vec_into_py(self)
+    }
+}
+
+macro_rules! vec_numeric {
+    ($($t:ty),*) => {$(
+        impl VecItem for $t {
+            unsafe fn vec_from_buffer(o: *mut PyObject) -> Option<Result<Vec<Self>, ArgError>> {
+                // A RustVec is moved, not copied (glue/handles.rs).
+                if let Some(r) = vec_take_handle::<$t>(o) {
+                    return Some(r);
+                }
+                let mut b = BufHold::empty();
+                Some(b.acquire::<$t>(o, false).map(|()| {
+                    let (p, n) = b.parts::<$t>();
+                    ::std::slice::from_raw_parts(p as *const $t, n).to_vec()
+                }))
+            }
+        }
+        // Numeric Vec returns become RustVec handles, without a copy (glue/handles.rs).
+        impl VecIntoPy for $t {
+            unsafe fn vec_into_py(v: Vec<Self>) -> *mut PyObject {
+                vec_into_handle(v)
+            }
+        }
+    )*};
+}
+vec_numeric!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize, f32, f64, bool);
+
+impl VecItem for i128 {}
+impl VecItem for u128 {}
+impl VecItem for char {}
+impl VecItem for String {}
+impl<'a> VecItem for &'a str {}
+impl<T: VecItem> VecItem for Vec<T> {}
+impl<T: FromPy> VecItem for Option<T> {}
+impl VecIntoPy for i128 {}
+impl VecIntoPy for u128 {}
+impl VecIntoPy for char {}
+impl VecIntoPy for String {}
+impl<'a> VecIntoPy for &'a str {}
+impl<T: VecIntoPy> VecIntoPy for Vec<T> {}
+impl<T: IntoPy> VecIntoPy for Option<T> {}
+impl VecIntoPy for () {}
+impl<T> VecIntoPy for *const T {}
+impl<T> VecIntoPy for *mut T {}
+
+// ---------------------------------------------------------------------------
+// Option, Result.
+
+impl<T: FromPy> FromPy for Option<T> {
+    #[inline(always)]
+    unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> {
+        if is_none(o) {
+            Ok(None)
+        } else {
+            T::from_py(o).map(Some)
+        }
+    }
+}
+
+impl<T: IntoPy> IntoPy for Option<T> {
+    #[inline(always)]
+    unsafe fn into_py(self) -> *mut PyObject {
+        match self {
+            Some(v) => v.into_py(),
+            None => none(),
+        }
+    }
+}
+
+impl<T: IntoPy, E: ::std::fmt::Display> IntoPy for Result<T, E> {
+    #[inline(always)]
+    unsafe fn into_py(self) -> *mut PyObject {
+        match self {
+            Ok(v) => v.into_py(),
+            Err(e) => raise_rust_error(&e.to_string()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tuples (1 to 12 items): a Python tuple of exactly that many items.
+
+macro_rules! tuples {
+    ($($n:expr => ($($i:tt $t:ident),+);)*) => {$(
+        impl<$($t: FromPy),+> FromPy for ($($t,)+) {
+            unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> {
+                if !is_tuple(o) {
+                    return Err(ArgError::Type(""));
+                }
+                let got = PyTuple_Size(o);
+                if got != $n {
+                    return Err(ArgError::Msg(CODE_VALUE, format!("expected a tuple of {} items, got {}", $n, got)));
+                }
+                Ok(($(
+                    match $t::from_py(PyTuple_GetItem(o, $i)) {
+                        Ok(v) => v,
+                        Err(e) => return Err(ArgError::Item($i, ::std::any::type_name::<$t>(), Box::new(e))),
+                    },
+                )+))
+            }
+        }
+
+        impl<$($t: IntoPy),+> IntoPy for ($($t,)+) {
+            unsafe fn into_py(self) -> *mut PyObject {
+                let t = PyTuple_New($n);
+                if t.is_null() {
+                    return t;
+                }
+                $(
+                    let item = self.$i.into_py();
+                    if item.is_null() {
+                        Py_DecRef(t);
+                        return item;
+                    }
+                    PyTuple_SetItem(t, $i, item); // steals `item`
+                )+
+                t
+            }
+        }
+
+        impl<$($t: FromPy),+> VecItem for ($($t,)+) {}
+        impl<$($t: IntoPy),+> VecIntoPy for ($($t,)+) {}
+    )*};
+}
+tuples! {
+    1 => (0 A);
+    2 => (0 A, 1 B);
+    3 => (0 A, 1 B, 2 C);
+    4 => (0 A, 1 B, 2 C, 3 D);
+    5 => (0 A, 1 B, 2 C, 3 D, 4 E);
+    6 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F);
+    7 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G);
+    8 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H);
+    9 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H, 8 I);
+    10 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H, 8 I, 9 J);
+    11 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H, 8 I, 9 J, 10 K);
+    12 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H, 8 I, 9 J, 10 K, 11 L);
+}
+
+// ---------------------------------------------------------------------------
+// Raw pointers (for `extern "C"` functions). A parameter takes None (null), an
+// int address, a buffer of matching items (borrowed for the call), or, for
+// `*const c_char`/`*const u8`, a str passed as a NUL-terminated UTF-8 C string.
+// Returned pointers become int addresses (0 for null).
+
+/// Fills `buf` (when the object is a buffer) and returns the pointer to pass.
+#[inline(always)]
+unsafe fn ptr_from_py<T: BufElem>(buf: &mut BufHold, o: *mut PyObject, writable: bool) -> Result<*mut T, ArgError> {
+    if is_none(o) {
+        return Ok(::std::ptr::null_mut());
+    }
+    if (*o).ob_type != ::std::ptr::addr_of_mut!(PyBool_Type) && type_is(o, ::std::ptr::addr_of_mut!(PyLong_Type)) {
+        let a = long_as_u64(o)?;
+        if a > usize::MAX as u64 {
+            return Err(ArgError::Overflow);
+        }
+        return Ok(a as usize as *mut T);
+    }
+    if is_str(o) {
+        if !T::TEXT || writable {
+            return Err(ArgError::Type("a str can only be passed as *const c_char or *const u8"));
+        }
+        let mut n: isize = 0;
+        let p = PyUnicode_AsUTF8AndSize(o, &mut n);
+        if p.is_null() {
+            return Err(ArgError::PyErr);
+        }
+        let bytes = ::std::slice::from_raw_parts(p as *const u8, n as usize);
+        if let Some(i) = bytes.iter().position(|b| *b == 0) {
+            return Err(ArgError::Msg(CODE_VALUE, format!(
+                "embedded NUL character at byte {} of a str passed as a C string", i)));
+        }
+        // CPython's UTF-8 buffer is NUL-terminated and lives as long as the str.
+        return Ok(p as *mut T);
+    }
+    if T::TEXT {
+        // `*const c_char` is `*const i8` or `*const u8` depending on the target: a C `char*`
+        // takes any buffer of 1-byte integers (bytes, bytearray, int8/uint8 arrays).
+        buf.acquire::<CharItem>(o, writable)?;
+    } else {
+        buf.acquire::<T>(o, writable)?;
+    }
+    Ok(buf.data() as *mut T)
+}
+
+/// The item of a C `char*` buffer: any 1-byte integer format.
+pub struct CharItem(u8);
+
+unsafe impl BufElem for CharItem {
+    const NAME: &'static str = "c_char";
+    const CODES: &'static [u8] = b"bBc";
+}
+
+/// Holder of a `*const T` argument (keeps a borrowed buffer for the call).
+pub struct PtrArg<T: BufElem> {
+    ptr: *mut T,
+    buf: BufHold,
+}
+
+impl<T: BufElem> PtrArg<T> {
+    #[inline(always)]
+    pub fn as_const(&self) -> *const T {
+        self.ptr as *const T
+    }
+}
+
+impl<T: BufElem> ArgHolder for PtrArg<T> {
+    #[inline(always)]
+    fn empty() -> Self {
+        PtrArg { ptr: ::std::ptr::null_mut(), buf: BufHold::empty() }
+    }
+
+    #[inline(always)]
+    unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
+        self.ptr = ptr_from_py::<T>(&mut self.buf, o, false)?;
+        Ok(())
+    }
+}
+
+/// Holder of a `*mut T` argument (keeps a borrowed writable buffer for the call).
+pub struct PtrMutArg<T: BufElem> {
+    ptr: *mut T,
+    buf: BufHold,
+}
+
+impl<T: BufElem> PtrMutArg<T> {
+    #[inline(always)]
+    pub fn as_mut(&self) -> *mut T {
+        self.ptr
+    }
+}
+
+impl<T: BufElem> ArgHolder for PtrMutArg<T> {
+    #[inline(always)]
+    fn empty() -> Self {
+        PtrMutArg { ptr: ::std::ptr::null_mut(), buf: BufHold::empty() }
+    }
+
+    #[inline(always)]
+    unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
+        self.ptr = ptr_from_py::<T>(&mut self.buf, o, true)?;
+        Ok(())
+    }
+}
+
+impl<T> IntoPy for *const T {
+    #[inline(always)]
+    unsafe fn into_py(self) -> *mut PyObject {
+        PyLong_FromUnsignedLongLong(self as usize as c_ulonglong)
+    }
+}
+
+impl<T> IntoPy for *mut T {
+    #[inline(always)]
+    unsafe fn into_py(self) -> *mut PyObject {
+        PyLong_FromUnsignedLongLong(self as usize as c_ulonglong)
     }
 }
