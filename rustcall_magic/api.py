@@ -10,8 +10,19 @@ Usable without IPython::
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
+from .cache import Cache, CachedLibrary, CacheStats
 from .compiler import RustCompiler, RustModule
+from .external import register_function as register_function  # re-exported: part of the API
+from .loader import loaded_paths
+
+if TYPE_CHECKING:
+    from .bench import BenchResult
+    from .handles import HandleRow
+    from .llvm_jit import JitModule, LLVMModule, OptimizationConfig
+    from .widgets import CacheView, HandlesView
 
 _default: RustCompiler | None = None
 
@@ -58,3 +69,208 @@ def compile_rust(
 def cache_dir() -> Path:
     """The default compiler's cache directory."""
     return get_default_compiler().cache.root
+
+
+def _cache(compiler: RustCompiler | None) -> Cache:
+    cache = (compiler or get_default_compiler()).cache
+    cache.ensure()
+    return cache
+
+
+def _loaded_keys(cache: Cache) -> set[str]:
+    return cache.keys_of(loaded_paths())
+
+
+def get_cache_size(compiler: RustCompiler | None = None) -> int:
+    """Bytes used by the compile cache's entries. Raises RustCacheError if the cache is unsafe."""
+    return _cache(compiler).total_size()
+
+
+def list_cached_libraries(compiler: RustCompiler | None = None) -> list[CachedLibrary]:
+    """Every cache entry (key, functions, size, created, last used, hits), most recently used first."""
+    cache = _cache(compiler)
+    loaded = _loaded_keys(cache)
+    rows = [CachedLibrary.from_entry(e, e.key in loaded) for e in cache.entries()]
+    return sorted(rows, key=lambda r: r.last_used, reverse=True)
+
+
+def cache_stats(compiler: RustCompiler | None = None) -> CacheStats:
+    """The cache's directory, entries, total size and size cap, as one printable object."""
+    c = compiler or get_default_compiler()
+    rows = list_cached_libraries(c)
+    return CacheStats(c.cache.root, tuple(rows), sum(r.size for r in rows), c.cache_limit())
+
+
+def cleanup_old_cache(days: float = 30, compiler: RustCompiler | None = None) -> int:
+    """Remove entries not used for more than *days* days (last use = build or hit); return how many.
+
+    Entries loaded in this process are kept. Raises ValueError for negative *days*.
+    """
+    cache = _cache(compiler)
+    return len(cache.clean_older_than(days, keep=_loaded_keys(cache)))
+
+
+def clear_cache(compiler: RustCompiler | None = None) -> int:
+    """Remove every entry not loaded in this process; return how many were removed.
+
+    Functions already loaded keep working either way.
+    """
+    cache = _cache(compiler)
+    return len(cache.clear(keep=_loaded_keys(cache)))
+
+
+def verify_cache(compiler: RustCompiler | None = None) -> tuple[int, list[tuple[str, str]]]:
+    """Re-check every entry's checksum; evict bad ones.
+
+    Returns (number of good entries, [(key, problem), ...] for each evicted entry).
+    """
+    return _cache(compiler).verify_all()
+
+
+# -- the LLVM path (llvm_jit, and llvmlite with it, is imported on first use) ------
+
+
+def jit_rust(
+    src: str,
+    config: OptimizationConfig | None = None,
+    *,
+    force: bool = False,
+    edition: str | None = None,
+    quiet: bool | None = None,
+) -> JitModule | RustModule:
+    """JIT-compile a cell through LLVM IR optimized under *config* and return its functions.
+
+    The callables are builtins made by the same glue as :func:`compile_rust`.
+    Object code is cached: an identical call in a fresh process runs neither
+    rustc nor the optimizer. A cell defining ``thread_local!`` items is built
+    by :func:`compile_rust` instead, with a RustcallWarning. Raises
+    RustCompileError, RustToolchainError (no rustc, no llvmlite, LLVM versions
+    differ), RustCacheError, TypeError for a bad *config*.
+    """
+    from .llvm_jit import jit_source
+
+    module, _ = jit_source(src, get_default_compiler(), config, edition=edition, force=force, quiet=quiet)
+    return module
+
+
+def get_llvm_module(src: str, *, edition: str | None = None, quiet: bool | None = None) -> LLVMModule:
+    """The cell (with its glue) as unoptimized LLVM IR: ``.ir``, ``.optimize(config)``, ``.stats()``, ``.jit()``.
+
+    Raises RustCompileError, RustToolchainError, RustCacheError as :func:`jit_rust`.
+    """
+    from .llvm_jit import get_llvm_module as _get
+
+    return _get(src, get_default_compiler(), edition=edition, quiet=quiet)
+
+
+def optimize_module(module: LLVMModule, config: OptimizationConfig | None = None) -> LLVMModule:
+    """Run *config*'s pipeline (default ``OptimizationConfig()``) on *module* in place and return it.
+
+    Raises TypeError when *module* is not an LLVMModule or *config* not an OptimizationConfig.
+    """
+    from .llvm_jit import LLVMModule as _LLVMModule
+
+    if not isinstance(module, _LLVMModule):
+        raise TypeError(f"expected an LLVMModule (from get_llvm_module), not {type(module).__name__}")
+    return module.optimize(config)
+
+
+def optimize_for_speed(module: LLVMModule) -> LLVMModule:
+    """Optimize *module* with the ``speed`` preset (O3, vectorize, unroll, LICM); return it."""
+    from .llvm_jit import PRESETS
+
+    return optimize_module(module, PRESETS["speed"])
+
+
+def optimize_for_size(module: LLVMModule) -> LLVMModule:
+    """Optimize *module* with the ``size`` preset (O2 as -Oz: minsize, no vectorize, no unroll); return it."""
+    from .llvm_jit import PRESETS
+
+    return optimize_module(module, PRESETS["size"])
+
+
+def optimize_balanced(module: LLVMModule) -> LLVMModule:
+    """Optimize *module* with the ``balanced`` preset (O2, vectorize, unroll, LICM); return it."""
+    from .llvm_jit import PRESETS
+
+    return optimize_module(module, PRESETS["balanced"])
+
+
+# ---------------------------------------------------------------------------
+# Ownership handles. The runtime (a Rust extension module) is built/loaded on
+# first use of one of these names, never at import.
+
+#: Names served by the ownership runtime module.
+RUNTIME_NAMES = frozenset({"RustBox", "RustRc", "RustArc", "RustVec", "create_rust_vec", "copy_to_python", "to_list", "drop"})
+
+
+def ownership_runtime() -> ModuleType:
+    """The ownership runtime module (built into the default compiler's cache at first use).
+
+    Raises RustToolchainError, RustCompileError or RustCacheError when it cannot be built.
+    """
+    from . import runtime
+
+    return runtime.load(get_default_compiler().cache)
+
+
+def live_handles(include_ended: bool = True) -> list[HandleRow]:
+    """Rows of the live-handle registry (see :func:`rustcall_magic.handles.live_handles`)."""
+    from . import handles
+
+    return handles.live_handles(include_ended)
+
+
+# ---------------------------------------------------------------------------
+# Views and timing. ipywidgets is imported by rustcall_magic.widgets only, on first use.
+
+
+def cache_widget(compiler: RustCompiler | None = None) -> CacheView:
+    """A live notebook view of the compile cache (entries, size gauge, Clean/Clear/Verify/Refresh).
+
+    Raises ImportError when ipywidgets is not installed.
+    """
+    from .widgets import CacheView
+
+    return CacheView(compiler)
+
+
+def handles_widget(namespace: dict[str, Any] | None = None) -> HandlesView:
+    """A live notebook view of the handle registry with a Drop button.
+
+    *namespace* is where Drop looks for the selected handle (default: ``__main__``'s
+    globals, the user namespace in a notebook). Raises ImportError without ipywidgets.
+    """
+    from .widgets import HandlesView
+
+    return HandlesView(namespace)
+
+
+def benchmark(
+    *exprs: str,
+    number: int | None = None,
+    repeat: int = 5,
+    namespace: dict[str, Any] | None = None,
+) -> BenchResult:
+    """Time each call expression (``"add(1, 2)"``) through every backend that defines its name.
+
+    Backends are the ``%%rust`` and ``%rust_llvm`` definitions of a loaded
+    IPython extension and the callable the namespace binds to the name
+    (default namespace: the caller's globals). *number* calls per run
+    (calibrated like ``timeit`` when None), best and median of *repeat* runs,
+    empty-loop cost subtracted. Raises ValueError for an expression that is
+    not a call by name or whose name nothing defines, and whatever a call raises.
+    """
+    import sys
+
+    from .bench import benchmark as _benchmark
+
+    if namespace is None:
+        namespace = sys._getframe(1).f_globals
+    return _benchmark(exprs, namespace, number=number, repeat=repeat)
+
+
+def __getattr__(name: str) -> Any:
+    if name in RUNTIME_NAMES:
+        return getattr(ownership_runtime(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -303,6 +303,7 @@ class Cache:
         except OSError as e:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise RustCacheError(f"could not write cache entry for {key[:16]} in {self.root}: {e}") from e
+        _notify(self.root, "publish", key)
         return Entry(key, dest, meta)
 
     def touch(self, entry: Entry) -> None:
@@ -315,7 +316,8 @@ class Cache:
                 os.close(fd)
             os.utime(entry.path)
         except OSError:
-            pass  # a read-only cache still serves hits
+            return  # a read-only cache still serves hits
+        _notify(self.root, "hit", entry.key)
 
     def evict(self, entry: Entry | Path) -> bool:
         """Remove an entry (moved out of ``entries/`` first, so no reader sees half of it)."""
@@ -326,6 +328,7 @@ class Cache:
             self._discard(path)
         except OSError as e:
             raise RustCacheError(f"could not remove cache entry {path}: {e}") from e
+        _notify(self.root, "evict", path.name)
         return True
 
     def _discard(self, path: Path) -> None:
@@ -531,3 +534,18 @@ class CacheStats:
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
+
+
+# ---------------------------------------------------------------------------
+# Change listeners: live views (the cache widget) follow publishes and evictions in this process.
+
+#: Callables ``(cache root, "publish" | "evict" | "hit", key)``, called in the thread that changed the cache.
+listeners: list[Callable[[Path, str, str], None]] = []
+
+
+def _notify(root: Path, event: str, key: str) -> None:
+    for callback in list(listeners):
+        try:
+            callback(root, event, key)
+        except Exception:  # a broken view must never fail a compile or an eviction
+            pass

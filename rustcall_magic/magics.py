@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Int, Unicode
 
+from . import api
 from .api import get_default_compiler
 from .build import EDITIONS
 from .compiler import RustCompiler, RustModule
 from .errors import RustcallWarning
+from .external import registered_function, registered_functions
 from .signature import FnSig
 
 _RETURN_CHECK = re.compile(r"^(?P<call>.*\))\s*->\s*(?P<type>[^)]*\S)\s*$", re.S)
@@ -51,19 +53,26 @@ class RustMagics(Magics):
         #: name -> (callable, signature) of the latest %%rust definition of each function.
         self.definitions: dict[str, tuple[Callable[..., Any], FnSig]] = {}
         self.modules: list[RustModule] = []
-        self._compilers: dict[str, RustCompiler] = {}
+        self._compilers: dict[tuple[str, int], RustCompiler] = {}
 
     def compiler(self) -> RustCompiler:
-        """The compiler the magics use: the default one, or one on ``cache_dir`` if configured."""
+        """The compiler the magics use: the default one, or one with ``cache_dir`` / ``max_cache_bytes`` applied."""
         base = get_default_compiler()
-        if not self.cache_dir:
+        if not self.cache_dir and not self.max_cache_bytes:
             return base
-        c = self._compilers.get(self.cache_dir)
+        spec = (self.cache_dir, self.max_cache_bytes)
+        c = self._compilers.get(spec)
         if c is None:
             c = RustCompiler(
-                base.optimization_level, base.emit_debug_info, base.edition, base.target_cpu, Path(self.cache_dir)
+                base.optimization_level,
+                base.emit_debug_info,
+                base.edition,
+                base.target_cpu,
+                Path(self.cache_dir) if self.cache_dir else base.cache.root,
+                base.quiet,
+                self.max_cache_bytes or base.max_cache_bytes,
             )
-            self._compilers[self.cache_dir] = c
+            self._compilers[spec] = c
         return c
 
     # -- %%rust / %rust -------------------------------------------------------------
@@ -137,6 +146,71 @@ class RustMagics(Magics):
                 )
         return None
 
+    # -- %rustcache -------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument(
+        "command",
+        nargs="?",
+        default="summary",
+        choices=["summary", "list", "clean", "clear", "verify"],
+        help="What to do (default: summary).",
+    )
+    @argument("--days", type=float, default=30.0, help="clean: remove entries not used for this many days.")
+    @line_magic
+    def rustcache(self, line: str) -> Any:
+        """Show or tidy the compile cache.
+
+        ``%rustcache`` prints the cache directory, entry count and total size;
+        ``list`` one row per entry (key, functions, size, created, last used,
+        hits); ``clean [--days N]`` removes entries not used for N days
+        (default 30); ``clear`` removes every entry not loaded in this process;
+        ``verify`` re-checks every checksum and evicts bad entries. In a
+        notebook, ``%rustcache`` alone shows a live view of the cache with
+        Clean / Clear / Verify / Refresh buttons (``RUSTCALL_WIDGETS=0``: text).
+
+        Example::
+
+            In [1]: %rustcache list
+            key           functions                            size  ...
+            3f2a9c1e07b*  add, fib, boom                    312.4 KiB  ...
+
+            In [2]: %rustcache clean --days 7
+            removed 2 entries not used for 7 days
+        """
+        args = self._parse(self.rustcache, line)
+        compiler = self.compiler()
+        if args.command == "summary":
+            if self._frontend():
+                from .widgets import CacheView
+
+                self._display(CacheView(compiler))
+                return None
+            stats = api.cache_stats(compiler)
+            print(stats.summary())
+            return None
+        if args.command == "list":
+            print(api.cache_stats(compiler))
+            return None
+        if args.command == "clean":
+            if args.days < 0:
+                raise UsageError("--days must be >= 0")
+            n = api.cleanup_old_cache(args.days, compiler)
+            print(f"removed {n} entr{'y' if n == 1 else 'ies'} not used for {args.days:g} days")
+            return None
+        if args.command == "clear":
+            before = len(api.list_cached_libraries(compiler))
+            n = api.clear_cache(compiler)
+            kept = before - n
+            extra = f"; kept {kept} loaded in this process" if kept > 0 else ""
+            print(f"removed {n} entr{'y' if n == 1 else 'ies'}{extra}")
+            return None
+        good, bad = api.verify_cache(compiler)
+        print(f"verified {good + len(bad)} entries: {good} good, {len(bad)} evicted")
+        for key, problem in bad:
+            print(f"  {key[:12]}: {problem}")
+        return None
+
     def _parse(self, magic: Callable[..., Any], line: str) -> Any:
         try:
             return parse_argstring(magic, line)
@@ -156,9 +230,24 @@ class RustMagics(Magics):
         self.modules.append(module)
 
     def _call(self, line: str) -> Any:
+        return self._call_line("rust", line, self._rust_function)
+
+    def _rust_function(self, name: str) -> tuple[Callable[..., Any], FnSig]:
+        if name in self.definitions:
+            return self.definitions[name]
+        ext = registered_function(name)
+        if ext is not None:
+            return ext, ext.signature  # rc.register_function(...) of an existing C-ABI library
+        known = ", ".join(sorted({*self.definitions, *registered_functions()})) or "none yet"
+        raise UsageError(f"no %%rust function named {name!r} (defined: {known})")
+
+    def _call_line(
+        self, magic: str, line: str, lookup: Callable[[str], tuple[Callable[..., Any], FnSig]]
+    ) -> Any:
+        """``%<magic> NAME(args) [-> TYPE]``: evaluate the arguments in the user namespace and call."""
         text = line.strip()
         if not text:
-            raise UsageError("usage: %rust NAME(args...) [-> TYPE]; use %%rust for a cell of Rust code")
+            raise UsageError(f"usage: %{magic} NAME(args...) [-> TYPE]; use %%{magic} for a cell of Rust code")
         want: str | None = None
         m = _RETURN_CHECK.match(text)
         if m:
@@ -166,22 +255,262 @@ class RustMagics(Magics):
         try:
             tree = ast.parse(text, mode="eval")
         except SyntaxError as e:
-            raise UsageError(f"%rust expects a call such as add(1, 2): {e.msg}") from None
+            raise UsageError(f"%{magic} expects a call such as add(1, 2): {e.msg}") from None
         call = tree.body
         if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
-            raise UsageError("%rust expects a call of a %%rust function, e.g. %rust add(1, 2)")
+            raise UsageError(f"%{magic} expects a call of a Rust function, e.g. %{magic} add(1, 2)")
         name = call.func.id
-        if name not in self.definitions:
-            known = ", ".join(sorted(self.definitions)) or "none yet"
-            raise UsageError(f"no %%rust function named {name!r} (defined: {known})")
-        fn, sig = self.definitions[name]
-        if want is not None:
-            declared = "".join(str(sig.ret).split())
-            if "".join(want.split()) != declared:
-                raise TypeError(f"{name} is declared to return {sig.ret}, not {want.strip()}")
+        fn, sig = lookup(name)
+        if want is not None and "".join(want.split()) != "".join(str(sig.ret).split()):
+            raise TypeError(f"{name} is declared to return {sig.ret}, not {want.strip()}")
         call.func = ast.Name("__rustcall_fn__", ast.Load())
-        code = compile(ast.fix_missing_locations(tree), "<%rust>", "eval")
+        code = compile(ast.fix_missing_locations(tree), f"<%{magic}>", "eval")
         return eval(code, self.shell.user_ns, {"__rustcall_fn__": fn})
+
+    # -- %%rust_llvm / %rust_llvm ---------------------------------------------------
+
+    @magic_arguments()
+    @argument("-O", "--opt-level", type=int, default=None, help="LLVM optimization level 0..3 (default 3).")
+    @argument("--preset", choices=("speed", "size", "balanced"), default=None, help="A preset OptimizationConfig.")
+    @argument("--no-vectorize", action="store_true", help="Turn the loop and SLP vectorizers off.")
+    @argument("--no-unroll", action="store_true", help="Turn loop unrolling and interleaving off.")
+    @argument("--no-licm", action="store_true", help="Run a pipeline without loop-invariant code motion.")
+    @argument("--show-ir", action="store_true", help="Print the optimized IR of each exported function.")
+    @argument("--show-asm", action="store_true", help="Print the host assembly of each exported function.")
+    @argument("-f", "--force", action="store_true", help="Recompile even if cached (as a new module).")
+    @argument("-n", "--name", default=None, help="Also bind the JIT-compiled module object as NAME.")
+    @argument("-q", "--quiet", action="store_true", help="Hide compiler warnings.")
+    @argument("--timing", action="store_true", help="Print rustc/optimize/codegen/link times and cache use.")
+    @line_cell_magic
+    def rust_llvm(self, line: str, cell: str | None = None) -> Any:
+        """Compile a cell of Rust through LLVM IR, optimized by llvmlite, JIT-linked into this process.
+
+        The same functions as ``%%rust`` are bound (the same glue makes them
+        builtins), compiled for this CPU under an OptimizationConfig: ``-O``,
+        ``--preset``, ``--no-vectorize``, ``--no-unroll``, ``--no-licm``.
+        ``--show-ir`` / ``--show-asm`` print the optimized IR / assembly of
+        each exported function (of its Python wrapper when the function was
+        inlined there). Object code is cached: re-running the cell in a new
+        session runs neither rustc nor the optimizer. A cell with its own
+        ``thread_local!`` items is built as by ``%%rust`` (with a warning).
+
+        As a line magic, ``%rust_llvm NAME(args) [-> TYPE]`` calls the JIT
+        version of NAME, JIT-compiling the ``%%rust`` cell that defined it on
+        first use.
+
+        Example::
+
+            In [1]: %load_ext rustcall_magic
+
+            In [2]: %%rust_llvm --preset speed
+               ...: pub fn add(a: i64, b: i64) -> i64 { a + b }
+
+            In [3]: add(2, 3)
+            Out[3]: 5
+
+            In [4]: %rust_llvm add(10, 20)
+            Out[4]: 30
+        """
+        if cell is None:
+            return self._llvm_call(line)
+        from .llvm_jit import OptimizationConfig, jit_source, preset
+
+        args = self._parse(self.rust_llvm, line)
+        if args.opt_level is not None and args.opt_level not in (0, 1, 2, 3):
+            raise UsageError(f"-O must be 0, 1, 2 or 3, not {args.opt_level}")
+        if args.name is not None and not args.name.isidentifier():
+            raise UsageError(f"-n needs a Python identifier, not {args.name!r}")
+        config = preset(args.preset) if args.preset else OptimizationConfig()
+        changes: dict[str, Any] = {}
+        if args.opt_level is not None:
+            changes["optimization_level"] = args.opt_level
+        if args.no_vectorize:
+            changes["enable_vectorization"] = False
+        if args.no_unroll:
+            changes["enable_loop_unrolling"] = False
+        if args.no_licm:
+            changes["enable_licm"] = False
+        config = OptimizationConfig(**{**config.to_json(), **changes})
+        show = args.show_ir or args.show_asm
+        module, ir_module = jit_source(
+            cell,
+            self.compiler(),
+            config,
+            edition=self.edition or None,
+            force=args.force,
+            quiet=args.quiet or self.quiet,
+            keep_module=show,
+        )
+        ns = self.shell.user_ns
+        defs = self._llvm_definitions()
+        for fname, sig in module.signatures.items():
+            fn = module[fname]
+            ns[fname] = fn
+            defs[fname] = (fn, sig, cell, len(self.modules))
+        if args.name:
+            ns[args.name] = module
+        if show and ir_module is not None:
+            asm = ir_module.asm() if args.show_asm else ""
+            for fname in module.signatures:
+                if args.show_ir:
+                    print(f"; ---- {fname}: optimized IR ({config.describe()}) ----")
+                    print(ir_module.function_ir(fname))
+                if args.show_asm:
+                    print(f"# ---- {fname}: assembly ----")
+                    print(ir_module.function_asm(fname, asm))
+        if args.timing:
+            info = getattr(module, "info", None)
+            if info is not None and hasattr(info, "link_seconds"):
+                if info.cache_hit and not show:
+                    ms = info.total_seconds * 1e3
+                    print(f"rust_llvm: object cache hit, linked in {ms:.1f} ms (no rustc, no optimizer)")
+                else:
+                    print(
+                        f"rust_llvm: rustc {info.rustc_seconds * 1e3:.0f} ms, optimize {info.optimize_seconds * 1e3:.0f} ms"
+                        f" ({config.describe()}), codegen {info.codegen_seconds * 1e3:.0f} ms, link "
+                        f"{info.link_seconds * 1e3:.1f} ms{' (object from cache)' if info.cache_hit else ''} "
+                        f"(total {info.total_seconds * 1e3:.0f} ms)"
+                    )
+        return None
+
+    def _llvm_definitions(self) -> dict[str, tuple[Callable[..., Any], FnSig, str, int]]:
+        """name -> (JIT callable, signature, cell source, len(self.modules) when it was made)."""
+        defs = self.__dict__.get("_llvm_defs")
+        if defs is None:
+            defs = self.__dict__["_llvm_defs"] = {}
+        return defs  # type: ignore[no-any-return]
+
+    def _llvm_function(self, name: str) -> tuple[Callable[..., Any], FnSig]:
+        """The JIT version of *name*: from %%rust_llvm, or JIT-compiled from its latest %%rust cell."""
+        defs = self._llvm_definitions()
+        rust_at = next((i for i in range(len(self.modules) - 1, -1, -1) if name in self.modules[i].signatures), None)
+        jit = defs.get(name)
+        if jit is not None and (rust_at is None or jit[3] > rust_at or self.modules[rust_at].source == jit[2]):
+            return jit[0], jit[1]
+        if rust_at is None:
+            known = ", ".join(sorted({*defs, *self.definitions})) or "none yet"
+            raise UsageError(f"no %%rust or %%rust_llvm function named {name!r} (defined: {known})")
+        from .llvm_jit import jit_source
+
+        origin = self.modules[rust_at]
+        options = origin.entry.meta.get("options", {}) if origin.entry is not None else {}
+        module, _ = jit_source(origin.source, self.compiler(), edition=options.get("edition"), quiet=True)
+        for fname, sig in module.signatures.items():
+            defs[fname] = (module[fname], sig, origin.source, rust_at + 1)
+        return defs[name][0], defs[name][1]
+
+    def _llvm_call(self, line: str) -> Any:
+        return self._call_line("rust_llvm", line, self._llvm_function)
+
+    @line_magic
+    def rust_handles(self, line: str) -> None:
+        """Print the live-handle registry: every RustBox/RustRc/RustArc/RustVec alive, and the
+        recently dropped, moved or collected ones, with where each was created.
+
+        In a notebook it shows a live view instead (it follows later drops,
+        moves and collections, and can drop a selected handle).
+
+        Example::
+
+            In [1]: b = rustcall_magic.RustBox(42, "i32")
+
+            In [2]: %rust_handles
+            id  kind  dtype  state  strong  preview  origin
+            ...
+        """
+        if self._frontend():
+            self._display(self._handles_view())
+            return
+        from .handles import handles_table
+
+        print(handles_table())
+
+    # -- views and %rust_bench (widgets in a kernel with a frontend, text elsewhere) ---------
+
+    def _frontend(self) -> bool:
+        """True when this shell is a kernel talking to a frontend (ipykernel's shell) and
+        ipywidgets is installed; ``RUSTCALL_WIDGETS=0`` forces text tables."""
+        import importlib.util
+        import os
+
+        if os.environ.get("RUSTCALL_WIDGETS", "").strip().lower() in {"0", "no", "off", "false", "text"}:
+            return False
+        if not any(c.__name__ == "ZMQInteractiveShell" for c in type(self.shell).__mro__):
+            return False
+        return importlib.util.find_spec("ipywidgets") is not None
+
+    def _display(self, view: Any) -> None:
+        from IPython.display import display
+
+        display(view)
+
+    def _handles_view(self) -> Any:
+        from .widgets import HandlesView
+
+        return HandlesView(self.shell.user_ns)
+
+    def _bench_backends(self, name: str) -> list[tuple[str, Callable[..., Any]]]:
+        """The %%rust and (if current) %rust_llvm definitions of *name*, for %rust_bench."""
+        found: list[tuple[str, Callable[..., Any]]] = []
+        rust = self.definitions.get(name)
+        if rust is not None:
+            found.append(("%%rust", rust[0]))
+        jit = self._llvm_definitions().get(name)
+        if jit is not None:
+            rust_at = next((i for i in range(len(self.modules) - 1, -1, -1) if name in self.modules[i].signatures), None)
+            # A JIT definition made before a newer %%rust cell redefined the name is stale.
+            if rust_at is None or jit[3] > rust_at or self.modules[rust_at].source == jit[2]:
+                found.append(("%rust_llvm", jit[0]))
+        return found
+
+    @line_magic
+    def rust_bench(self, line: str) -> Any:
+        """Time call expressions through every backend that defines the called name.
+
+        Usage: ``%rust_bench [-n N] [-r R] [-o] EXPR [EXPR ...]``. Each EXPR
+        is a call such as ``add(1, 2)``; it is timed once per backend defining
+        its name: the ``%%rust`` definition, the ``%%rust_llvm`` one, and a
+        Python callable bound to the name in the namespace. Without ``-n`` the
+        number of calls per run is calibrated like ``%timeit``; ``-r`` runs are
+        made (default 5) and the best and median reported, with the empty
+        loop's cost subtracted. In a notebook a table widget shows progress
+        and then expression, backend, ns/call, ratio to the first row and a
+        bar; elsewhere a text table is printed. ``-o`` returns the BenchResult
+        (``.rows``, ``.to_csv()``, ``.to_pandas()``).
+
+        Example::
+
+            In [1]: def py_add(a, b): return a + b
+
+            In [2]: %rust_bench py_add(1, 2) add(1, 2)
+            expression  backend  best ns  median ns  ratio
+            ...
+            py_add(1, 2)  python   27.9 ns    28.1 ns  1.00x  ████████████████████
+            add(1, 2)     %%rust   13.0 ns    13.2 ns  0.47x  █████████
+        """
+        from . import bench
+
+        number, repeat, want, exprs = _bench_line(line)
+        ns = self.shell.user_ns
+        try:
+            bench.plan(exprs, ns)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if not self._frontend():
+            result = bench.benchmark(exprs, ns, number=number, repeat=repeat)
+            print(result.table())
+            return result if want else None
+        from .widgets import BenchView
+
+        view = BenchView()
+        self._display(view)
+        try:
+            result = bench.benchmark(exprs, ns, number=number, repeat=repeat, progress=view.progress)
+        except BaseException as e:
+            view.label.value = f'<span class="rustcall-error">failed: {type(e).__name__}</span>'
+            raise
+        view.show(result)
+        return result if want else None
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -190,6 +519,85 @@ def load_ipython_extension(ipython: Any) -> None:
     warnings.filterwarnings("always", category=RustcallWarning)
     magics = RustMagics(shell=ipython)
     ipython.register_magics(magics)
+    from . import bench
+
+    # %rust_bench and rc.benchmark() see this shell's %%rust / %rust_llvm definitions.
+    bench.providers[:] = [p for p in bench.providers if getattr(p, "__self__", None) is None or p.__self__.shell is not ipython]
+    bench.providers.append(magics._bench_backends)
     # %config RustMagics.<trait> finds configurables here.
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
+
+
+def _bench_line(line: str) -> tuple[int | None, int, bool, list[str]]:
+    """Split ``%rust_bench`` arguments into (number, repeat, -o, expressions).
+
+    Expressions are separated by whitespace outside brackets and quotes.
+    Raises UsageError for bad options or no expression.
+    """
+    words: list[str] = []
+    buf: list[str] = []
+    depth = 0
+    quote = ""
+    for ch in line.strip():
+        if quote:
+            buf.append(ch)
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            buf.append(ch)
+        elif ch in "([{":
+            depth += 1
+            buf.append(ch)
+        elif ch in ")]}":
+            depth -= 1
+            buf.append(ch)
+        elif ch.isspace() and depth <= 0:
+            if buf:
+                words.append("".join(buf))
+                buf = []
+        else:
+            buf.append(ch)
+    if buf:
+        words.append("".join(buf))
+    number: int | None = None
+    repeat = 5
+    want = False
+    i = 0
+
+    def value(opt: str) -> int:
+        nonlocal i
+        text = words[i][len(opt) :].lstrip("=")
+        if not text:
+            i += 1
+            if i >= len(words):
+                raise UsageError(f"{opt} needs a number")
+            text = words[i]
+        try:
+            v = int(text)
+        except ValueError:
+            raise UsageError(f"{opt} needs a whole number, not {text!r}") from None
+        if v < 1:
+            raise UsageError(f"{opt} must be >= 1, not {v}")
+        return v
+
+    while i < len(words) and words[i].startswith("-"):
+        word = words[i]
+        if word in ("-o", "--output"):
+            want = True
+        elif word.startswith("--number"):
+            number = value("--number")
+        elif word.startswith("--repeat"):
+            repeat = value("--repeat")
+        elif word.startswith("-n"):
+            number = value("-n")
+        elif word.startswith("-r"):
+            repeat = value("-r")
+        else:
+            raise UsageError(f"unknown option {word}; usage: %rust_bench [-n N] [-r R] [-o] EXPR [EXPR ...]")
+        i += 1
+    exprs = words[i:]
+    if not exprs:
+        raise UsageError("usage: %rust_bench [-n N] [-r R] [-o] EXPR [EXPR ...], e.g. %rust_bench add(1, 2)")
+    return number, repeat, want, exprs

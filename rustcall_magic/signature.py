@@ -80,6 +80,9 @@ class TypeRow:
     checked_args: int | None = None
     #: A return of this row accepts any type arguments (a returned pointer is an int).
     any_return_args: bool = False
+    #: The type also converts directly (``FromPy``), so it may nest inside another
+    #: parameter type even though it has a holder of its own at top level.
+    nests: bool = False
 
 
 _INT_TYPES = ("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize")
@@ -118,7 +121,8 @@ TYPE_TABLE: dict[str, TypeRow] = {
         elements=BUFFER_ITEMS,
     ),
     # Numeric Vec returns are RustVec handles (other items: lists); a RustVec argument is moved.
-    "Vec<_>": TypeRow("a list, tuple or buffer of {0}", "RustVec or list"),
+    # A RustVec argument is reserved at conversion and moved when the call starts.
+    "Vec<_>": TypeRow("a list, tuple or buffer of {0}", "RustVec or list", "VecArg<{0}>", "{v}.take()", nests=True),
     # Ownership handles (glue/handles.rs): borrowed by `&`, moved by value, returns are new handles.
     "&Vec<_>": TypeRow("a RustVec of {0} (borrowed)", None, "VecRef<{0}>", "{v}.get()", HANDLE_ITEMS),
     "&mut Vec<_>": TypeRow("a RustVec of {0} (mutably borrowed)", None, "VecMut<{0}>", "{v}.get_mut()", HANDLE_ITEMS),
@@ -245,7 +249,7 @@ def _args_supported(row: TypeRow, t: RType, position: str) -> bool:
     for a in args if row.checked_args is None else args[: row.checked_args]:
         inner = type_row(a, position)
         # Inside another type an argument is converted directly: no holder of its own.
-        if inner is None or (position == "param" and inner.holder is not None):
+        if inner is None or (position == "param" and inner.holder is not None and not inner.nests):
             return False
         # An Err raises, so Result is only meaningful as the outermost return type.
         if pattern(a) == "Result<_, _>":

@@ -23,6 +23,8 @@ pub fn flags(n: usize) -> Vec<bool> { (0..n).map(|i| i % 2 == 0).collect() }
 pub fn sizes(n: usize) -> Vec<usize> { (0..n).collect() }
 pub fn merge(a: &mut Vec<i64>, b: &Vec<i64>) { a.extend_from_slice(b); }
 pub fn push_then_panic(v: &mut Vec<i64>) { v.extend(0..100); panic!("after growing"); }
+pub fn consume_scaled(v: Vec<i64>, k: i32) -> i64 { v.iter().sum::<i64>() * k as i64 }
+pub fn consume_both(a: Vec<i64>, b: Vec<i64>) -> usize { a.len() + b.len() }
 """
 
 SHARED_CELL = """
@@ -141,6 +143,17 @@ def test_a_failed_later_argument_does_not_move(shared) -> None:
     with pytest.raises(TypeError):
         shared.unbox_and_peek(b, 3)
     assert b.state == "alive" and b.value == 4
+
+
+def test_a_failed_later_argument_does_not_move_a_vec(vecs) -> None:
+    v = rc.RustVec([1, 2, 3], "i64")
+    with pytest.raises(TypeError):
+        vecs.consume_scaled(v, "two")
+    assert v.state == "alive" and rc.to_list(v) == [1, 2, 3]
+    with pytest.raises(RustHandleError, match="already"):
+        vecs.consume_both(v, v)  # one vector cannot be moved twice
+    assert v.state == "alive" and rc.to_list(v) == [1, 2, 3]
+    assert vecs.consume_scaled(v, 2) == 12 and v.state == "moved"
 
 
 def test_panic_after_growing_keeps_the_vec_consistent(vecs) -> None:

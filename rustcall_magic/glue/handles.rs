@@ -431,6 +431,34 @@ pub unsafe fn vec_take_handle<T: HandleElem>(o: *mut PyObject) -> Option<Result<
     }))
 }
 
+/// Reserves a RustVec for a by-value `Vec<T>` parameter (None: not a RustVec).
+/// The handle is marked exclusively borrowed until `vec_take_reserved_handle`
+/// moves it at call start, or `vec_release_handle` gives it back.
+pub unsafe fn vec_reserve_handle<T: HandleElem>(o: *mut PyObject) -> Option<Result<*mut c_void, ArgError>> {
+    let abi = rt_loaded()?;
+    if (*o).ob_type != abi.types[KIND_VEC as usize] {
+        return None;
+    }
+    Some(handle_arg::<T>(o, KIND_VEC, ACCESS_MOVE).map(|h| {
+        (*h).borrow = BORROW_EXCLUSIVE;
+        h as *mut c_void
+    }))
+}
+
+pub unsafe fn vec_take_reserved_handle<T: HandleElem>(h: *mut c_void) -> Vec<T> {
+    let h = h as *mut RtHandle;
+    let v = <Vec<T> as Payload>::from_handle(&*h);
+    (*h).borrow = 0;
+    if let Some(abi) = rt_loaded() {
+        (abi.mark_moved)(h as *mut PyObject);
+    }
+    v
+}
+
+pub unsafe fn vec_release_handle(h: *mut c_void) {
+    (*(h as *mut RtHandle)).borrow = 0;
+}
+
 /// A returned numeric `Vec<T>` becomes a RustVec (no copy).
 #[inline]
 pub unsafe fn vec_into_handle<T: HandleElem>(v: Vec<T>) -> *mut PyObject {

@@ -1198,6 +1198,57 @@ pub trait VecItem: FromPy {
     unsafe fn vec_from_buffer(_o: *mut PyObject) -> Option<Result<Vec<Self>, ArgError>> {
         None
     }
+    /// Reserves a RustVec argument for a move when the call starts (None: not a RustVec).
+    unsafe fn vec_reserve(_o: *mut PyObject) -> Option<Result<*mut c_void, ArgError>> {
+        None
+    }
+    /// Moves the vector out of a handle reserved by `vec_reserve`.
+    unsafe fn vec_take_reserved(_h: *mut c_void) -> Vec<Self> {
+        unreachable!("only element types with a RustVec reserve handles")
+    }
+    /// Gives back a reservation that was not taken (a later argument failed).
+    unsafe fn vec_release(_h: *mut c_void) {}
+}
+
+/// A by-value `Vec<T>` parameter: a RustVec is reserved at conversion and moved
+/// out of its handle only when the call starts, so an error in a later argument
+/// leaves the Python handle (and its data) as it was; other inputs are copied.
+pub struct VecArg<T: VecItem> {
+    reserved: *mut c_void,
+    val: Option<Vec<T>>,
+}
+
+impl<T: VecItem> VecArg<T> {
+    #[inline(always)]
+    pub unsafe fn take(&mut self) -> Vec<T> {
+        if !self.reserved.is_null() {
+            let h = ::std::mem::replace(&mut self.reserved, ::std::ptr::null_mut());
+            return T::vec_take_reserved(h);
+        }
+        self.val.take().expect("argument converted")
+    }
+}
+
+impl<T: VecItem> ArgHolder for VecArg<T> {
+    fn empty() -> Self {
+        VecArg { reserved: ::std::ptr::null_mut(), val: None }
+    }
+    unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
+        if let Some(r) = T::vec_reserve(o) {
+            self.reserved = r?;
+            return Ok(());
+        }
+        self.val = Some(vec_from_py::<T>(o)?);
+        Ok(())
+    }
+}
+
+impl<T: VecItem> Drop for VecArg<T> {
+    fn drop(&mut self) {
+        if !self.reserved.is_null() {
+            unsafe { T::vec_release(self.reserved) };
+        }
+    }
 }
 
 /// The one place a Python object becomes a `Vec<T>` parameter.
@@ -1235,6 +1286,15 @@ impl<T: VecIntoPy> IntoPy for Vec<T> {
 macro_rules! vec_numeric {
     ($($t:ty),*) => {$(
         impl VecItem for $t {
+            unsafe fn vec_reserve(o: *mut PyObject) -> Option<Result<*mut c_void, ArgError>> {
+                vec_reserve_handle::<$t>(o)
+            }
+            unsafe fn vec_take_reserved(h: *mut c_void) -> Vec<Self> {
+                vec_take_reserved_handle::<$t>(h)
+            }
+            unsafe fn vec_release(h: *mut c_void) {
+                vec_release_handle(h)
+            }
             unsafe fn vec_from_buffer(o: *mut PyObject) -> Option<Result<Vec<Self>, ArgError>> {
                 // A RustVec is moved, not copied (glue/handles.rs).
                 if let Some(r) = vec_take_handle::<$t>(o) {

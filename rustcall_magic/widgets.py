@@ -1,0 +1,644 @@
+"""Notebook views over plain results: the compile cache, benchmark tables, the handle registry.
+
+The only module importing ipywidgets. Each view is an ``ipywidgets.VBox``
+built from stock widgets (buttons, a progress bar, HTML tables) styled by
+``static/rustcall.css``, which ships in the package and uses JupyterLab's
+theme variables only: nothing is fetched at run time, and light and dark
+themes both read well. A view's ``repr`` is the same text table the magics
+print outside a notebook.
+
+Live views (cache, handles) follow changes through listeners and coalesce
+them: a burst of events becomes at most a few redraws per second, and a
+redraw never takes more than a small share of the time (see :class:`_Coalescer`).
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from . import api, handles
+from . import cache as cache_mod
+from .bench import BenchResult, format_ns, format_ratio
+from .cache import CachedLibrary, CacheStats, human_size
+from .compiler import RustCompiler
+from .errors import RustcallError
+
+#: Most table rows a view sends to the frontend (the rest is summarised in one line).
+MAX_ROWS = 200
+#: Most alive handles offered in the Drop selector.
+MAX_CHOICES = 300
+#: Most ended handles (dropped, moved, collected) a handles view lists; alive ones come first.
+MAX_ENDED = 10
+#: What a row's preview says when the value could not be read on this thread (an Rc).
+OFF_THREAD = "(other thread)"
+_BUTTON = {"width": "auto", "min_width": "76px"}
+_HANDLE_TYPES = frozenset({"RustBox", "RustRc", "RustArc", "RustVec"})
+
+
+@lru_cache(maxsize=1)
+def stylesheet() -> str:
+    """The views' CSS (``static/rustcall.css``, shipped in the package)."""
+    return resources.files(__package__).joinpath("static/rustcall.css").read_text(encoding="utf-8")
+
+
+def _style_html() -> w.HTML:
+    # Sent once per view, in a child that never changes, so table updates stay small.
+    return w.HTML(f"<style>{stylesheet()}</style>", layout=w.Layout(display="none"))
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+class _Coalescer:
+    """Runs *fn* in a timer thread after pokes, at most once per *interval* seconds, and
+    keeps its duty cycle under *max_share*: after a redraw that took t seconds the next
+    one waits at least t / max_share. Pokes in between are merged into one run."""
+
+    def __init__(self, fn: Callable[[], None], interval: float = 0.25, max_share: float = 0.05) -> None:
+        self.fn = fn
+        self.interval = interval
+        self.max_share = max_share
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._next = 0.0
+        self.runs = 0
+        self.closed = False
+
+    def poke(self) -> None:
+        """Ask for a run (soon, but not before the rate limit allows)."""
+        with self._lock:
+            if self._timer is not None or self.closed:
+                return
+            delay = max(0.02, self._next - time.monotonic())
+            self._timer = threading.Timer(delay, self._run)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _run(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self.closed:
+                return
+        t0 = time.monotonic()
+        try:
+            self.fn()
+        finally:
+            cost = time.monotonic() - t0
+            self.runs += 1
+            self._next = t0 + max(self.interval, cost / self.max_share)
+
+    def close(self) -> None:
+        """Cancel a pending run and refuse later pokes."""
+        with self._lock:
+            self.closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+
+# ---------------------------------------------------------------------------
+# Cache view
+
+
+def _entry_label(e: CachedLibrary) -> str:
+    return ", ".join(e.functions) or f"({e.kind})"
+
+
+def cache_table_html(stats: CacheStats, sort: str = "last_used") -> str:
+    """The entries of *stats* as an HTML table, sorted by ``last_used`` or ``size`` (largest/newest first)."""
+    if not stats.entries:
+        return '<div class="rustcall-empty">The cache is empty.</div>'
+    key = (lambda e: e.size) if sort == "size" else (lambda e: e.last_used)
+    entries = sorted(stats.entries, key=key, reverse=True)
+    now = datetime.now()
+
+    def head(label: str, col: str | None = None, num: bool = False) -> str:
+        cls = ["rustcall-num"] if num else []
+        if col == sort:
+            cls.append("rustcall-sorted")
+            label += " ▾"
+        return f'<th class="{" ".join(cls)}">{_e(label)}</th>'
+
+    out = [
+        '<table class="rustcall-table rustcall-cache-table"><thead><tr>',
+        head("functions"),
+        head("key"),
+        head("size", "size", num=True),
+        head("created"),
+        head("last used", "last_used"),
+        head("hits", num=True),
+        head("loaded"),
+        "</tr></thead><tbody>",
+    ]
+    for e in entries[:MAX_ROWS]:
+        kind = f' <span class="rustcall-muted">{_e(e.kind)}</span>' if e.functions and e.kind != "cdylib" else ""
+        out.append(
+            f'<tr data-key="{_e(e.key)}"><td class="rustcall-fns">{_e(_entry_label(e))}{kind}</td>'
+            f'<td><code class="rustcall-muted">{_e(e.key[:12])}</code></td>'
+            f'<td class="rustcall-num">{_e(human_size(e.size))}</td>'
+            f"<td>{_e(_when(e.created, now))}</td><td>{_e(_when(e.last_used, now))}</td>"
+            f'<td class="rustcall-num">{e.hits}</td>'
+            f'<td>{"<span class=rustcall-ok>● yes</span>" if e.loaded else "<span class=rustcall-muted>no</span>"}</td></tr>'
+        )
+    out.append("</tbody></table>")
+    if len(entries) > MAX_ROWS:
+        out.append(f'<div class="rustcall-muted">… and {len(entries) - MAX_ROWS} more entries</div>')
+    return "".join(out)
+
+
+def _when(t: datetime, now: datetime) -> str:
+    secs = (now - t).total_seconds()
+    if secs < 60:
+        ago = "just now"
+    elif secs < 3600:
+        ago = f"{int(secs // 60)} min ago"
+    elif secs < 86400:
+        ago = f"{int(secs // 3600)} h ago"
+    else:
+        ago = f"{int(secs // 86400)} d ago"
+    return f"{t:%Y-%m-%d %H:%M} ({ago})"
+
+
+def cache_header_html(stats: CacheStats) -> str:
+    """Title, directory, entry count and total size beside the LRU cap as a gauge."""
+    n = len(stats.entries)
+    size = human_size(stats.total_size)
+    if stats.max_bytes:
+        share = stats.total_size / stats.max_bytes
+        cls = "rustcall-full" if share >= 1 else "rustcall-warn" if share >= 0.8 else ""
+        gauge = (
+            f'<span class="rustcall-gauge {cls}" title="{share:.0%} of the cap">'
+            f'<span style="width:{min(share, 1) * 100:.1f}%"></span></span>'
+            f"{_e(size)} of {_e(human_size(stats.max_bytes))} cap ({share:.0%})"
+        )
+    else:
+        gauge = f'<b class="rustcall-size">{_e(size)}</b> <span class="rustcall-muted">(no size cap)</span>'
+    loaded = sum(e.loaded for e in stats.entries)
+    return (
+        f'<div><span class="rustcall-title">Rust compile cache</span>'
+        f'<b class="rustcall-count">{n}</b> entr{"y" if n == 1 else "ies"}'
+        f'{f" ({loaded} loaded here)" if loaded else ""} · {gauge}</div>'
+        f'<div class="rustcall-muted"><code>{_e(stats.root)}</code></div>'
+    )
+
+
+class CacheView(w.VBox):
+    """A live view of the compile cache: summary, size gauge, sortable entry table and
+    Clean / Clear / Verify / Refresh buttons whose outcome shows in the view.
+
+    It follows compiles and evictions made in this process by itself.
+    """
+
+    def __init__(self, compiler: RustCompiler | None = None, **kwargs: Any) -> None:
+        self._compiler = compiler
+        self.header = w.HTML()
+        self.refresh_button = w.Button(
+            description="Refresh", icon="refresh", tooltip="Read the cache again", layout=_BUTTON
+        )
+        self.verify_button = w.Button(
+            description="Verify", icon="check", tooltip="Re-check every checksum", layout=_BUTTON
+        )
+        self.clean_button = w.Button(
+            description="Clean",
+            icon="broom",
+            tooltip="Remove entries not used for the given number of days",
+            layout=_BUTTON,
+        )
+        self.days = w.BoundedFloatText(
+            value=30, min=0, max=36500, step=1, layout=w.Layout(width="64px")
+        )
+        self.clear_button = w.Button(
+            description="Clear",
+            icon="trash",
+            button_style="danger",
+            tooltip="Remove every entry not loaded here",
+            layout=_BUTTON,
+        )
+        self.sort = w.ToggleButtons(
+            options=[("last used", "last_used"), ("size", "size")],
+            value="last_used",
+            tooltips=["Most recently used first", "Largest first"],
+            style={"button_width": "86px"},
+        )
+        self.status = w.HTML()
+        self.table = w.HTML()
+        for b, fn in (
+            (self.refresh_button, self._on_refresh),
+            (self.verify_button, self._on_verify),
+            (self.clean_button, self._on_clean),
+            (self.clear_button, self._on_clear),
+        ):
+            b.on_click(fn)
+        self.sort.observe(lambda _: self._render(), names="value")
+        controls = w.HBox(
+            [
+                self.refresh_button,
+                self.verify_button,
+                self.clean_button,
+                w.HTML('<span class="rustcall-muted">unused for</span>'),
+                self.days,
+                w.HTML('<span class="rustcall-muted">days</span>', layout=w.Layout(margin="0 12px 0 0")),
+                self.clear_button,
+                w.HTML('<span class="rustcall-muted">sort by</span>', layout=w.Layout(margin="0 0 0 14px")),
+                self.sort,
+            ]
+        )
+        controls.add_class("rustcall-controls")
+        self.status.add_class("rustcall-status")
+        super().__init__([_style_html(), self.header, controls, self.status, self.table], **kwargs)
+        self.add_class("rustcall-view")
+        self.add_class("rustcall-cache")
+        self.stats: CacheStats | None = None
+        self._lock = threading.RLock()
+        self._coalescer = _Coalescer(self.refresh, interval=0.2)
+        cache_mod.listeners.append(self._on_cache_event)
+        self.refresh()
+
+    def compiler(self) -> RustCompiler:
+        """The compiler whose cache this view shows (the default compiler unless one was given)."""
+        return self._compiler or api.get_default_compiler()
+
+    def refresh(self) -> None:
+        """Read the cache again and redraw (what the Refresh button does)."""
+        with self._lock:  # the timer thread and the kernel's main thread both redraw
+            try:
+                self.stats = api.cache_stats(self.compiler())
+            except RustcallError as e:
+                self._say(f"cannot read the cache: {e}", error=True)
+                return
+            self._render()
+
+    def _render(self) -> None:
+        stats = self.stats
+        if stats is None:
+            return
+        self.header.value = cache_header_html(stats)
+        self.table.value = cache_table_html(stats, self.sort.value)
+
+    def _on_cache_event(self, root: Path, event: str, key: str) -> None:
+        if root == self.compiler().cache.root:
+            self._coalescer.poke()
+
+    def _say(self, text: str, error: bool = False) -> None:
+        cls = "rustcall-error" if error else "rustcall-ok"
+        self.status.value = f'<span class="{cls}">{_e(text)}</span>'
+
+    def _removed(self, before: CacheStats | None, what: str) -> str:
+        keys_now = {e.key for e in (self.stats.entries if self.stats else ())}
+        gone = [e for e in (before.entries if before else ()) if e.key not in keys_now]
+        n = len(gone)
+        text = f"{what}: removed {n} entr{'y' if n == 1 else 'ies'}"
+        if gone:
+            names = "; ".join(_entry_label(e) for e in gone[:8]) + (" …" if n > 8 else "")
+            text += f" ({names})"
+        return text
+
+    def _on_refresh(self, _: Any = None) -> None:
+        self.refresh()
+        self._say(f"refreshed at {datetime.now():%H:%M:%S}")
+
+    def _on_clear(self, _: Any = None) -> None:
+        before = self.stats
+        try:
+            api.clear_cache(self.compiler())
+        except (RustcallError, OSError) as e:
+            self._say(f"clear failed: {e}", error=True)
+            return
+        self.refresh()
+        text = self._removed(before, "clear")
+        kept = len(self.stats.entries) if self.stats else 0
+        if kept:
+            text += f"; kept {kept} loaded in this process"
+        self._say(text)
+
+    def _on_clean(self, _: Any = None) -> None:
+        before = self.stats
+        days = float(self.days.value)
+        try:
+            api.cleanup_old_cache(days, self.compiler())
+        except (RustcallError, OSError, ValueError) as e:
+            self._say(f"clean failed: {e}", error=True)
+            return
+        self.refresh()
+        self._say(self._removed(before, f"clean (not used for {days:g} days)"))
+
+    def _on_verify(self, _: Any = None) -> None:
+        try:
+            good, bad = api.verify_cache(self.compiler())
+        except (RustcallError, OSError) as e:
+            self._say(f"verify failed: {e}", error=True)
+            return
+        self.refresh()
+        if not bad:
+            self._say(f"verified {good} entr{'y' if good == 1 else 'ies'}: all good")
+            return
+        problems = "; ".join(f"{k[:12]}: {p}" for k, p in bad)
+        self._say(f"verified {good + len(bad)} entries: {good} good, {len(bad)} evicted ({problems})", error=True)
+
+    def close(self) -> None:
+        """Stop following the cache and close the widgets."""
+        self._coalescer.close()
+        if self._on_cache_event in cache_mod.listeners:
+            cache_mod.listeners.remove(self._on_cache_event)
+        super().close()
+
+    def __repr__(self) -> str:
+        return str(self.stats) if self.stats is not None else "CacheView()"
+
+
+# ---------------------------------------------------------------------------
+# Benchmark view
+
+
+def bench_table_html(result: BenchResult) -> str:
+    """The rows of *result* as an HTML table with a horizontal bar per row."""
+    if not result.rows:
+        return '<div class="rustcall-empty">No timings.</div>'
+    slowest = max(r["ns_per_call"] for r in result.rows) or 1.0
+    out = [
+        '<table class="rustcall-table rustcall-bench-table"><thead><tr>'
+        '<th>expression</th><th>backend</th><th class="rustcall-num">best / call</th>'
+        '<th class="rustcall-num">median / call</th><th class="rustcall-num">ratio</th><th></th></tr></thead><tbody>'
+    ]
+    for i, r in enumerate(result.rows):
+        width = 100 * r["ns_per_call"] / slowest if slowest > 0 else 0
+        ref = " rustcall-ref" if i == 0 else ""
+        out.append(
+            f'<tr data-backend="{_e(r["backend"])}"><td><code>{_e(r["expr"])}</code></td>'
+            f'<td class="rustcall-backend">{_e(r["backend"])}</td>'
+            f'<td class="rustcall-num">{_e(format_ns(r["ns_per_call"]))}</td>'
+            f'<td class="rustcall-num">{_e(format_ns(r["median_ns"]))}</td>'
+            f'<td class="rustcall-num">{_e(format_ratio(r["ratio"]))}</td>'
+            f'<td class="rustcall-bar-cell"><div class="rustcall-bar{ref}" style="width:{width:.1f}%"></div></td></tr>'
+        )
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+class BenchView(w.VBox):
+    """A benchmark table: progress while the rows are timed, then expression, backend,
+    best and median ns/call, ratio to the first row and a bar per row."""
+
+    def __init__(self, result: BenchResult | None = None, **kwargs: Any) -> None:
+        self.header = w.HTML('<span class="rustcall-title">Benchmark</span>')
+        self.bar = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="240px"))
+        self.label = w.HTML('<span class="rustcall-muted">waiting…</span>')
+        self.progress_box = w.HBox([self.bar, self.label])
+        self.table = w.HTML()
+        self.note = w.HTML()
+        super().__init__([_style_html(), self.header, self.progress_box, self.table, self.note], **kwargs)
+        self.add_class("rustcall-view")
+        self.add_class("rustcall-bench")
+        self.result: BenchResult | None = None
+        if result is not None:
+            self.show(result)
+
+    def progress(self, done: int, total: int, label: str) -> None:
+        """Show that row *done* of *total* (*label*) is being timed."""
+        self.bar.max = max(total, 1)
+        self.bar.value = done
+        text = f"timing {done + 1}/{total}: <code>{_e(label)}</code>" if done < total else "done"
+        self.label.value = f'<span class="rustcall-muted">{text}</span>'
+
+    def show(self, result: BenchResult) -> None:
+        """Display *result* (and hide the progress bar)."""
+        self.result = result
+        self.progress_box.layout.display = "none"
+        self.table.value = bench_table_html(result)
+        self.note.value = f'<div class="rustcall-muted">{_e(result.note())}</div>'
+
+    def __repr__(self) -> str:
+        return self.result.table() if self.result is not None else "BenchView()"
+
+
+# ---------------------------------------------------------------------------
+# Handles view
+
+
+def _state_badge(state: str, count: int | None = None) -> str:
+    text = state if count is None else f"{state} {count}"
+    return f'<span class="rustcall-badge rustcall-state-{_e(state)}">{_e(text)}</span>'
+
+
+def handles_table_html(
+    rows: list[handles.HandleRow],
+    hide_ended: bool = False,
+    max_rows: int = MAX_ROWS,
+    max_ended: int = MAX_ENDED,
+    ended_order: Mapping[int, tuple[int, ...]] | None = None,
+) -> str:
+    """Registry rows as an HTML table: the newest *max_rows* alive handles by id, then
+    (unless *hide_ended*) *max_ended* ended ones, latest first by *ended_order* (id -> sort
+    key, larger = more recent; default: by id); states colour-coded."""
+    alive = [r for r in rows if r.state == "alive"]
+    ended = [] if hide_ended else [r for r in rows if r.state != "alive"]
+    order = ended_order or {}
+    ended.sort(key=lambda r: order.get(r.id, (-1, 0, r.id)), reverse=True)
+    shown = alive[-max_rows:] + ended[:max_ended]
+    if not shown:
+        return '<div class="rustcall-empty">No Rust handles{}.</div>'.format(" alive" if hide_ended else "")
+    out = []
+    hidden_alive = len(alive) - min(len(alive), max_rows)
+    hidden_ended = len(ended) - min(len(ended), max_ended)
+    out.append(
+        '<table class="rustcall-table rustcall-handles-table"><thead><tr>'
+        '<th class="rustcall-num">id</th><th>kind</th><th>dtype</th><th>state</th>'
+        '<th class="rustcall-num">strong</th><th>preview</th><th>origin</th></tr></thead><tbody>'
+    )
+    for r in shown:
+        preview = r.preview if len(r.preview) <= 48 else r.preview[:45] + "…"
+        ended = "" if r.state == "alive" else ' class="rustcall-ended"'
+        out.append(
+            f'<tr data-id="{r.id}" data-state="{_e(r.state)}"{ended}><td class="rustcall-num">{r.id}</td>'
+            f"<td>{_e(r.kind)}</td><td><code>{_e(r.dtype)}</code></td><td>{_state_badge(r.state)}</td>"
+            f'<td class="rustcall-num">{r.strong_count}</td><td><code>{_e(preview)}</code></td>'
+            f'<td class="rustcall-muted">{_e(r.origin)}</td></tr>'
+        )
+    out.append("</tbody></table>")
+    if hidden_alive or hidden_ended:
+        parts = [f"{n:,} older {what}" for n, what in ((hidden_alive, "alive"), (hidden_ended, "ended")) if n]
+        out.append(f'<div class="rustcall-muted">… {" and ".join(parts)} not listed</div>')
+    return "".join(out)
+
+
+def _find_handles(namespace: Mapping[str, Any], wanted: int) -> list[Any]:
+    # Handles are not tracked by the GC, so look where users keep them: the namespace
+    # and containers one level down.
+    found = []
+
+    def check(v: Any) -> None:
+        if type(v).__name__ in _HANDLE_TYPES and type(v).__module__.startswith("rustcall_magic"):
+            try:
+                if v.id == wanted:
+                    found.append(v)
+            except Exception:
+                pass
+
+    for name, value in list(namespace.items()):
+        if name.startswith("__"):
+            continue
+        check(value)
+        if isinstance(value, (list, tuple, set)) and len(value) <= 10_000:
+            for item in value:
+                check(item)
+        elif isinstance(value, dict) and len(value) <= 10_000:
+            for item in value.values():
+                check(item)
+    return found
+
+
+class HandlesView(w.VBox):
+    """A live table of the handle registry: id, kind, dtype, state (colour-coded),
+    strong count, preview and origin; counts per state; a filter hiding ended
+    handles; and a Drop button for a selected alive handle.
+
+    It follows later drops, moves and collections by itself (coalesced, see
+    :func:`rustcall_magic.handles.add_listener`). *namespace* is where the Drop
+    button looks for the selected handle (default: the ``__main__`` module's).
+    """
+
+    def __init__(
+        self, namespace: Mapping[str, Any] | None = None, interval: float = 0.25, **kwargs: Any
+    ) -> None:
+        self._namespace = namespace
+        self.header = w.HTML()
+        self.hide_ended = w.Checkbox(value=False, description="hide ended", indent=False, layout=w.Layout(width="auto"))
+        self.choice = w.Dropdown(options=[], description="handle", layout=w.Layout(width="320px"))
+        self.choice.style.description_width = "50px"
+        self.drop_button = w.Button(
+            description="Drop",
+            icon="times",
+            button_style="warning",
+            tooltip="Drop the selected handle now",
+            layout=_BUTTON,
+        )
+        self.status = w.HTML()
+        self.table = w.HTML()
+        self.drop_button.on_click(self._on_drop)
+        self.hide_ended.observe(lambda _: self.refresh(), names="value")
+        controls = w.HBox([self.choice, self.drop_button, self.hide_ended])
+        controls.add_class("rustcall-controls")
+        self.status.add_class("rustcall-status")
+        super().__init__([_style_html(), self.header, controls, self.status, self.table], **kwargs)
+        self.add_class("rustcall-view")
+        self.add_class("rustcall-handles")
+        self.rows: list[handles.HandleRow] = []
+        self._previews: dict[int, str] = {}
+        self._lock = threading.RLock()
+        self._seen: dict[int, str] = {}
+        self._order: dict[int, tuple[int, int, int]] = {}
+        self._seq = 0
+        self._coalescer = _Coalescer(self.refresh, interval=interval)
+        handles.add_listener(self._on_event, interval=interval)
+        self.refresh()
+
+    def namespace(self) -> Mapping[str, Any]:
+        """Where the Drop button looks for handles."""
+        if self._namespace is not None:
+            return self._namespace
+        main = sys.modules.get("__main__")
+        return vars(main) if main is not None else {}
+
+    def _on_event(self, event: handles.HandleEvent) -> None:
+        self._coalescer.poke()
+
+    def refresh(self) -> None:
+        """Read the registry and redraw."""
+        with self._lock:  # the timer thread and the kernel's main thread both redraw
+            self._refresh()
+
+    def _refresh(self) -> None:
+        rows = handles.live_handles(include_ended=True)
+        # An Rc can only be read on its owner thread; redraws from the listener thread
+        # reuse the preview last read on the owner thread.
+        if threading.current_thread() is threading.main_thread():
+            self._previews = {r.id: r.preview for r in rows if r.kind == "Rc"}
+        elif self._previews:
+            rows = [
+                replace(r, preview=self._previews[r.id]) if r.preview == OFF_THREAD and r.id in self._previews else r
+                for r in rows
+            ]
+        self.rows = rows
+        # Rows carry no end time: rank ended handles by the redraw that first saw them
+        # ended, and within one redraw put handles this view saw alive (whose end it
+        # witnessed) before ones born and ended between two redraws.
+        for r in rows:
+            prev = self._seen.get(r.id)
+            if prev != r.state:
+                self._seen[r.id] = r.state
+                self._order[r.id] = (self._seq, int(prev == "alive"), r.id)
+        self._seq += 1
+        if len(self._seen) > 4 * len(rows) + 1000:
+            ids = {r.id for r in rows}
+            self._seen = {k: v for k, v in self._seen.items() if k in ids}
+            self._order = {k: v for k, v in self._order.items() if k in ids}
+        counts = {s: 0 for s in handles.STATES}
+        for r in rows:
+            counts[r.state] = counts.get(r.state, 0) + 1
+        st = handles.stats()
+        badges = "".join(_state_badge(s, counts[s]) for s in handles.STATES)
+        self.header.value = (
+            f'<div><span class="rustcall-title">Rust handles</span>{badges}'
+            f'<span class="rustcall-muted">{st["created"]:,} created in this process</span></div>'
+            '<div class="rustcall-muted">ended counts cover the recent history kept by the registry</div>'
+        )
+        self.table.value = handles_table_html(rows, self.hide_ended.value, ended_order=self._order)
+        alive = [r for r in rows if r.state == "alive"][-MAX_CHOICES:]
+        options = [(f"#{r.id} {r.kind}<{r.dtype}> {r.preview[:24]}", r.id) for r in reversed(alive)]
+        if [o[1] for o in options] != [o[1] for o in self.choice.options] or not options:
+            keep = self.choice.value
+            self.choice.options = options
+            ids = [o[1] for o in options]
+            self.choice.value = keep if keep in ids else (ids[0] if ids else None)
+        self.drop_button.disabled = not options
+
+    def drop(self, handle_id: int) -> None:
+        """Drop the alive handle with id *handle_id* (found in the namespace); the outcome shows in the view."""
+        found = _find_handles(self.namespace(), handle_id)
+        if not found:
+            self._say(
+                f"handle #{handle_id} is not bound to a name in the namespace; "
+                "drop it from code with rc.drop(handle)",
+                error=True,
+            )
+            return
+        try:
+            found[0].drop()
+        except Exception as e:  # RustHandleError, BufferError while views exist
+            self._say(f"cannot drop #{handle_id}: {e}", error=True)
+            return
+        self.refresh()
+        self._say(f"dropped #{handle_id}")
+
+    def _on_drop(self, _: Any = None) -> None:
+        if self.choice.value is None:
+            self._say("no alive handle selected", error=True)
+            return
+        self.drop(int(self.choice.value))
+
+    def _say(self, text: str, error: bool = False) -> None:
+        cls = "rustcall-error" if error else "rustcall-ok"
+        self.status.value = f'<span class="{cls}">{_e(text)}</span>'
+
+    def close(self) -> None:
+        """Stop following the registry and close the widgets."""
+        self._coalescer.close()
+        handles.remove_listener(self._on_event)
+        super().close()
+
+    def __repr__(self) -> str:
+        return handles.handles_table(self.rows)
+
