@@ -51,6 +51,7 @@ from .cache import Cache, Entry, make_key
 from .codegen import GLUE_VERSION, generate, glue_fingerprint
 from .compiler import CellFunctions, RustCompiler, RustModule
 from .errors import Diagnostic, RustcallError, RustcallWarning, RustToolchainError
+from .loader import note_linked
 from .signature import FnSig, parse_cell
 from .toolchain import Toolchain, get_toolchain, python_abi_tag
 
@@ -808,6 +809,7 @@ def _jit_from_ir(mod: LLVMModule, key: str, config: OptimizationConfig | None, f
     ext = _linked.get(key) if not force else None
     if ext is None or ext.__name__ != mod.module_name:
         ext = _link(entry.artifact.read_bytes(), mod.module_name, mod.toolchain, mod.tls_slots)
+        note_linked(entry.artifact)
         _linked[key] = ext
     link_seconds = time.perf_counter() - t2
     info = JitInfo(
@@ -932,6 +934,7 @@ def _from_entry(
     if ext is None:
         slots = [TlsSlot(str(a), int(b), int(c)) for a, b, c in entry.meta.get("tls", [])]
         ext = _link(entry.artifact.read_bytes(), entry.module_name, tc, slots)
+        note_linked(entry.artifact)
         _linked[entry.key] = ext
     link_seconds = time.perf_counter() - t1
     rustc_seconds = mod.rustc_seconds if mod else 0.0

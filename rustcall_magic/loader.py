@@ -39,12 +39,19 @@ def load_extension(module_name: str, path: Path) -> ModuleType:
     return mod
 
 
+_linked: set[str] = set()
+
+
+def note_linked(path: Path | str) -> None:
+    """Record that the code of the artifact at *path* was linked into this process another way (JIT)."""
+    _linked.add(str(path))
+
+
 def is_loaded(path: Path | str) -> bool:
     """True when an artifact at *path* was loaded into this process."""
-    p = str(path)
-    return any(k[1] == p for k in _loaded)
+    return str(path) in loaded_paths()
 
 
 def loaded_paths() -> set[str]:
-    """Paths of every artifact loaded into this process."""
-    return {k[1] for k in _loaded}
+    """Paths of every artifact loaded (or JIT-linked) into this process."""
+    return {k[1] for k in _loaded} | _linked

@@ -292,6 +292,8 @@ def test_jit_rust_api():
     assert m.config == rc.OptimizationConfig(optimization_level=1)
     again = rc.jit_rust(OTHER_CELL, config=rc.OptimizationConfig(optimization_level=1), quiet=True)
     assert again.info.cache_hit and again.other_cell is m.other_cell
+    (lib,) = [lib for lib in rc.list_cached_libraries() if lib.key == m.key]
+    assert lib.kind == "llvm-object" and lib.loaded  # its code is linked into this process
 
 
 def test_llvm_version_mismatch_is_a_toolchain_error(monkeypatch):
