@@ -34,7 +34,7 @@ test-notebooks: install
 	    $(VENV)/bin/pytest --nbval notebooks -p no:cacheprovider; status=$$?; rm -rf $$tmp; exit $$status
 
 test-rust:
-	@if [ -f rust_runtime/Cargo.toml ]; then cargo test --quiet --manifest-path rust_runtime/Cargo.toml; fi
+	@if [ -f rust_runtime/Cargo.toml ]; then cargo test --quiet --tests --manifest-path rust_runtime/Cargo.toml; fi
 
 test: lint test-python test-notebooks test-rust
 
