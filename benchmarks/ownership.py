@@ -10,7 +10,8 @@ Table 2: create+drop with a registry listener attached vs not (SPEC §7: a
 live view may slow handle operations by at most 10 %).
 
 Absolute times drift on shared machines; compare within one run.
-Run: ``python benchmarks/ownership.py [--listener-only]``.
+Run: ``python benchmarks/ownership.py [--listener-only] [--no-view]`` (the last part, the same
+create+drop with a shown handles view, is benchmarks/handles_view.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import sys
 import tempfile
 import timeit
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RUSTCALL_CACHE_DIR", tempfile.mkdtemp(prefix="rustcall-bench-"))
@@ -124,6 +126,13 @@ def main(argv: list[str]) -> None:
     print(f"{'-' * 40} {'-' * 8} {'-' * 8} {'-' * 6}")
     for name, off, on in table_listener():
         print(f"{name:40s} {off:8.1f} {on:8.1f} {on / off:6.2f}")
+    if "--no-view" not in argv:
+        # The same create+drop with a shown handles view (widget model, then a real kernel).
+        print()
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import handles_view
+
+        handles_view.main()
 
 
 if __name__ == "__main__":
