@@ -42,7 +42,11 @@ def main() -> int:
     args = ap.parse_args()
     nb = nbformat.read(args.notebook, as_version=4)
     client = NotebookClient(
-        nb, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": str(args.notebook.parent)}}
+        nb,
+        timeout=args.timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(args.notebook.parent)}},
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no start-up chatter in the output
     )
     status = 0
     try:
