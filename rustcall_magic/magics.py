@@ -20,12 +20,14 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, Int, Unicode
 
 from . import api
+from ._version import __version__
 from .api import get_default_compiler
 from .build import EDITIONS
 from .compiler import RustCompiler, RustModule
-from .errors import RustcallWarning
+from .errors import RustcallError, RustcallWarning
 from .external import registered_function, registered_functions
 from .signature import FnSig
+from .toolchain import get_toolchain
 
 _RETURN_CHECK = re.compile(r"^(?P<call>.*\))\s*->\s*(?P<type>[^)]*\S)\s*$", re.S)
 
@@ -135,6 +137,8 @@ class RustMagics(Magics):
             quiet=args.quiet or self.quiet,
         )
         self._bind(module, args.name)
+        if not (args.quiet or self.quiet):
+            _report_bound("rust", module.functions)
         if args.timing:
             i = module.info
             if i.cache_hit:
@@ -349,6 +353,8 @@ class RustMagics(Magics):
             defs[fname] = (fn, sig, cell, len(self.modules))
         if args.name:
             ns[args.name] = module
+        if not (args.quiet or self.quiet):
+            _report_bound("rust_llvm", module.functions)
         if show and ir_module is not None:
             asm = ir_module.asm() if args.show_asm else ""
             for fname in module.signatures:
@@ -513,6 +519,14 @@ class RustMagics(Magics):
         return result if want else None
 
 
+def _report_bound(magic: str, functions: dict[str, str]) -> None:
+    """One line saying which names a cell bound (what a reader of the notebook sees)."""
+    if functions:
+        print(f"{magic}: bound {', '.join(functions)}")
+    else:
+        print(f"{magic}: no function to bind (only top-level `pub fn` items are exported)")
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Register the rustcall_magic magics on *ipython*."""
     # A skipped function is news every time its cell runs, not once per session.
@@ -527,6 +541,24 @@ def load_ipython_extension(ipython: Any) -> None:
     # %config RustMagics.<trait> finds configurables here.
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
+    if _in_kernel(ipython):
+        # In a notebook, say at once which toolchain cells will use (or that there is none).
+        print(_toolchain_line(magics))
+
+
+def _in_kernel(shell: Any) -> bool:
+    return any(c.__name__ == "ZMQInteractiveShell" for c in type(shell).__mro__)
+
+
+def _toolchain_line(magics: RustMagics) -> str:
+    """``rustcall_magic 0.1.0 · rustc 1.95.0 (LLVM 22.1.2)``, or why there is no toolchain."""
+    head = f"rustcall_magic {__version__}"
+    try:
+        magics.compiler().cache.ensure()
+        tc = get_toolchain(magics.compiler().cache.root)
+    except RustcallError as e:
+        return f"{head}: {type(e).__name__}: {e}"
+    return f"{head} · rustc {tc.release} (LLVM {tc.llvm_version}) · cache in {magics.compiler().cache.root}"
 
 
 def _bench_line(line: str) -> tuple[int | None, int, bool, list[str]]:

@@ -194,3 +194,23 @@ def test_config_traits(ip, tmp_path: Path) -> None:
 def test_help_is_the_docstring(ip) -> None:
     doc = ip.magics_manager.magics["cell"]["rust"].__doc__
     assert "In [2]: %%rust" in doc and "--opt-level" in doc
+
+
+def test_cell_says_what_it_bound(ip, capsys) -> None:
+    run_cell(ip, QUICKSTART)
+    assert capsys.readouterr().out == "rust: bound add, fib, boom\n"
+    run_cell(ip, QUICKSTART, "-q")
+    assert capsys.readouterr().out == ""
+    run_cell(ip, "fn private_only() {}")
+    assert "no function to bind" in capsys.readouterr().out
+
+
+def test_toolchain_line_for_notebooks(ip, monkeypatch) -> None:
+    from rustcall_magic import magics as magics_mod
+
+    magics = ip.magics_manager.registry["RustMagics"]
+    line = magics_mod._toolchain_line(magics)
+    assert line.startswith(f"rustcall_magic {rc.__version__} · rustc 1.") and "(LLVM " in line
+    monkeypatch.setenv("RUSTC", "/nonexistent/rustc")
+    assert "RustToolchainError: RUSTC='/nonexistent/rustc' is not an executable" in magics_mod._toolchain_line(magics)
+    assert not magics_mod._in_kernel(ip)  # a terminal shell prints no banner on load
