@@ -18,6 +18,7 @@ Unreadable or foreign metadata is a miss, never a crash.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -203,6 +204,11 @@ class Cache:
             return None
         if not isinstance(meta.get("artifact"), str) or "/" in meta["artifact"]:
             return None
+        funcs = meta.get("functions", [])
+        if not isinstance(meta.get("created", 0.0), (int, float)) or not isinstance(funcs, list):
+            return None
+        if not all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in funcs):
+            return None
         return Entry(key, path, meta)
 
     def entries(self) -> Iterator[Entry]:
@@ -363,21 +369,24 @@ class Cache:
                     current = self.lookup(entry.key)
                     if current is not None and current.path == entry.path and self.evict(current):
                         removed.append(entry)
+                        # At worst a process waiting on this file builds the key once more.
+                        with contextlib.suppress(OSError):
+                            os.unlink(self.locks_dir / f"{entry.key}.lock")
             except (RustCacheError, TimeoutError):
                 continue
         return removed
 
     def clean_older_than(self, days: float, keep: Collection[str] = ()) -> list[Entry]:
-        """Evict entries not used (built or hit) for more than *days* days; also old leftovers in ``tmp/``."""
+        """Evict entries not used (built or hit) for more than *days* days; also leftovers (see ``clear``)."""
         if days < 0:
             raise ValueError(f"days must be >= 0, not {days}")
         cutoff = time.time() - days * 86400
-        self._clean_tmp(max(cutoff, time.time() - 86400))
+        self._clean_leftovers()
         return self.remove_where(lambda e: e.last_used < cutoff, keep)
 
     def clear(self, keep: Collection[str] = ()) -> list[Entry]:
         """Evict every entry except those in *keep*; also leftovers in ``tmp/`` older than an hour."""
-        self._clean_tmp(time.time() - 3600)
+        self._clean_leftovers()
         return self.remove_where(lambda e: True, keep)
 
     def enforce_limit(self, max_bytes: int, keep: Collection[str] = ()) -> list[Entry]:
@@ -418,8 +427,24 @@ class Cache:
                 continue
         return good, bad
 
-    def _clean_tmp(self, cutoff: float) -> None:
-        # Builds in progress live in tmp/ too: only leftovers older than cutoff go.
+    def _clean_leftovers(self, age: float = 3600.0) -> None:
+        """Remove what crashed builds left in ``tmp/`` and lock files of absent entries, if older than *age* s.
+
+        Builds in progress live in ``tmp/`` too, hence the age: no build takes an hour.
+        """
+        cutoff = time.time() - age
+        try:
+            locks = os.listdir(self.locks_dir)
+        except OSError:
+            locks = []
+        for name in locks:
+            key = name.removesuffix(".lock")
+            path = self.locks_dir / name
+            try:
+                if not os.path.lexists(self.entry_path(key)) and os.lstat(path).st_mtime < cutoff:
+                    os.unlink(path)
+            except OSError:
+                continue
         try:
             names = os.listdir(self.tmp_dir)
         except OSError:

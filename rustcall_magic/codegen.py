@@ -19,7 +19,7 @@ from importlib import resources
 from .signature import FnSig, holder_type, pass_expr, py_in_text, type_row
 
 #: Bumped whenever generated code changes shape; part of every cache key.
-GLUE_VERSION = "2"
+GLUE_VERSION = "3"
 
 CELL_FILE = "cell.rs"
 GLUE_FILE = "glue.rs"
@@ -89,6 +89,38 @@ def docstring(sig: FnSig) -> str:
     return "\n\n".join(parts)
 
 
+#: Holders that lend memory to the call (they implement MemSpan), and whether mutably.
+_SPAN_HOLDERS = {"SliceArg<": False, "SliceMutArg<": True, "VecRef<": False, "VecMut<": True}
+
+
+def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
+    """Code refusing a call whose ``&mut`` buffer argument overlaps another argument's memory.
+
+    Emitted only for functions with a mutable buffer argument and another buffer argument.
+    """
+    spans = []
+    for i, p in enumerate(sig.params):
+        holder = holder_type(p.type)
+        for prefix, mutable in _SPAN_HOLDERS.items():
+            if holder.startswith(prefix):
+                spans.append((i, mutable))
+    if len(spans) < 2 or not any(m for _, m in spans):
+        return []
+    n = len(sig.params)
+    names = ", ".join(rust_str(p.name) for p in sig.params)
+    types = ", ".join(rust_str(str(p.type)) for p in sig.params)
+    items = ", ".join(f"({i}usize, a{i}.span(), {'true' if m else 'false'})" for i, m in spans)
+    return [
+        f"    if let Some((i, j)) = overlapping(&[{items}]) {{",
+        f"        const NAMES: [&str; {n}] = [{names}];",
+        f"        const TYPES: [&str; {n}] = [{types}];",
+        "        let msg = format!(\"shares memory with argument {} ({}), but a `&mut` borrow must not alias "
+        "another argument (Rust's borrowing rule): pass a copy\", j + 1, NAMES[j]);",
+        f"        return raise_arg_error({sig_lit}, i, NAMES[i], TYPES[i], \"\", ArgError::Msg(CODE_VALUE, msg), *args.add(i));",
+        "    }",
+    ]
+
+
 def _wrapper(index: int, sig: FnSig) -> str:
     n = len(sig.params)
     sig_lit = rust_str(sig.text)
@@ -117,6 +149,7 @@ def _wrapper(index: int, sig: FnSig) -> str:
                 f"    let mut a{i}: {holder} = match <{holder} as FromPy>::from_py(*args.add({i})) "
                 f"{{ Ok(v) => v, Err(e) => {on_error} }};"
             )
+    lines += _alias_check(sig, sig_lit)
     call_args = ", ".join(pass_expr(p.type, f"a{i}") for i, p in enumerate(sig.params))
     # The closure borrows the holders (it moves only what the call takes by value): they
     # stay in the wrapper's frame, so buffer guards are released when the wrapper returns,

@@ -6,13 +6,14 @@ exported signatures, and the toolchain identity is remembered on disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +23,7 @@ from ._version import __version__
 from .build import BuildOptions, build_cdylib
 from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import generate, glue_fingerprint
-from .errors import Diagnostic, RustcallError, RustcallWarning
+from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning
 from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
 from .toolchain import get_toolchain, python_abi_tag
@@ -66,7 +67,8 @@ class CellFunctions:
         self.warnings = list(warnings or [])
         self.skipped = list(skipped or [])
         for s in signatures:
-            if not hasattr(type(self), s.name) and not s.name.startswith("_"):
+            # Attributes of the module object win; such a function is m["name"].
+            if s.name not in self.__dict__ and not hasattr(type(self), s.name) and not s.name.startswith("_"):
                 self.__dict__[s.name] = getattr(ext, s.name)
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
@@ -253,7 +255,7 @@ class RustCompiler:
                     entry = self._valid_entry(cache, key, repair=False)
                     hit = entry is not None
                 if entry is None:
-                    with cache.lock(key):
+                    with _build_lock(cache, key):
                         # Another process may have built it while we waited.
                         if not force:
                             entry = self._valid_entry(cache, key, repair=True)
@@ -345,6 +347,22 @@ class RustCompiler:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
         return entry, result.seconds
+
+
+@contextlib.contextmanager
+def _build_lock(cache: Cache, key: str) -> Iterator[None]:
+    """The cross-process build lock of *key*; a wait past its timeout is a RustCacheError."""
+    lock = cache.lock(key)
+    try:
+        lock.acquire()
+    except TimeoutError as e:
+        raise RustCacheError(
+            f"waited {lock.timeout:.0f} s for another process building the same cell ({lock.lock_file})"
+        ) from e
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _loaded_keys(cache: Cache) -> set[str]:

@@ -83,6 +83,12 @@ class TypeRow:
     #: The type also converts directly (``FromPy``), so it may nest inside another
     #: parameter type even though it has a holder of its own at top level.
     nests: bool = False
+    #: The Rust value borrows memory of the Python object (``&str``): it must not be an
+    #: item of a container built from a mutable sequence, whose items may be freed by
+    #: Python code running while later arguments convert.
+    borrows_object: bool = False
+    #: Built item by item from a (mutable) list: items must not borrow their objects.
+    owns_items: bool = False
 
 
 _INT_TYPES = ("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize")
@@ -103,7 +109,7 @@ TYPE_TABLE: dict[str, TypeRow] = {
     "char": TypeRow("str of length 1", "str"),
     "()": TypeRow(None, "None"),
     # Text is UTF-8; `&str` borrows the str object's UTF-8 buffer (zero copy).
-    "&str": TypeRow("str", "str"),
+    "&str": TypeRow("str", "str", borrows_object=True),
     "String": TypeRow("str", "str"),
     # Slices borrow a buffer-protocol object's memory (zero copy); `&[T]` also copies a list.
     "&[_]": TypeRow(
@@ -122,7 +128,9 @@ TYPE_TABLE: dict[str, TypeRow] = {
     ),
     # Numeric Vec returns are RustVec handles (other items: lists); a RustVec argument is moved.
     # A RustVec argument is reserved at conversion and moved when the call starts.
-    "Vec<_>": TypeRow("a list, tuple or buffer of {0}", "RustVec or list", "VecArg<{0}>", "{v}.take()", nests=True),
+    "Vec<_>": TypeRow(
+        "a list, tuple or buffer of {0}", "RustVec or list", "VecArg<{0}>", "{v}.take()", nests=True, owns_items=True
+    ),
     # Ownership handles (glue/handles.rs): borrowed by `&`, moved by value, returns are new handles.
     "&Vec<_>": TypeRow("a RustVec of {0} (borrowed)", None, "VecRef<{0}>", "{v}.get()", HANDLE_ITEMS),
     "&mut Vec<_>": TypeRow("a RustVec of {0} (mutably borrowed)", None, "VecMut<{0}>", "{v}.get_mut()", HANDLE_ITEMS),
@@ -246,6 +254,8 @@ def _args_supported(row: TypeRow, t: RType, position: str) -> bool:
         return True
     if row.elements is not None:
         return all(str(a) in row.elements for a in args)
+    if position == "param" and row.owns_items and any(_borrows_object(a) for a in args):
+        return False
     for a in args if row.checked_args is None else args[: row.checked_args]:
         inner = type_row(a, position)
         # Inside another type an argument is converted directly: no holder of its own.
@@ -255,6 +265,12 @@ def _args_supported(row: TypeRow, t: RType, position: str) -> bool:
         if pattern(a) == "Result<_, _>":
             return False
     return True
+
+
+def _borrows_object(t: RType) -> bool:
+    """True when a parameter value of type *t* (or any part of it) borrows a Python object's memory."""
+    row = TYPE_TABLE.get(str(t)) or TYPE_TABLE.get(pattern(t))
+    return bool(row and row.borrows_object) or any(_borrows_object(a) for a in type_args(t))
 
 
 def py_in_text(t: RType) -> str:
@@ -425,6 +441,8 @@ def parse_cell(source: str) -> CellInfo:
             rt = rtype_of(ty_node)
             if type_row(rt, "param") is None:
                 bad = f"type `{rt}` (parameter `{_text(pat)}`) is not supported"
+                if pattern(rt) == "Vec<_>" and _borrows_object(rt):
+                    bad += "; use `Vec<String>` (a list's items cannot be borrowed for the call)"
                 break
             pname = _text(pat)
             if not pname.isidentifier():

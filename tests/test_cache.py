@@ -372,3 +372,31 @@ def test_rustcache_in_terminal_ipython(tmp_path: Path) -> None:
     )
     assert "In [3]: 2\n" in out.stdout, out.stdout + out.stderr
     assert "term_fn" in out.stdout and "1 entry" in out.stdout and "hits" in out.stdout
+
+
+def test_clean_keeps_builds_in_progress_and_sweeps_leftovers(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    cache = Cache(root)
+    cache.ensure()
+    running = cache.new_build_dir("f" * 64)  # another kernel's build, just started
+    old_build = cache.new_build_dir("e" * 64)
+    stale_lock = root / "locks" / ("d" * 64 + ".lock")
+    stale_lock.write_text("")
+    two_hours = time.time() - 7200
+    for p in (old_build, stale_lock):
+        os.utime(p, (two_hours, two_hours))
+    cache.clean_older_than(0)
+    assert running.exists()
+    assert not old_build.exists() and not stale_lock.exists()
+    assert (root / "locks" / f"{m.key}.lock").exists() is False  # evicted with its entry
+
+
+def test_metadata_of_the_wrong_shape_is_a_miss(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    meta = json.loads((m.entry.path / "meta.json").read_text())
+    meta["created"] = "yesterday"
+    (m.entry.path / "meta.json").write_text(json.dumps(meta))
+    assert rc.list_cached_libraries(compiler(root)) == []
+    assert compiler(root).compile(ADD).add(1, 2) == 3

@@ -23,7 +23,7 @@ pub fn char_count(s: &str) -> usize { s.chars().count() }
 pub fn greet(name: String) -> String { format!("Hello, {}!", name) }
 pub fn first_word(s: &str) -> &str { s.split_whitespace().next().unwrap_or("") }
 pub fn shout(words: Vec<String>) -> Vec<String> { words.iter().map(|w| w.to_uppercase()).collect() }
-pub fn join(words: Vec<&str>, sep: &str) -> String { words.join(sep) }
+pub fn join(words: Vec<String>, sep: &str) -> String { words.join(sep) }
 pub fn find_char(s: &str, c: char) -> Option<usize> { s.chars().position(|x| x == c) }
 pub fn nickname(name: Option<&str>) -> Option<String> { name.map(|n| n[..1].to_string()) }
 pub fn or_default(x: Option<f64>) -> f64 { x.unwrap_or(-1.0) }
@@ -455,3 +455,44 @@ def test_every_conversion_compiles_under_old_and_new_editions(edition):
     with pytest.raises(rc.RustError, match="division by zero"):
         m.divide(1.0, 0.0)
     assert m.c_strlen("abc") == 3
+
+
+BORROWED_ITEMS = """
+pub fn borrowed_items(words: Vec<&str>) -> usize { words.len() }
+pub fn borrowed_pairs(pairs: Vec<(&str, i64)>) -> usize { pairs.len() }
+pub fn owned_items(words: Vec<String>) -> usize { words.len() }
+"""
+
+
+def test_list_items_are_never_borrowed() -> None:
+    # Python code run by a later argument could free a list's items during the call.
+    with pytest.warns(rc.RustcallWarning, match=r"`borrowed_items`.*use `Vec<String>`"):
+        m = rc.compile_rust(BORROWED_ITEMS, quiet=True)
+    assert set(m.functions) == {"owned_items"}
+    assert m.owned_items(["a", "b"]) == 2
+
+
+ALIASING = """
+pub fn copy_into(dst: &mut [i64], src: &[i64]) { dst.copy_from_slice(src); }
+pub fn add_first(a: &mut [i64], b: &[i64]) -> i64 { let x = b[0]; a[0] = x + 1; b[0] }
+"""
+
+
+def test_a_mutable_slice_must_not_alias_another_argument() -> None:
+    np = pytest.importorskip("numpy")
+    import array
+
+    m = rc.compile_rust(ALIASING, quiet=True, opt_level=3)
+    x = np.arange(4, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"shares memory with argument 2 \(b\)"):
+        m.add_first(x, x)
+    with pytest.raises(ValueError, match="shares memory"):
+        m.copy_into(x[:3], x[1:])  # overlapping views of one array
+    a = array.array("q", [5, 6])
+    with pytest.raises(ValueError, match="shares memory"):
+        m.add_first(a, a)
+    assert list(x) == [0, 1, 2, 3] and list(a) == [5, 6]  # nothing ran
+    y = np.zeros(4, dtype=np.int64)
+    m.copy_into(y, x)  # disjoint buffers are fine
+    assert list(y) == [0, 1, 2, 3]
+    assert m.add_first(y, [7]) == 7 and y[0] == 8  # a copied list never aliases

@@ -408,6 +408,24 @@ impl<P: Payload> Drop for HandleMove<P> {
     }
 }
 
+impl<T: HandleElem> MemSpan for HandleRef<Vec<T>> {
+    #[inline(always)]
+    fn span(&self) -> (usize, usize) {
+        let v = self.get();
+        (v.as_ptr() as usize, v.len() * ::std::mem::size_of::<T>())
+    }
+}
+
+impl<T: HandleElem> MemSpan for HandleMut<T> {
+    #[inline(always)]
+    fn span(&self) -> (usize, usize) {
+        match self.val.as_ref() {
+            Some(v) => (v.as_ptr() as usize, v.len() * ::std::mem::size_of::<T>()),
+            None => (0, 0),
+        }
+    }
+}
+
 pub type VecRef<T> = HandleRef<Vec<T>>;
 pub type VecMut<T> = HandleMut<T>;
 pub type BoxRef<T> = HandleRef<Box<T>>;
@@ -416,20 +434,6 @@ pub type RcRef<T> = HandleRef<::std::rc::Rc<T>>;
 pub type RcArg<T> = HandleMove<::std::rc::Rc<T>>;
 pub type ArcRef<T> = HandleRef<::std::sync::Arc<T>>;
 pub type ArcArg<T> = HandleMove<::std::sync::Arc<T>>;
-
-/// A by-value `Vec<T>` parameter given a RustVec: moved out of it (None: not a RustVec).
-pub unsafe fn vec_take_handle<T: HandleElem>(o: *mut PyObject) -> Option<Result<Vec<T>, ArgError>> {
-    // No runtime loaded means no RustVec exists: do not load it for a plain buffer.
-    let abi = rt_loaded()?;
-    if (*o).ob_type != abi.types[KIND_VEC as usize] {
-        return None;
-    }
-    Some(handle_arg::<T>(o, KIND_VEC, ACCESS_MOVE).map(|h| {
-        let v = <Vec<T> as Payload>::from_handle(&*h);
-        (abi.mark_moved)(o);
-        v
-    }))
-}
 
 /// Reserves a RustVec for a by-value `Vec<T>` parameter (None: not a RustVec).
 /// The handle is marked exclusively borrowed until `vec_take_reserved_handle`

@@ -1188,6 +1188,49 @@ impl<T: BufElem> ArgHolder for SliceMutArg<T> {
     }
 }
 
+/// The memory an argument lends to the call: (start address, byte length); length 0 for none.
+pub trait MemSpan {
+    fn span(&self) -> (usize, usize);
+}
+
+impl<T: BufElem> MemSpan for SliceArg<T> {
+    #[inline(always)]
+    fn span(&self) -> (usize, usize) {
+        if self.copied {
+            return (0, 0);
+        }
+        let (p, n) = self.buf.parts::<T>();
+        (p as usize, n * ::std::mem::size_of::<T>())
+    }
+}
+
+impl<T: BufElem> MemSpan for SliceMutArg<T> {
+    #[inline(always)]
+    fn span(&self) -> (usize, usize) {
+        let (p, n) = self.buf.parts::<T>();
+        (p as usize, n * ::std::mem::size_of::<T>())
+    }
+}
+
+/// A mutably borrowed argument whose memory overlaps another argument's, as
+/// (mutable argument, other argument); None when the call is sound. Rust lets
+/// nothing alias a `&mut` borrow, and the optimizer relies on it, so such a
+/// call (`f(x, x)` with `&mut [T]` and `&[T]`) is refused.
+#[inline(always)]
+pub fn overlapping(spans: &[(usize, (usize, usize), bool)]) -> Option<(usize, usize)> {
+    for &(i, (a, la), mutable) in spans.iter() {
+        if !mutable || la == 0 {
+            continue;
+        }
+        for &(j, (b, lb), _) in spans.iter() {
+            if i != j && lb != 0 && a < b + lb && b < a + la {
+                return Some((i, j));
+            }
+        }
+    }
+    None
+}
+
 // ---------------------------------------------------------------------------
 // Vec<T>: parameters are copied from a list, tuple or (numeric T) buffer.
 // Returns are Python lists.
@@ -1296,10 +1339,8 @@ macro_rules! vec_numeric {
                 vec_release_handle(h)
             }
             unsafe fn vec_from_buffer(o: *mut PyObject) -> Option<Result<Vec<Self>, ArgError>> {
-                // A RustVec is moved, not copied (glue/handles.rs).
-                if let Some(r) = vec_take_handle::<$t>(o) {
-                    return Some(r);
-                }
+                // A RustVec reaching here is nested (Option<Vec<T>>, tuples): it is copied
+                // through its buffer. Only a top-level Vec<T> moves one (VecArg).
                 let mut b = BufHold::empty();
                 Some(b.acquire::<$t>(o, false).map(|()| {
                     let (p, n) = b.parts::<$t>();
