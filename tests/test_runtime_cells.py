@@ -231,3 +231,174 @@ def test_magic_cell_receives_mutates_moves_and_returns(ip) -> None:
     assert isinstance(ns["b"], rc.RustBox) and ns["b"].value == 9.0
     row = next(x for x in rc.live_handles() if x.id == ns["b"].id)
     assert row.origin.startswith("cell[") and row.kind == "Box"
+
+
+NESTED_VEC = """
+pub fn maybe_total(v: Option<Vec<f64>>, scale: f64) -> f64 { v.map(|v| v.iter().sum::<f64>() * scale).unwrap_or(0.0) }
+"""
+
+
+def test_a_nested_vec_copies_a_rustvec_instead_of_moving_it() -> None:
+    m = rc.compile_rust(NESTED_VEC, quiet=True)
+    v = rc.RustVec([1.0, 2.0, 3.0], "f64")
+    with pytest.raises(TypeError):
+        m.maybe_total(v, "x")
+    assert v.state == "alive" and rc.to_list(v) == [1.0, 2.0, 3.0]
+    assert m.maybe_total(v, 2.0) == 12.0
+    assert v.state == "alive"  # copied through its buffer: only a top-level Vec<T> moves
+    assert m.maybe_total(None, 2.0) == 0.0
+
+
+# -- handles lent to a running call -------------------------------------------------------
+# A later argument's __index__ runs Python code after earlier handle arguments were borrowed
+# (or reserved for a move) by the glue: the runtime must refuse to free, move, reallocate,
+# mutate or export them until the call returns (before the fix each case below crashed or
+# read freed memory).
+
+LENT_CELL = """
+use std::rc::Rc;
+pub fn take_box(b: Box<i64>, x: i64) -> i64 { *b + x }
+pub fn grow(v: &mut Vec<f64>, x: i64) { for i in 0..1000 { v.push((i + x) as f64); } }
+pub fn sum(v: &Vec<i64>, x: i64) -> i64 { v.iter().sum::<i64>() + x }
+pub fn t(v: Vec<f64>, x: i64) -> f64 { v.iter().sum::<f64>() + x as f64 }
+pub fn rc_read(r: &Rc<f64>, x: i64) -> f64 { **r + x as f64 }
+pub fn bsum(v: &Vec<bool>) -> i64 { v.iter().map(|&b| b as i64).sum() }
+"""
+
+
+@pytest.fixture(scope="module")
+def lent():
+    return rc.compile_rust(LENT_CELL)
+
+
+def evil(*actions):
+    """(an object whose __index__ runs each action and returns 1, the list of what each returned or raised)."""
+    outcomes: list[object] = []
+
+    class Evil:
+        def __index__(self) -> int:
+            for act in actions:
+                try:
+                    outcomes.append(act())
+                except Exception as e:  # the test inspects exactly what each action raised
+                    outcomes.append(e)
+            return 1
+
+    return Evil(), outcomes
+
+
+def assert_all_lent(outcomes: list[object], n: int) -> None:
+    assert len(outcomes) == n
+    for e in outcomes:
+        assert isinstance(e, RustHandleError), f"expected RustHandleError, got {e!r}"
+        assert "lent to a running Rust call" in str(e), str(e)
+
+
+def test_a_box_reserved_for_a_move_is_untouchable_during_conversion(lent) -> None:
+    b = rc.RustBox(41, "i64")
+    x, out = evil(b.drop, lambda: rc.drop(b), lambda: setattr(b, "value", 5), lambda: b.value, b.clone)
+    assert lent.take_box(b, x) == 42
+    assert_all_lent(out, 5)
+    assert b.state == "moved"
+    with pytest.raises(RustHandleError, match="moved"):
+        rc.drop(b)
+
+
+def test_a_mutably_borrowed_vec_refuses_every_use_during_conversion(lent) -> None:
+    v = rc.RustVec([1.0, 2.0], "f64")
+    x, out = evil(
+        v.drop,
+        lambda: rc.drop(v),
+        lambda: v.push(3.0),
+        v.pop,
+        lambda: v.extend([1.0]),
+        lambda: v.__setitem__(0, 9.0),
+        lambda: memoryview(v),
+        lambda: len(v),
+        lambda: v[0],
+        v.to_list,
+        v.clone,
+        lambda: v.capacity,
+    )
+    lent.grow(v, x)
+    assert_all_lent(out, 12)
+    assert (len(v), v[0], v[1], v[2], v[-1]) == (1002, 1.0, 2.0, 1.0, 1000.0)
+    assert np.asarray(v)[-1] == 1000.0  # views work again once the call returned
+
+
+def test_no_view_of_a_mutably_borrowed_vec_survives_its_reallocation(lent) -> None:
+    v = rc.RustVec([1.0], "f64")
+    x, out = evil(lambda: np.asarray(v))
+    lent.grow(v, x)
+    # Before the fix: a float64 view of the buffer the call then freed by growing. Now the buffer
+    # request is refused; numpy swallows that and wraps the handle itself in an object array.
+    (a,) = out
+    assert isinstance(a, np.ndarray) and a.dtype == object and a.shape == () and a[()] is v
+    assert len(v) == 1001 and v[1000] == 1000.0
+
+
+def test_a_shared_borrow_allows_reads_and_refuses_changes(lent) -> None:
+    v = rc.RustVec([1, 2, 3], "i64")
+    x, out = evil(lambda: len(v), lambda: v[-1], v.to_list, lambda: "len=3" in repr(v))
+    assert lent.sum(v, x) == 7
+    assert out == [3, 3, [1, 2, 3], True]
+    x, out = evil(
+        v.drop,
+        lambda: rc.drop(v),
+        lambda: v.push(4),
+        v.pop,
+        lambda: v.__setitem__(0, 7),
+        lambda: v.extend([5]),
+        lambda: v.extend(v),
+        lambda: memoryview(v),
+    )
+    assert lent.sum(v, x) == 7
+    assert_all_lent(out, 8)
+    assert v.to_list() == [1, 2, 3] and v.state == "alive"
+
+
+def test_a_vec_reserved_for_a_move_is_freed_exactly_once(lent) -> None:
+    from rustcall_magic import handles
+
+    before = handles.stats()
+    v = rc.RustVec([1.0, 2.0], "f64")
+    x, out = evil(v.drop, lambda: rc.drop(v), lambda: v.push(1.0))
+    assert lent.t(v, x) == 4.0
+    assert_all_lent(out, 3)
+    assert v.state == "moved"
+    after = handles.stats()
+    assert after["payload_allocs"] - before["payload_allocs"] == 1
+    assert after["payload_frees"] - before["payload_frees"] == 1
+
+
+def test_an_rc_under_a_shared_borrow_cannot_be_assigned_or_dropped(lent) -> None:
+    r = rc.RustRc(1.5, "f64")
+    x, out = evil(lambda: setattr(r, "value", 9.0), r.drop, lambda: r.value, lambda: r.clone().strong_count)
+    assert lent.rc_read(r, x) == 2.5
+    assert_all_lent(out[:2], 2)
+    assert out[2:] == [1.5, 2]  # a shared borrow still reads, and Rc::clone needs only &Rc
+    assert r.value == 1.5 and r.strong_count == 1
+
+
+def test_bool_vec_bytes_are_validated_and_views_are_read_only(lent) -> None:
+    with pytest.raises(ValueError, match=r"item 2 of the buffer is 2,"):
+        rc.RustVec(np.array([1, 0, 2, 7, 255], "u1").view(bool))
+    v = rc.RustVec(np.array([1, 0, 1], "u1").view(bool))
+    assert v.dtype == "bool" and lent.bsum(v) == 2
+    with pytest.raises(ValueError, match=r"item 1 of the buffer is 200,"):
+        v.extend(np.array([0, 200], "u1").view(bool))
+    assert v.to_list() == [True, False, True], "a refused extend appends nothing"
+    # bool views are read-only: Python cannot store a byte Rust would misread
+    a = np.asarray(v)
+    assert a.dtype == np.bool_ and a.tolist() == [True, False, True] and not a.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        a.view("u1")[0] = 200
+    m = memoryview(v)
+    assert m.readonly and m.format == "?"
+    with pytest.raises(TypeError):
+        m.cast("B")[0] = 200
+    m.release()
+    del a
+    v[1] = True
+    v.extend(v)
+    assert lent.bsum(v) == 6 and len(v) == 6

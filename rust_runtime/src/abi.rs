@@ -48,6 +48,7 @@ unsafe extern "C" fn abi_new_handle(kind: u8, dtype: u8, ptr: *mut u8, len: usiz
 }
 
 unsafe extern "C" fn abi_check(o: *mut PyObject, access: u8) -> c_int {
+    // The `borrow` byte is left to the glue: it explains aliasing between one call's arguments.
     let h = &*(o as *mut Handle);
     if check_usable(h).is_err() {
         return -1;

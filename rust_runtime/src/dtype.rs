@@ -288,10 +288,21 @@ macro_rules! with_dtype {
 #[inline]
 pub unsafe fn read(dt: DType, p: *const u8) -> Scalar {
     if dt == DType::Bool {
-        // A buffer view can store any byte; only 0 is false (a Rust bool must be 0 or 1).
+        // Defence in depth: bytes enter a bool vector validated (`first_invalid_bool`) and its
+        // views are read-only, but a stray byte must still read as a bool, never as UB.
         return Scalar::B(*p != 0);
     }
     with_dtype!(dt, T => (*(p as *const T)).to_scalar())
+}
+
+/// The index of the first byte of `bytes` that is not a valid Rust `bool` (only 0 and 1 are), if any.
+#[inline]
+pub fn first_invalid_bool(bytes: &[u8]) -> Option<usize> {
+    // One OR over the bytes (vectorised) decides the common all-valid case; search only on failure.
+    if bytes.iter().fold(0u8, |acc, &b| acc | b) <= 1 {
+        return None;
+    }
+    bytes.iter().position(|&b| b > 1)
 }
 
 /// Writes `s` (range-checked) as an element of dtype `dt` at `p`.
@@ -344,6 +355,22 @@ mod tests {
         assert_eq!(f32::from_scalar(Scalar::F(1e300)), Err(ConvError::Overflow));
         assert!(f32::from_scalar(Scalar::F(f64::INFINITY)).unwrap().is_infinite());
         assert_eq!(bool::from_scalar(Scalar::I(1)), Err(ConvError::Type));
+    }
+
+    #[test]
+    fn only_zero_and_one_are_bools() {
+        assert_eq!(first_invalid_bool(&[]), None);
+        assert_eq!(first_invalid_bool(&[0, 1, 1, 0]), None);
+        assert_eq!(first_invalid_bool(&[1, 0, 2, 7, 255]), Some(2));
+        assert_eq!(first_invalid_bool(&[255]), Some(0));
+        let mut long = vec![1u8; 1000];
+        assert_eq!(first_invalid_bool(&long), None);
+        long[999] = 0x80;
+        assert_eq!(first_invalid_bool(&long), Some(999));
+        // 0b11 OR-folds with 0b01 to 3: caught even when every single byte is odd
+        long[999] = 1;
+        long[3] = 3;
+        assert_eq!(first_invalid_bool(&long), Some(3));
     }
 
     #[test]

@@ -6,9 +6,17 @@
 //! slot and the payload — a raw `Box`/`Rc`/`Arc` pointer or the raw parts of a
 //! `Vec`. A handle owns its payload while `alive`; `drop()`, a move into a
 //! cell function, or collection by the GC ends it exactly once.
+//!
+//! Python code can run while a cell call converts its arguments (a later
+//! argument's `__index__`), after the glue already borrowed earlier handle
+//! arguments (the `borrow` byte). While lent, a handle refuses everything that
+//! frees, moves, reallocates, writes or exports its payload ([`check_change`]);
+//! while lent exclusively (`&mut`, or reserved for a move) it refuses reads too
+//! ([`check_read`]), as Rust allows no other access next to a `&mut`. Any code
+//! that runs Python code (a conversion, an iterator) re-checks afterwards.
 
 use crate::convert::{from_py, raise_conv, to_py, Raised};
-use crate::dtype::{read, DType, Scalar};
+use crate::dtype::{first_invalid_bool, read, DType, Scalar};
 use crate::panic::guard;
 use crate::pyffi::*;
 use crate::registry::*;
@@ -24,7 +32,9 @@ pub struct Handle {
     pub kind: u8,
     pub dtype: u8,
     pub state: u8,
-    /// Borrows by the arguments of a running cell call (255: exclusive); only cell glue touches it.
+    /// Borrows by the arguments of a running cell call (0: none; `BORROW_EXCLUSIVE`: `&mut` or
+    /// reserved for a move; else the count of `&` borrows). Only cell glue writes it; the
+    /// runtime reads it to refuse Python's use of a lent handle.
     pub borrow: u8,
     pub slot: u32,
     pub id: u64,
@@ -103,6 +113,41 @@ pub unsafe fn check_usable(h: &Handle) -> Result<(), Raised> {
             label(h)
         ));
         return Err(Raised);
+    }
+    Ok(())
+}
+
+/// Raises RustHandleError: `h` is lent to a running cell call, so `action` must wait for it.
+#[cold]
+#[inline(never)]
+unsafe fn raise_lent(h: &Handle, action: &str) -> Raised {
+    handle_error(&format!(
+        "cannot {} {}: it is lent to a running Rust call ({}) until that call returns",
+        action,
+        label(h),
+        lent_as(h.borrow)
+    ));
+    Raised
+}
+
+/// Ok when Python may read `h` now (usable, not lent exclusively to a running call); raises
+/// RustHandleError otherwise.
+#[inline(always)]
+pub unsafe fn check_read(h: &Handle, action: &str) -> Result<(), Raised> {
+    check_usable(h)?;
+    if !may_read(h.borrow) {
+        return Err(raise_lent(h, action));
+    }
+    Ok(())
+}
+
+/// Ok when Python may free, move, reallocate, write or export `h` now (usable, not lent to a
+/// running call); raises RustHandleError otherwise.
+#[inline(always)]
+pub unsafe fn check_change(h: &Handle, action: &str) -> Result<(), Raised> {
+    check_usable(h)?;
+    if !may_change(h.borrow) {
+        return Err(raise_lent(h, action));
     }
     Ok(())
 }
@@ -250,6 +295,8 @@ unsafe extern "C" fn repr(o: *mut PyObject) -> *mut PyObject {
             "<dropped>".to_string()
         } else if h.kind == KIND_RC && h.owner != rc::thread_token() {
             "<owned by another thread>".to_string()
+        } else if !may_read(h.borrow) {
+            "<lent to a running Rust call>".to_string()
         } else {
             match h.kind {
                 KIND_BOX => repr_obj(to_py(value_of(h))),
@@ -273,7 +320,7 @@ unsafe extern "C" fn repr(o: *mut PyObject) -> *mut PyObject {
 
 unsafe extern "C" fn get_value(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {
     let h = &*(o as *mut Handle);
-    if check_usable(h).is_err() {
+    if check_read(h, "read").is_err() {
         return null_mut();
     }
     to_py(value_of(h))
@@ -286,7 +333,7 @@ unsafe extern "C" fn set_value(o: *mut PyObject, v: *mut PyObject, _c: *mut c_vo
             raise(PyExc_TypeError, "cannot delete a handle's value");
             return -1;
         }
-        if check_usable(h).is_err() {
+        if check_change(h, "assign to").is_err() {
             return -1;
         }
         let dt = dtype_of(h);
@@ -294,6 +341,12 @@ unsafe extern "C" fn set_value(o: *mut PyObject, v: *mut PyObject, _c: *mut c_vo
             Ok(s) => s,
             Err(_) => return -1,
         };
+        // The conversion ran Python code (`__index__`...) that may have dropped or lent the
+        // handle: look again, through a fresh reference.
+        let h = &mut *(o as *mut Handle);
+        if check_change(h, "assign to").is_err() {
+            return -1;
+        }
         let r = match h.kind {
             KIND_BOX => crate::dtype::write(dt, h.data.ptr, s).map(|_| true),
             KIND_RC => rc::set_unique(dt, h.data.ptr, s),
@@ -341,7 +394,7 @@ unsafe extern "C" fn get_id(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject 
 
 unsafe extern "C" fn get_strong_count(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {
     let h = &*(o as *mut Handle);
-    if check_usable(h).is_err() {
+    if check_read(h, "read").is_err() {
         return null_mut();
     }
     let dt = dtype_of(h);
@@ -351,7 +404,7 @@ unsafe extern "C" fn get_strong_count(o: *mut PyObject, _c: *mut c_void) -> *mut
 
 unsafe extern "C" fn get_capacity(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {
     let h = &*(o as *mut Handle);
-    if check_usable(h).is_err() {
+    if check_read(h, "read").is_err() {
         return null_mut();
     }
     PyLong_FromSize_t(h.data.cap)
@@ -359,12 +412,13 @@ unsafe extern "C" fn get_capacity(o: *mut PyObject, _c: *mut c_void) -> *mut PyO
 
 // -- methods ------------------------------------------------------------------------
 
-/// Ends the handle now (idempotent). Refused while buffer views of a RustVec exist.
+/// Ends the handle now (idempotent). Refused (RustHandleError) while lent to a running call,
+/// and (BufferError) while buffer views of a RustVec exist.
 pub unsafe fn drop_handle(h: &mut Handle) -> Result<(), Raised> {
     if h.state != STATE_ALIVE {
         return Ok(());
     }
-    check_usable(h)?;
+    check_change(h, "drop")?;
     if h.exports > 0 {
         raise(
             PyExc_BufferError,
@@ -398,7 +452,7 @@ unsafe extern "C" fn m_exit(o: *mut PyObject, _args: *const *mut PyObject, _n: i
 unsafe extern "C" fn m_clone(o: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
     guard("clone", null_mut(), || {
         let h = &*(o as *mut Handle);
-        if check_usable(h).is_err() {
+        if check_read(h, "clone").is_err() {
             return null_mut();
         }
         let dt = dtype_of(h);
@@ -457,7 +511,7 @@ unsafe fn raise_vec(h: &Handle, e: VecError, what: &str) -> *mut PyObject {
 unsafe extern "C" fn m_push(o: *mut PyObject, v: *mut PyObject) -> *mut PyObject {
     guard("push", null_mut(), || {
         let h = &mut *(o as *mut Handle);
-        if check_usable(h).is_err() {
+        if check_change(h, "push to").is_err() {
             return null_mut();
         }
         let dt = dtype_of(h);
@@ -465,6 +519,11 @@ unsafe extern "C" fn m_push(o: *mut PyObject, v: *mut PyObject) -> *mut PyObject
             Ok(s) => s,
             Err(_) => return null_mut(),
         };
+        // The conversion ran Python code that may have dropped, lent or viewed the vector.
+        let h = &mut *(o as *mut Handle);
+        if check_change(h, "push to").is_err() {
+            return null_mut();
+        }
         match h.data.push(dt, s, h.exports > 0) {
             Ok(()) => none(),
             Err(VecError::Conv(e)) => {
@@ -479,7 +538,7 @@ unsafe extern "C" fn m_push(o: *mut PyObject, v: *mut PyObject) -> *mut PyObject
 unsafe extern "C" fn m_pop(o: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
     guard("pop", null_mut(), || {
         let h = &mut *(o as *mut Handle);
-        if check_usable(h).is_err() {
+        if check_change(h, "pop from").is_err() {
             return null_mut();
         }
         match h.data.pop(dtype_of(h)) {
@@ -509,15 +568,46 @@ pub unsafe fn get_buffer(o: *mut PyObject, writable: bool) -> Option<(Py_buffer,
     Some((view, dt))
 }
 
-/// Appends the items of `src` (a buffer of the same dtype: one copy; else any iterable).
-pub unsafe fn extend_from(h: &mut Handle, src: *mut PyObject) -> Result<(), Raised> {
-    let dt = dtype_of(h);
+/// Appends the items of `src` (a buffer of the same dtype: one copy; else any iterable;
+/// `src` being the vector itself appends a copy of it, as `list.extend` does).
+///
+/// Takes a raw pointer and re-borrows after every call that can run Python code (an
+/// iterator, a conversion): that code may drop, lend or view the vector meanwhile.
+pub unsafe fn extend_from(hp: *mut Handle, src: *mut PyObject) -> Result<(), Raised> {
+    let dt = dtype_of(&*hp);
+    if src == hp as *mut PyObject {
+        // No buffer view of itself is taken, so none is counted against a reallocation.
+        let h = &mut *hp;
+        return h.data.extend_self(dt, h.exports > 0).map_err(|e| {
+            raise_vec(h, e, "extend");
+            Raised
+        });
+    }
     if let Some((mut view, vdt)) = get_buffer(src, false) {
         if vdt == Some(dt) {
+            let h = &mut *hp;
             let n = view.len as usize / dt.size();
+            let bytes = std::slice::from_raw_parts(view.buf as *const u8, view.len as usize);
+            // Any byte can sit in a Python bool buffer; Rust's bool must be 0 or 1.
+            if dt == DType::Bool {
+                if let Some(i) = first_invalid_bool(bytes) {
+                    let b = bytes[i];
+                    PyBuffer_Release(&mut view);
+                    raise(
+                        PyExc_ValueError,
+                        &format!(
+                            "{}: item {} of the buffer is {}, not a bool (a Rust bool is the byte 0 or 1)",
+                            label(h),
+                            i,
+                            b
+                        ),
+                    );
+                    return Err(Raised);
+                }
+            }
             // Copy through a temporary when `src` is a view of this very vector.
             let r = if view.buf as *mut u8 >= h.data.ptr && (view.buf as *mut u8) < h.data.elem_ptr(dt, h.data.cap) {
-                let tmp: Vec<u8> = std::slice::from_raw_parts(view.buf as *const u8, view.len as usize).to_vec();
+                let tmp: Vec<u8> = bytes.to_vec();
                 h.data.extend_raw(dt, tmp.as_ptr(), n, h.exports > 0)
             } else {
                 h.data.extend_raw(dt, view.buf as *const u8, n, h.exports > 0)
@@ -540,8 +630,15 @@ pub unsafe fn extend_from(h: &mut Handle, src: *mut PyObject) -> Result<(), Rais
     let hint = PyObject_LengthHint(src, 0);
     if hint < 0 {
         PyErr_Clear();
-    } else if h.data.reserve(dt, hint as usize, h.exports > 0).is_err() {
+    }
+    if check_change(&*hp, "extend").is_err() {
+        Py_DecRef(it);
+        return Err(Raised);
+    }
+    if hint > 0 {
+        let h = &mut *hp;
         // Reserve only what fits; pushes below report the reallocation if it comes to that.
+        let _ = h.data.reserve(dt, hint as usize, h.exports > 0);
     }
     loop {
         let item = PyIter_Next(it);
@@ -550,15 +647,21 @@ pub unsafe fn extend_from(h: &mut Handle, src: *mut PyObject) -> Result<(), Rais
             return if PyErr_Occurred().is_null() { Ok(()) } else { Err(Raised) };
         }
         let r = match from_py(dt, item) {
-            Ok(s) => match h.data.push(dt, s, h.exports > 0) {
-                Ok(()) => Ok(()),
-                Err(VecError::Conv(e)) => {
-                    raise_conv(dt, e, item);
-                    Err(Raised)
-                }
-                Err(e) => {
-                    raise_vec(h, e, "extend");
-                    Err(Raised)
+            Ok(s) => match check_change(&*hp, "extend") {
+                Err(r) => Err(r),
+                Ok(()) => {
+                    let h = &mut *hp;
+                    match h.data.push(dt, s, h.exports > 0) {
+                        Ok(()) => Ok(()),
+                        Err(VecError::Conv(e)) => {
+                            raise_conv(dt, e, item);
+                            Err(Raised)
+                        }
+                        Err(e) => {
+                            raise_vec(h, e, "extend");
+                            Err(Raised)
+                        }
+                    }
                 }
             },
             Err(r) => Err(r),
@@ -573,11 +676,10 @@ pub unsafe fn extend_from(h: &mut Handle, src: *mut PyObject) -> Result<(), Rais
 
 unsafe extern "C" fn m_extend(o: *mut PyObject, src: *mut PyObject) -> *mut PyObject {
     guard("extend", null_mut(), || {
-        let h = &mut *(o as *mut Handle);
-        if check_usable(h).is_err() {
+        if check_change(&*(o as *mut Handle), "extend").is_err() {
             return null_mut();
         }
-        match extend_from(h, src) {
+        match extend_from(o as *mut Handle, src) {
             Ok(()) => none(),
             Err(_) => null_mut(),
         }
@@ -605,7 +707,7 @@ pub unsafe fn to_list(h: &Handle) -> *mut PyObject {
 unsafe extern "C" fn m_to_list(o: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
     guard("to_list", null_mut(), || {
         let h = &*(o as *mut Handle);
-        if check_usable(h).is_err() {
+        if check_read(h, "read").is_err() {
             return null_mut();
         }
         to_list(h)
@@ -647,7 +749,7 @@ pub unsafe fn copy_into(h: &Handle, out: *mut PyObject) -> *mut PyObject {
 unsafe extern "C" fn m_copy_into(o: *mut PyObject, out: *mut PyObject) -> *mut PyObject {
     guard("copy_to_python", null_mut(), || {
         let h = &*(o as *mut Handle);
-        if check_usable(h).is_err() {
+        if check_read(h, "copy").is_err() {
             return null_mut();
         }
         copy_into(h, out)
@@ -658,7 +760,7 @@ unsafe extern "C" fn m_copy_into(o: *mut PyObject, out: *mut PyObject) -> *mut P
 
 unsafe extern "C" fn sq_length(o: *mut PyObject) -> isize {
     let h = &*(o as *mut Handle);
-    if check_usable(h).is_err() {
+    if check_read(h, "read").is_err() {
         return -1;
     }
     h.data.len as isize
@@ -675,8 +777,8 @@ fn in_range(i: isize, len: usize) -> Option<usize> {
 
 unsafe extern "C" fn sq_item(o: *mut PyObject, i: isize) -> *mut PyObject {
     let h = &*(o as *mut Handle);
-    if h.state != STATE_ALIVE {
-        check_usable(h).ok();
+    if h.state != STATE_ALIVE || !may_read(h.borrow) {
+        check_read(h, "read").ok();
         return null_mut();
     }
     // The interpreter already added len() to a negative index: one still negative is out of range.
@@ -689,7 +791,7 @@ unsafe extern "C" fn sq_item(o: *mut PyObject, i: isize) -> *mut PyObject {
 unsafe extern "C" fn sq_ass_item(o: *mut PyObject, i: isize, v: *mut PyObject) -> c_int {
     guard("__setitem__", -1, || {
         let h = &mut *(o as *mut Handle);
-        if check_usable(h).is_err() {
+        if check_change(h, "assign to").is_err() {
             return -1;
         }
         if v.is_null() {
@@ -708,6 +810,12 @@ unsafe extern "C" fn sq_ass_item(o: *mut PyObject, i: isize, v: *mut PyObject) -
             Ok(s) => s,
             Err(_) => return -1,
         };
+        // The conversion ran Python code that may have dropped, lent or shortened the vector
+        // (`set` checks the index again).
+        let h = &mut *(o as *mut Handle);
+        if check_change(h, "assign to").is_err() {
+            return -1;
+        }
         match h.data.set(dt, j, s) {
             Ok(()) => 0,
             Err(VecError::Conv(e)) => {
@@ -725,11 +833,27 @@ unsafe extern "C" fn sq_ass_item(o: *mut PyObject, i: isize, v: *mut PyObject) -
 unsafe extern "C" fn bf_getbuffer(o: *mut PyObject, view: *mut Py_buffer, flags: c_int) -> c_int {
     guard("getbuffer", -1, || {
         let h = &mut *(o as *mut Handle);
-        if check_usable(h).is_err() {
+        // A view outlives any check: none while a running call holds the vector (it may free it).
+        if check_change(h, "export a buffer view of").is_err() {
             (*view).obj = null_mut();
             return -1;
         }
         let dt = dtype_of(h);
+        // Bool views are read-only: Python could store bytes other than 0/1, which Rust must never
+        // read as a bool. (Reading views, e.g. np.asarray(v), work; writes go through v[i] = x.)
+        let readonly = dt == DType::Bool;
+        if readonly && flags & PyBUF_WRITABLE != 0 {
+            raise(
+                PyExc_BufferError,
+                &format!(
+                    "{} exports read-only buffer views (a view could store bytes that are not valid bools); \
+                     assign through v[i] = True instead",
+                    label(h)
+                ),
+            );
+            (*view).obj = null_mut();
+            return -1;
+        }
         // shape and strides must outlive the view and not follow later pushes: one small block per view.
         let dims = Box::into_raw(Box::new([h.data.len as isize, dt.size() as isize]));
         let v = &mut *view;
@@ -737,7 +861,7 @@ unsafe extern "C" fn bf_getbuffer(o: *mut PyObject, view: *mut Py_buffer, flags:
         v.obj = incref(o);
         v.len = (h.data.len * dt.size()) as isize;
         v.itemsize = dt.size() as isize;
-        v.readonly = 0;
+        v.readonly = readonly as c_int;
         v.ndim = 1;
         v.format = if flags & PyBUF_FORMAT != 0 { dt.format().as_ptr() as *mut c_char } else { null_mut() };
         v.shape = if flags & PyBUF_ND == PyBUF_ND { dims as *mut isize } else { null_mut() };
@@ -996,7 +1120,7 @@ pub unsafe fn vec_from(src: *mut PyObject, d: *mut PyObject) -> *mut PyObject {
     if o.is_null() {
         return o;
     }
-    if !src.is_null() && extend_from(&mut *(o as *mut Handle), src).is_err() {
+    if !src.is_null() && extend_from(o as *mut Handle, src).is_err() {
         Py_DecRef(o);
         return null_mut();
     }
@@ -1047,7 +1171,7 @@ static mut VEC_METHODS: [PyMethodDef; 11] = [
     meth!("clone", m_clone as ObjFn, METH_NOARGS, "clone()\n--\n\nA deep copy (Vec::clone)."),
     meth!("push", m_push as ObjFn, METH_O, "push(value)\n--\n\nAppend one element (range-checked). Raises BufferError if it would reallocate while views exist."),
     meth!("pop", m_pop as ObjFn, METH_NOARGS, "pop()\n--\n\nRemove and return the last element. Raises IndexError when empty."),
-    meth!("extend", m_extend as ObjFn, METH_O, "extend(items)\n--\n\nAppend every item of an iterable or buffer."),
+    meth!("extend", m_extend as ObjFn, METH_O, "extend(items)\n--\n\nAppend every item of an iterable or buffer (v.extend(v) appends a copy of v)."),
     meth!("to_list", m_to_list as ObjFn, METH_NOARGS, "to_list()\n--\n\nThe elements as a Python list."),
     meth!("copy_to_python", m_copy_into as ObjFn, METH_O, "copy_to_python(out)\n--\n\nCopy elements into a writable buffer of the same item type; returns the count copied (bounded by out)."),
     meth!("__enter__", m_enter as ObjFn, METH_NOARGS, ""),
@@ -1094,7 +1218,8 @@ const RC_DOC: &[u8] = b"RustRc(value, dtype=None)\n--\n\nA Rust Rc<T>: .clone() 
 Rc is !Send: use from another thread raises RustHandleError.\0";
 const ARC_DOC: &[u8] = b"RustArc(value, dtype=None)\n--\n\nA Rust Arc<T>: like RustRc, with atomic counts usable from any thread.\0";
 const VEC_DOC: &[u8] = b"RustVec(items, dtype=None)\n--\n\nA Rust Vec<T> owned by Python: len, indexing (negative too), push/pop/extend, \
-iteration, and the buffer protocol (np.asarray(v) is a zero-copy view).\0";
+iteration, and the buffer protocol (np.asarray(v) is a zero-copy view; read-only for bool, whose bytes must stay 0 or 1). \
+While a running Rust call borrows it, it cannot be changed, dropped or viewed (RustHandleError).\0";
 
 unsafe fn make_type(name: &[u8], doc: &[u8], slots: &mut Vec<PyType_Slot>) -> *mut PyObject {
     slots.push(PyType_Slot { slot: Py_tp_dealloc, pfunc: dealloc as *mut c_void });

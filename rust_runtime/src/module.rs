@@ -20,10 +20,11 @@ unsafe fn arg_count(name: &str, n: isize, lo: isize, hi: isize) -> bool {
     true
 }
 
+/// `o` as a RustVec Python may read now; None with TypeError/RustHandleError set.
 unsafe fn vec_arg<'a>(name: &str, o: *mut PyObject) -> Option<&'a mut Handle> {
     match as_kind(o, KIND_VEC) {
         Some(h) => {
-            if check_usable(h).is_err() {
+            if check_read(h, "read").is_err() {
                 None
             } else {
                 Some(h)
@@ -70,7 +71,8 @@ unsafe extern "C" fn f_drop(_m: *mut PyObject, o: *mut PyObject) -> *mut PyObjec
             Some(h) => h,
             None => return raise(PyExc_TypeError, "drop() needs a RustBox, RustRc, RustArc or RustVec"),
         };
-        // Rust's drop(x) consumes x: a second drop is a use after move.
+        // Rust's drop(x) consumes x: a second drop is a use after move. (drop_handle refuses
+        // a handle lent to a running call.)
         if check_usable(h).is_err() {
             return null_mut();
         }
@@ -91,6 +93,10 @@ unsafe fn tuple(items: &[*mut PyObject]) -> *mut PyObject {
 
 unsafe fn preview_alive(h: &Handle) -> *mut PyObject {
     let dt = dtype_of(h);
+    // Lent exclusively to a running call: no reads, as everywhere else.
+    if !may_read(h.borrow) {
+        return if h.kind == KIND_VEC { tuple(&[PyLong_FromSize_t(h.data.len), none()]) } else { none() };
+    }
     if h.kind == KIND_VEC {
         let n = h.data.len.min(8);
         let l = PyList_New(n as isize);

@@ -27,6 +27,33 @@ pub const STATE_DROPPED: u8 = 1;
 pub const STATE_MOVED: u8 = 2;
 pub const STATE_COLLECTED: u8 = 3;
 
+/// A handle's `borrow` byte while a running cell call holds it exclusively (`&mut`, or
+/// reserved for a move); 0 means free, anything else counts shared (`&`) borrows.
+pub const BORROW_EXCLUSIVE: u8 = 255;
+
+/// Whether Python may read (copy values out of) a handle whose `borrow` byte is `borrow`:
+/// not while a call holds it exclusively, as Rust allows no other access next to a `&mut`.
+#[inline(always)]
+pub fn may_read(borrow: u8) -> bool {
+    borrow != BORROW_EXCLUSIVE
+}
+
+/// Whether Python may change a handle whose `borrow` byte is `borrow` (drop, move, reallocate,
+/// write, or export a buffer view): only while no running call borrows it at all.
+#[inline(always)]
+pub fn may_change(borrow: u8) -> bool {
+    borrow == 0
+}
+
+/// How a lent handle is held, for messages.
+pub fn lent_as(borrow: u8) -> &'static str {
+    if borrow == BORROW_EXCLUSIVE {
+        "mutably borrowed or about to be moved"
+    } else {
+        "borrowed"
+    }
+}
+
 /// Kind names, indexed by `KIND_*`.
 pub const KIND_NAMES: [&str; 4] = ["Box", "Rc", "Arc", "Vec"];
 /// State names, indexed by `STATE_*`.
@@ -305,6 +332,15 @@ mod tests {
         assert_eq!(r.drain_events().0, Vec::<u64>::new());
         r.set_tracking(false);
         assert!(!r.tracking());
+    }
+
+    #[test]
+    fn borrow_byte_rules() {
+        assert!(may_read(0) && may_change(0));
+        assert!(may_read(1) && may_read(254) && !may_change(1) && !may_change(254));
+        assert!(!may_read(BORROW_EXCLUSIVE) && !may_change(BORROW_EXCLUSIVE));
+        assert_eq!(lent_as(3), "borrowed");
+        assert!(lent_as(BORROW_EXCLUSIVE).starts_with("mutably"));
     }
 
     #[test]

@@ -158,6 +158,20 @@ impl RawVec {
         Ok(())
     }
 
+    /// Appends a copy of the vector's own elements (`v.extend_from_within(..)`); refused when
+    /// that reallocates while `exported`.
+    ///
+    /// # Safety
+    /// The parts must describe a live `Vec` of dtype `dt`.
+    pub unsafe fn extend_self(&mut self, dt: DType, exported: bool) -> Result<(), VecError> {
+        let n = self.len;
+        self.reserve(dt, n, exported)?;
+        // After the reserve, the first n elements and the room for n more are disjoint.
+        std::ptr::copy_nonoverlapping(self.ptr, self.elem_ptr(dt, n), n * dt.size());
+        self.len += n;
+        Ok(())
+    }
+
     /// Copies up to `room` elements into `dst`; returns how many were copied.
     ///
     /// # Safety
@@ -270,6 +284,38 @@ mod tests {
             f.push(DType::F32, Scalar::F(0.25), false).unwrap();
             assert_eq!(f.get(DType::F32, 0), Ok(Scalar::F(0.25)));
             f.free(DType::F32);
+        }
+    }
+
+    #[test]
+    fn extend_self_doubles_and_respects_views() {
+        let dt = DType::I16;
+        let mut v = RawVec::with_capacity(dt, 0);
+        unsafe {
+            v.extend_self(dt, false).unwrap();
+            assert_eq!(v.len, 0);
+            for x in [1, -2, 3] {
+                v.push(dt, Scalar::I(x), false).unwrap();
+            }
+            v.extend_self(dt, false).unwrap();
+            let seen: Vec<i16> = v.with::<i16, _>(|x| x.clone());
+            assert_eq!(seen, [1, -2, 3, 1, -2, 3]);
+            // Full vector: doubling must reallocate, which a live view forbids.
+            v.with::<i16, _>(|x| x.shrink_to_fit());
+            assert_eq!(v.cap, 6);
+            let before = v.ptr;
+            assert_eq!(v.extend_self(dt, true), Err(VecError::Exported));
+            assert_eq!((v.ptr, v.len), (before, 6));
+            v.extend_self(dt, false).unwrap();
+            assert_eq!(v.len, 12);
+            assert_eq!(v.get(dt, 11), Ok(Scalar::I(3)));
+            // Room to spare: no reallocation, so a view does not block it.
+            let mut w = RawVec::with_capacity(dt, 8);
+            w.push(dt, Scalar::I(7), true).unwrap();
+            w.extend_self(dt, true).unwrap();
+            assert_eq!((w.get(dt, 0), w.get(dt, 1)), (Ok(Scalar::I(7)), Ok(Scalar::I(7))));
+            w.free(dt);
+            v.free(dt);
         }
     }
 
