@@ -19,6 +19,7 @@ import itertools
 import math
 import statistics
 import time
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,11 +98,15 @@ def _rc_inner(_rc_number, _rc_fn, _rc_timer=_rc_perf_counter, _rc_repeat=_rc_ite
 def _make_loop(body: str, namespace: Mapping[str, Any]) -> Callable[[int, Any], float]:
     # Compiled like timeit's template: the function's globals are the namespace, so the
     # arguments are evaluated on every call, exactly as the expression would be.
-    # The defaults are looked up in *local* at definition time, so the namespace is not touched.
-    local: dict[str, Any] = {"_rc_perf_counter": time.perf_counter, "_rc_itertools_repeat": itertools.repeat}
+    # The template runs in a scratch dict (exec would add __builtins__ to the caller's
+    # namespace); the loop function is then rebound to the namespace as its globals, which
+    # reads it without writing to it (builtins come from the namespace's __builtins__ if it
+    # has one, else from this interpreter's).
+    scratch: dict[str, Any] = {"_rc_perf_counter": time.perf_counter, "_rc_itertools_repeat": itertools.repeat}
+    exec(compile(_TEMPLATE.format(body=body), "<rust_bench>", "exec"), scratch)
+    inner = scratch["_rc_inner"]
     glob = namespace if isinstance(namespace, dict) else dict(namespace)
-    exec(compile(_TEMPLATE.format(body=body), "<rust_bench>", "exec"), glob, local)
-    return local["_rc_inner"]  # type: ignore[no-any-return]
+    return types.FunctionType(inner.__code__, glob, inner.__name__, inner.__defaults__)  # type: ignore[return-value]
 
 
 def _calibrate(loop: Callable[[int, Any], float], fn: Any, min_seconds: float) -> int:
@@ -197,11 +202,26 @@ class BenchResult:
             f"empty-loop cost {self.overhead_ns:.1f} ns/call measured and subtracted; ratio = best / first row's best"
         )
 
-    def __repr__(self) -> str:
+    def summary(self) -> str:
+        """One line naming the row count and the fastest row: ``<BenchResult: 3 rows, fastest add (%%rust) 13.7 ns>``."""
+        n = len(self.rows)
+        head = f"<BenchResult: {n} row{'' if n == 1 else 's'}"
+        if not self.rows:
+            return head + ">"
+        best = min(self.rows, key=lambda r: r["ns_per_call"])
+        return f"{head}, fastest {best['expr']} ({best['backend']}) {format_ns(best['ns_per_call'])}>"
+
+    def __str__(self) -> str:
+        """The text table (``print(result)``)."""
         return self.table()
 
+    # One line as a value (``Out[]`` of ``r = %rust_bench -o ...; r``, or of ``%rust_bench -o``
+    # right after the magic printed or showed the table): the table is not repeated.
+    def __repr__(self) -> str:
+        return self.summary()
+
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.table())
+        p.text(self.summary())
 
 
 def format_ns(ns: float) -> str:

@@ -9,16 +9,23 @@ is empty.
 Registry design (kept off the hot path): the runtime records each handle in
 a Rust slot table when it is created and moves the record into a bounded
 history ring when it ends (dropped, moved into a Rust function, collected).
-Rows are built only when asked for (:func:`live_handles`). Listeners are not
-called per operation: while at least one is attached the runtime appends the
-changed handle ids to a list (one ``Vec::push`` per event) and a poller thread
-wakes every *interval* seconds, and if the registry's version moved, drains
-the ids and calls each listener once with a :class:`HandleEvent` — so a loop
-creating 100 000 handles produces a handful of batches, not 100 000 calls.
+Rows are built only when asked for, and only for what is asked:
+:func:`live_handles` builds every row, :func:`snapshot` only the newest alive
+ones and the latest ended ones (what a view shows), so showing 200 rows of a
+registry holding 200 000 handles costs a scan in Rust and 200 rows.
+Listeners are not called per operation, and attaching one adds nothing to a
+handle operation: a poller thread wakes every *interval* seconds, and if the
+registry's version moved, calls each listener once with a
+:class:`HandleEvent` describing the batch from the registry's counters (ids
+are handed out in order, so the handles created since the last batch are the
+ids above the last one seen) — a loop creating 100 000 handles produces a
+handful of batches, not 100 000 calls, and a batch's rows are built only if a
+listener reads them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -75,21 +82,46 @@ class HandleRow:
         }
 
 
-@dataclass(frozen=True)
 class HandleEvent:
     """A coalesced batch of registry changes handed to listeners.
 
     ``rows`` are the current rows of the handles that changed and are still
-    known (alive, or in the ended history); ``changed`` counts every handle
-    that changed since the previous batch; ``overflowed`` means some changes
-    were not itemised (refresh everything); ``version`` is the registry
-    version the batch brings a listener up to.
+    known (alive, or in the ended history), oldest id first; they are built
+    on first access (a listener that only redraws never pays for them).
+    ``changed`` counts every handle that changed since the previous batch;
+    ``overflowed`` means some changes were not itemised (more handles ended
+    than the history keeps: refresh everything); ``version`` is the registry version the batch brings a listener up to.
     """
 
-    rows: tuple[HandleRow, ...]
-    changed: int
-    overflowed: bool
-    version: int
+    __slots__ = ("_load", "_lock", "_rows", "changed", "overflowed", "version")
+
+    def __init__(
+        self,
+        rows: tuple[HandleRow, ...] | Callable[[], tuple[HandleRow, ...]],
+        changed: int,
+        overflowed: bool,
+        version: int,
+    ) -> None:
+        self._rows = None if callable(rows) else tuple(rows)
+        self._load = rows if callable(rows) else None
+        self._lock = threading.Lock()
+        self.changed = changed
+        self.overflowed = overflowed
+        self.version = version
+
+    @property
+    def rows(self) -> tuple[HandleRow, ...]:
+        """The current rows of the changed handles (built once, on first access)."""
+        with self._lock:
+            if self._rows is None:
+                assert self._load is not None
+                self._rows = self._load()
+                self._load = None
+            return self._rows
+
+    def __repr__(self) -> str:
+        more = ", overflowed" if self.overflowed else ""
+        return f"<HandleEvent: {self.changed} changed{more}, version {self.version}>"
 
 
 def _attach(ext: ModuleType) -> None:
@@ -98,8 +130,6 @@ def _attach(ext: ModuleType) -> None:
     _ext = ext
     if _pending_history is not None:
         ext._set_history(_pending_history)
-    if _listeners:
-        ext._track(True)
 
 
 def runtime_module() -> ModuleType | None:
@@ -173,11 +203,66 @@ def live_handles(include_ended: bool = True) -> list[HandleRow]:
     *include_ended*, the most recently ended ones (dropped, moved or collected;
     the last 100 by default, see :func:`set_history`).
 
-    Returns an empty list while the runtime is not loaded (no handle exists yet).
+    Builds one row per alive handle; views use :func:`snapshot`, whose cost is
+    set by how many rows it returns. Returns an empty list while the runtime is
+    not loaded (no handle exists yet).
     """
     if _ext is None:
         return []
     return [_row(t) for t in _ext._rows(include_ended)]
+
+
+@dataclass(frozen=True)
+class HandlesSnapshot:
+    """What a view of the registry shows: the newest alive handles, the latest ended
+    ones, and counts for everything.
+
+    ``alive`` holds the newest alive handles (by id, oldest first), ``ended``
+    the most recently ended ones in the order they ended (oldest first).
+    ``counts`` has one entry per state: ``alive`` counts every alive handle,
+    the ended states count the history kept by the registry. ``created`` is
+    how many handles this process created.
+    """
+
+    alive: tuple[HandleRow, ...]
+    ended: tuple[HandleRow, ...]
+    counts: dict[str, int]
+    created: int
+
+    @property
+    def alive_total(self) -> int:
+        """How many handles are alive (listed or not)."""
+        return self.counts["alive"]
+
+    @property
+    def ended_total(self) -> int:
+        """How many ended handles the history holds (listed or not)."""
+        return sum(self.counts[s] for s in STATES[1:])
+
+    @property
+    def rows(self) -> list[HandleRow]:
+        """The listed rows, alive and ended, by id."""
+        return sorted(self.alive + self.ended, key=lambda r: r.id)
+
+
+def snapshot(max_alive: int = 200, max_ended: int = 100) -> HandlesSnapshot:
+    """The newest *max_alive* alive handles, the *max_ended* most recently ended ones, and
+    counts per state: what a view shows, at a cost set by the rows returned (not by how
+    many handles are alive).
+
+    Raises ValueError when a count is negative.
+    """
+    if max_alive < 0 or max_ended < 0:
+        raise ValueError("max_alive and max_ended must be >= 0")
+    if _ext is None:
+        return HandlesSnapshot((), (), dict.fromkeys(STATES, 0), 0)
+    alive, ended, counts = _ext._select(0, max_alive, max_ended)
+    return HandlesSnapshot(
+        tuple(_row(t) for t in alive),
+        tuple(_row(t) for t in ended),
+        dict(zip(STATES, counts[:4], strict=True)),
+        counts[4],
+    )
 
 
 def set_history(n: int) -> None:
@@ -205,23 +290,61 @@ def stats() -> dict[str, int]:
     return {"created": created, "ended": ended, "alive": alive, "payload_allocs": allocs, "payload_frees": frees}
 
 
-def handles_table(rows: list[HandleRow] | None = None) -> str:
-    """The registry as a text table (what ``%rust_handles`` prints outside a notebook)."""
-    rows = live_handles() if rows is None else rows
-    if not rows:
+#: Most alive handles the text table lists (the newest; the rest is counted in the last line).
+MAX_TEXT_ALIVE = 200
+#: Most ended handles the text table lists (the most recently ended).
+MAX_TEXT_ENDED = 100
+
+
+def handles_table(
+    rows: list[HandleRow] | None = None, max_alive: int = MAX_TEXT_ALIVE, max_ended: int = MAX_TEXT_ENDED
+) -> str:
+    """The registry as a text table (what ``%rust_handles`` prints outside a notebook).
+
+    Lists the newest *max_alive* alive handles and the *max_ended* most recently
+    ended ones, by id; the last line gives the counts and how many were not listed.
+    *rows* (e.g. from :func:`live_handles`) replaces the registry's current rows.
+    """
+    if rows is None:
+        return snapshot_table(snapshot(max_alive, max_ended))
+    alive = sorted((r for r in rows if r.state == "alive"), key=lambda r: r.id)
+    ended = [r for r in rows if r.state != "alive"]
+    return _table(
+        alive[len(alive) - min(len(alive), max_alive) :],
+        ended[len(ended) - min(len(ended), max_ended) :],
+        len(alive),
+        len(ended),
+    )
+
+
+def snapshot_table(snap: HandlesSnapshot) -> str:
+    """A :class:`HandlesSnapshot` as the text table :func:`handles_table` prints."""
+    return _table(list(snap.alive), list(snap.ended), snap.alive_total, snap.ended_total)
+
+
+def _table(alive: list[HandleRow], ended: list[HandleRow], alive_total: int, ended_total: int) -> str:
+    shown = sorted(alive + ended, key=lambda r: r.id)
+    if not shown and not alive_total and not ended_total:
         return "no Rust handles"
     cols = ("id", "kind", "dtype", "state", "strong_count", "preview", "origin")
     heads = ("id", "kind", "dtype", "state", "strong", "preview", "origin")
-    cells = [[str(getattr(r, c)) for c in cols] for r in rows]
+    cells = [[str(getattr(r, c)) for c in cols] for r in shown]
     for line in cells:
         if len(line[5]) > 40:
             line[5] = line[5][:37] + "..."
     widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(heads)]
     fmt = "  ".join(f"{{:{'>' if i in (0, 4) else '<'}{w}}}" for i, w in enumerate(widths))
-    alive = sum(r.state == "alive" for r in rows)
     out = [fmt.format(*heads).rstrip(), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*line).rstrip() for line in cells]
-    out.append(f"{alive} alive, {len(rows) - alive} ended (recent)")
+    summary = f"{alive_total:,} alive, {ended_total:,} ended (recent)"
+    hidden = [
+        f"{n:,} older {what}"
+        for n, what in ((alive_total - len(alive), "alive"), (ended_total - len(ended), "ended"))
+        if n > 0
+    ]
+    if hidden:
+        summary += f"; not listed: {' and '.join(hidden)}"
+    out.append(summary)
     return "\n".join(out)
 
 
@@ -229,10 +352,15 @@ def handles_table(rows: list[HandleRow] | None = None) -> str:
 # Listeners
 
 Listener = Callable[[HandleEvent], None]
-_listeners: list[Listener] = []
+#: Attached listeners and the interval each asked for.
+_listeners: list[tuple[Listener, float]] = []
 _listen_lock = threading.RLock()
 _poller: _Poller | None = None
 _seen_version = -1
+#: Registry counters (created, ended) the last batch brought the listeners up to.
+_seen_totals = (0, 0)
+#: Most ended handles a batch itemises (the history holds at most this many anyway by default).
+MAX_BATCH_ENDED = 1000
 
 
 class _Poller(threading.Thread):
@@ -242,72 +370,141 @@ class _Poller(threading.Thread):
         super().__init__(name="rustcall-handles-poller", daemon=True)
         self.interval = interval
         self.stop = threading.Event()
+        self.wake = threading.Event()
+
+    def set_interval(self, interval: float) -> None:
+        """Poll every *interval* s from now on (a sleep in progress is cut short)."""
+        self.interval = interval
+        self.wake.set()
 
     def run(self) -> None:
-        while not self.stop.wait(self.interval):
+        while not self.stop.is_set():
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            if self.stop.is_set():
+                return
             ext = _ext
             if ext is not None and ext._version() != _seen_version:
                 flush()
+
+
+def _check_interval(interval: float) -> float:
+    try:
+        value = float(interval)
+    except (TypeError, ValueError):
+        raise TypeError(f"interval must be a number of seconds, not {interval!r}") from None
+    # NaN would make the poller spin, inf would overflow its sleep.
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"interval must be a finite number of seconds > 0, not {interval!r}")
+    return value
 
 
 def add_listener(callback: Listener, interval: float = 0.25) -> None:
     """Call *callback(event)* with a :class:`HandleEvent` after registry changes, at most
     once per *interval* seconds (changes in between are coalesced into one batch).
 
-    Raises TypeError when *callback* is not callable, ValueError for a non-positive interval.
+    The poller follows the smallest interval of the attached listeners. Adding a
+    listener already attached updates its interval. Raises TypeError when
+    *callback* is not callable or *interval* not a number, ValueError when
+    *interval* is not finite or not positive.
     """
-    global _poller
+    global _poller, _seen_totals, _seen_version
     if not callable(callback):
         raise TypeError("callback must be callable")
-    if interval <= 0:
-        raise ValueError("interval must be > 0")
+    interval = _check_interval(interval)
     with _listen_lock:
-        if callback not in _listeners:
-            _listeners.append(callback)
-        if _ext is not None:
-            _ext._track(True)
-        if _poller is None or not _poller.is_alive():
-            _poller = _Poller(interval)
-            _poller.start()
+        if not _listeners:
+            # A first listener hears about changes from now on, not since the runtime loaded.
+            _seen_totals, _seen_version = _totals()
+        for i, (cb, _) in enumerate(_listeners):
+            if cb == callback:
+                _listeners[i] = (cb, interval)
+                break
         else:
-            _poller.interval = min(_poller.interval, interval)
+            _listeners.append((callback, interval))
+        _retune()
 
 
 def remove_listener(callback: Listener) -> None:
-    """Stop calling *callback*; the last removal stops event collection and the poller."""
-    global _poller
+    """Stop calling *callback*; the poller then follows the remaining listeners' smallest
+    interval, and stops with the last removal."""
     with _listen_lock:
-        if callback in _listeners:
-            _listeners.remove(callback)
-        if not _listeners:
-            if _ext is not None:
-                _ext._track(False)
-            if _poller is not None:
-                _poller.stop.set()
-                _poller = None
+        _listeners[:] = [(cb, iv) for cb, iv in _listeners if cb != callback]
+        _retune()
+
+
+def _retune() -> None:
+    """Start, re-time or stop the poller to match the attached listeners (lock held)."""
+    global _poller
+    if not _listeners:
+        if _poller is not None:
+            _poller.stop.set()
+            _poller.wake.set()
+            _poller = None
+        return
+    fastest = min(iv for _, iv in _listeners)
+    if _poller is None or not _poller.is_alive():
+        _poller = _Poller(fastest)
+        _poller.start()
+    elif _poller.interval != fastest:
+        _poller.set_interval(fastest)
+
+
+def poll_interval() -> float | None:
+    """Seconds between the poller's checks (None when no listener is attached)."""
+    with _listen_lock:
+        return _poller.interval if _poller is not None else None
 
 
 def listeners() -> list[Listener]:
     """The attached listeners."""
-    return list(_listeners)
+    return [cb for cb, _ in _listeners]
+
+
+def _totals() -> tuple[tuple[int, int], int]:
+    ext = _ext
+    if ext is None:
+        return (0, 0), -1
+    version = ext._version()
+    created, ended = ext._stats()[:2]
+    return (created, ended), version
 
 
 def flush() -> HandleEvent | None:
-    """Deliver pending changes to the listeners now; returns the batch (None when nothing changed)."""
-    global _seen_version
+    """Deliver pending changes to the listeners now; returns the batch (None when nothing changed).
+
+    The cost does not depend on how many handles are alive: the batch is read from the
+    registry's counters and the ended history; its rows are built only if a listener reads them.
+    """
+    global _seen_totals, _seen_version
     with _listen_lock:
         ext = _ext
         if ext is None or not _listeners:
             return None
         version = ext._version()
-        ids, overflowed = ext._drain()
+        created0, ended0 = _seen_totals
+        # One call reads the ended tail and the counters together (no change can slip between);
+        # it counts the alive handles above created0 in Rust, without building their rows.
+        _, ended_raw, counts = ext._select(created0, 0, MAX_BATCH_ENDED)
+        created, ended, born_alive = counts[4], counts[5], counts[6]
         _seen_version = version
-        if not ids and not overflowed:
+        if (created, ended) == (created0, ended0):
             return None
-        wanted = set(ids)
-        rows = tuple(_row(t) for t in ext._rows(True) if t[0] in wanted)
-        event = HandleEvent(rows, len(ids), bool(overflowed), version)
-        for cb in list(_listeners):
+        _seen_totals = (created, ended)
+        n_ended = ended - ended0
+        window = list(ended_raw[len(ended_raw) - min(n_ended, len(ended_raw)) :])
+        overflowed = n_ended > len(window)
+        # Ids are handed out in order, so the handles created in this batch are the ids above
+        # created0: those still alive, plus those that ended in it (counted among n_ended).
+        changed = born_alive + n_ended
+
+        def load(ext: ModuleType = ext) -> tuple[HandleRow, ...]:
+            alive, _, _ = ext._select(created0, sys.maxsize, 0)
+            raw = [t for t in alive if t[0] <= created] + window
+            return tuple(sorted((_row(t) for t in raw), key=lambda r: r.id))
+
+        event = HandleEvent(load, changed, overflowed, version)
+        for cb, _ in list(_listeners):
             try:
                 cb(event)
             except Exception as e:  # one broken view must not stop the others

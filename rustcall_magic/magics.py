@@ -8,7 +8,6 @@ widgets). User mistakes raise ``UsageError``.
 from __future__ import annotations
 
 import ast
-import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +27,6 @@ from .errors import RustcallError, RustcallWarning
 from .external import registered_function, registered_functions
 from .signature import FnSig
 from .toolchain import get_toolchain
-
-_RETURN_CHECK = re.compile(r"^(?P<call>.*\))\s*->\s*(?P<type>[^)]*\S)\s*$", re.S)
 
 
 @magics_class
@@ -55,14 +52,21 @@ class RustMagics(Magics):
         #: name -> (callable, signature) of the latest %%rust definition of each function.
         self.definitions: dict[str, tuple[Callable[..., Any], FnSig]] = {}
         self.modules: list[RustModule] = []
-        self._compilers: dict[tuple[str, int], RustCompiler] = {}
+        self._compilers: dict[tuple[Any, ...], RustCompiler] = {}
 
     def compiler(self) -> RustCompiler:
-        """The compiler the magics use: the default one, or one with ``cache_dir`` / ``max_cache_bytes`` applied."""
+        """The compiler the magics use: the default one, or one with ``cache_dir`` / ``max_cache_bytes`` applied.
+
+        Follows later ``set_default_compiler`` calls and ``RUSTCALL_CACHE_DIR``.
+        """
         base = get_default_compiler()
         if not self.cache_dir and not self.max_cache_bytes:
             return base
-        spec = (self.cache_dir, self.max_cache_bytes)
+        root = Path(self.cache_dir) if self.cache_dir else base.cache.root
+        spec = (
+            id(base), base.optimization_level, base.emit_debug_info, base.edition, base.target_cpu, base.quiet,
+            str(root), self.max_cache_bytes or base.max_cache_bytes,
+        )
         c = self._compilers.get(spec)
         if c is None:
             c = RustCompiler(
@@ -70,11 +74,11 @@ class RustMagics(Magics):
                 base.emit_debug_info,
                 base.edition,
                 base.target_cpu,
-                Path(self.cache_dir) if self.cache_dir else base.cache.root,
+                root,
                 base.quiet,
                 self.max_cache_bytes or base.max_cache_bytes,
             )
-            self._compilers[spec] = c
+            self._compilers = {spec: c}  # one at a time: a stale one is never reused
         return c
 
     # -- %%rust / %rust -------------------------------------------------------------
@@ -252,10 +256,7 @@ class RustMagics(Magics):
         text = line.strip()
         if not text:
             raise UsageError(f"usage: %{magic} NAME(args...) [-> TYPE]; use %%{magic} for a cell of Rust code")
-        want: str | None = None
-        m = _RETURN_CHECK.match(text)
-        if m:
-            text, want = m.group("call"), m.group("type")
+        text, want = _split_return_check(text)
         try:
             tree = ast.parse(text, mode="eval")
         except SyntaxError as e:
@@ -446,8 +447,27 @@ class RustMagics(Magics):
         return importlib.util.find_spec("ipywidgets") is not None
 
     def _display(self, view: Any) -> None:
+        """Show *view*; a live view supersedes the earlier ones of its kind this shell showed.
+
+        Superseded views that the frontend does not report as displayed (the cell was
+        re-run, or nothing renders: a headless run) stop following changes, so views do
+        not pile up listeners; one still displayed keeps following, and a paused one
+        resumes if the frontend later reports it displayed.
+        """
+        import weakref
+
         from IPython.display import display
 
+        if hasattr(view, "pause"):
+            shown: list[Any] = self.__dict__.setdefault("_live_views", [])
+            for ref in list(shown):
+                old = ref()
+                if old is None:
+                    shown.remove(ref)
+                elif type(old) is type(view) and not old.displayed():
+                    old.pause()
+                    shown.remove(ref)
+            shown.append(weakref.ref(view))
         display(view)
 
     def _handles_view(self) -> Any:
@@ -517,6 +537,33 @@ class RustMagics(Magics):
             raise
         view.show(result)
         return result if want else None
+
+
+def _split_return_check(text: str) -> tuple[str, str | None]:
+    """Split ``call(args) -> TYPE`` at its last ``->`` outside brackets and quotes."""
+    depth = 0
+    quote = ""
+    arrow = -1
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and text.startswith("->", i):
+            arrow = i
+        i += 1
+    if arrow < 0 or not text[arrow + 2 :].strip():
+        return text, None
+    return text[:arrow].strip(), text[arrow + 2 :].strip()
 
 
 def _report_bound(magic: str, functions: dict[str, str]) -> None:

@@ -10,6 +10,11 @@ print outside a notebook.
 Live views (cache, handles) follow changes through listeners and coalesce
 them: a burst of events becomes at most a few redraws per second, and a
 redraw never takes more than a small share of the time (see :class:`_Coalescer`).
+A listener holds its view through a weak reference (it unregisters itself
+when the view is gone), and a view stops listening once the frontend reports
+it is no longer displayed anywhere (or when ``pause()`` is called, as the
+magics do for an earlier view a newer one of the same kind supersedes); it
+starts again when it is displayed again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import html
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -109,6 +115,86 @@ class _Coalescer:
                 self._timer = None
 
 
+class _WeakListener:
+    """A listener calling *view.<name>(...)* through a weak reference: it keeps no view
+    alive, and once the view is collected *unregister(self)* removes it.
+
+    It compares equal to the bound method it stands for, so code holding
+    ``view._on_event`` can still find and remove it.
+    """
+
+    def __init__(self, view: Any, name: str, unregister: Callable[[_WeakListener], None]) -> None:
+        self._name = name
+        self._func = getattr(type(view), name)
+        self._hash = hash(getattr(view, name))
+        self._ref = weakref.ref(view, lambda _: unregister(self))
+
+    def __call__(self, *args: Any) -> None:
+        view = self._ref()
+        if view is not None:
+            getattr(view, self._name)(*args)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _WeakListener):
+            return self is other
+        view = self._ref()
+        return view is not None and getattr(other, "__self__", None) is view and getattr(other, "__func__", None) is self._func
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"<weak listener {self._name} of {self._ref()!r:.60}>"
+
+
+class _LiveMixin:
+    """Following changes while displayed: ``pause()`` / ``resume()`` and the frontend's view count."""
+
+    following = False
+    _ever_displayed = False
+
+    def _start_view_tracking(self) -> None:
+        # None means "not tracked"; 0 asks the frontend to report each view it creates and removes.
+        self._view_count = 0  # type: ignore[attr-defined]
+        self.observe(self._on_view_count, names="_view_count")  # type: ignore[attr-defined]
+
+    def _on_view_count(self, change: Mapping[str, Any]) -> None:
+        n = change["new"] or 0
+        if n > 0:
+            self._ever_displayed = True
+            if not self.following:
+                self.resume()
+        elif self._ever_displayed and self.following:
+            self.pause()  # shown before, displayed nowhere now (cell re-run, output cleared)
+
+    def displayed(self) -> bool:
+        """True while the frontend reports at least one view of this widget."""
+        return (getattr(self, "_view_count", None) or 0) > 0
+
+    def _listen(self, on: bool) -> None:
+        raise NotImplementedError
+
+    def pause(self) -> None:
+        """Stop following changes (the view keeps showing what it last drew)."""
+        if self.following:
+            self.following = False
+            self._listen(False)
+
+    def resume(self) -> None:
+        """Follow changes again, starting with a redraw."""
+        if not self.following and not getattr(self._coalescer, "closed", False):  # type: ignore[attr-defined]
+            self.following = True
+            self._listen(True)
+            self.refresh()  # type: ignore[attr-defined]
+
+
+def _remove_cache_listener(listener: Any) -> None:
+    try:
+        cache_mod.listeners.remove(listener)
+    except ValueError:
+        pass
+
+
 # ---------------------------------------------------------------------------
 # Cache view
 
@@ -195,7 +281,7 @@ def cache_header_html(stats: CacheStats) -> str:
     )
 
 
-class CacheView(w.VBox):
+class CacheView(_LiveMixin, w.VBox):
     """A live view of the compile cache: summary, size gauge, sortable entry table and
     Clean / Clear / Verify / Refresh buttons whose outcome shows in the view.
 
@@ -264,8 +350,16 @@ class CacheView(w.VBox):
         self.stats: CacheStats | None = None
         self._lock = threading.RLock()
         self._coalescer = _Coalescer(self.refresh, interval=0.2)
-        cache_mod.listeners.append(self._on_cache_event)
-        self.refresh()
+        self._listener = _WeakListener(self, "_on_cache_event", _remove_cache_listener)
+        self._start_view_tracking()
+        self.resume()
+
+    def _listen(self, on: bool) -> None:
+        if on:
+            if self._listener not in cache_mod.listeners:
+                cache_mod.listeners.append(self._listener)
+        else:
+            _remove_cache_listener(self._listener)
 
     def compiler(self) -> RustCompiler:
         """The compiler whose cache this view shows (the default compiler unless one was given)."""
@@ -350,9 +444,8 @@ class CacheView(w.VBox):
 
     def close(self) -> None:
         """Stop following the cache and close the widgets."""
+        self.pause()
         self._coalescer.close()
-        if self._on_cache_event in cache_mod.listeners:
-            cache_mod.listeners.remove(self._on_cache_event)
         super().close()
 
     def __repr__(self) -> str:
@@ -439,20 +532,25 @@ def handles_table_html(
     max_rows: int = MAX_ROWS,
     max_ended: int = MAX_ENDED,
     ended_order: Mapping[int, tuple[int, ...]] | None = None,
+    totals: Mapping[str, int] | None = None,
 ) -> str:
     """Registry rows as an HTML table: the newest *max_rows* alive handles by id, then
     (unless *hide_ended*) *max_ended* ended ones, latest first by *ended_order* (id -> sort
-    key, larger = more recent; default: by id); states colour-coded."""
+    key, larger = more recent; default: by id); states colour-coded. *totals*
+    (``{"alive": n, "ended": m}``) counts the handles *rows* leaves out, for the
+    "not listed" line (default: *rows* is everything)."""
     alive = [r for r in rows if r.state == "alive"]
     ended = [] if hide_ended else [r for r in rows if r.state != "alive"]
     order = ended_order or {}
     ended.sort(key=lambda r: order.get(r.id, (-1, 0, r.id)), reverse=True)
-    shown = alive[-max_rows:] + ended[:max_ended]
+    shown = alive[len(alive) - min(len(alive), max_rows) :] + ended[:max_ended]
     if not shown:
         return '<div class="rustcall-empty">No Rust handles{}.</div>'.format(" alive" if hide_ended else "")
     out = []
-    hidden_alive = len(alive) - min(len(alive), max_rows)
-    hidden_ended = len(ended) - min(len(ended), max_ended)
+    alive_total = max(len(alive), (totals or {}).get("alive", 0))
+    ended_total = 0 if hide_ended else max(len(ended), (totals or {}).get("ended", 0))
+    hidden_alive = alive_total - min(len(alive), max_rows)
+    hidden_ended = ended_total - min(len(ended), max_ended)
     out.append(
         '<table class="rustcall-table rustcall-handles-table"><thead><tr>'
         '<th class="rustcall-num">id</th><th>kind</th><th>dtype</th><th>state</th>'
@@ -500,7 +598,7 @@ def _find_handles(namespace: Mapping[str, Any], wanted: int) -> list[Any]:
     return found
 
 
-class HandlesView(w.VBox):
+class HandlesView(_LiveMixin, w.VBox):
     """A live table of the handle registry: id, kind, dtype, state (colour-coded),
     strong count, preview and origin; counts per state; a filter hiding ended
     handles; and a Drop button for a selected alive handle.
@@ -536,14 +634,20 @@ class HandlesView(w.VBox):
         self.add_class("rustcall-view")
         self.add_class("rustcall-handles")
         self.rows: list[handles.HandleRow] = []
+        self.snapshot: handles.HandlesSnapshot | None = None
         self._previews: dict[int, str] = {}
         self._lock = threading.RLock()
-        self._seen: dict[int, str] = {}
-        self._order: dict[int, tuple[int, int, int]] = {}
-        self._seq = 0
+        self._interval = interval
         self._coalescer = _Coalescer(self.refresh, interval=interval)
-        handles.add_listener(self._on_event, interval=interval)
-        self.refresh()
+        self._listener = _WeakListener(self, "_on_event", handles.remove_listener)
+        self._start_view_tracking()
+        self.resume()
+
+    def _listen(self, on: bool) -> None:
+        if on:
+            handles.add_listener(self._listener, interval=self._interval)
+        else:
+            handles.remove_listener(self._listener)
 
     def namespace(self) -> Mapping[str, Any]:
         """Where the Drop button looks for handles."""
@@ -561,42 +665,37 @@ class HandlesView(w.VBox):
             self._refresh()
 
     def _refresh(self) -> None:
-        rows = handles.live_handles(include_ended=True)
+        # Only what is shown is read: the newest alive handles (the Drop choices, of which
+        # the table lists the newest MAX_ROWS), the latest ended ones, and counts.
+        snap = handles.snapshot(MAX_CHOICES, 0 if self.hide_ended.value else MAX_ENDED)
+        alive = list(snap.alive)
         # An Rc can only be read on its owner thread; redraws from the listener thread
         # reuse the preview last read on the owner thread.
         if threading.current_thread() is threading.main_thread():
-            self._previews = {r.id: r.preview for r in rows if r.kind == "Rc"}
+            self._previews = {r.id: r.preview for r in alive if r.kind == "Rc"}
         elif self._previews:
-            rows = [
+            alive = [
                 replace(r, preview=self._previews[r.id]) if r.preview == OFF_THREAD and r.id in self._previews else r
-                for r in rows
+                for r in alive
             ]
-        self.rows = rows
-        # Rows carry no end time: rank ended handles by the redraw that first saw them
-        # ended, and within one redraw put handles this view saw alive (whose end it
-        # witnessed) before ones born and ended between two redraws.
-        for r in rows:
-            prev = self._seen.get(r.id)
-            if prev != r.state:
-                self._seen[r.id] = r.state
-                self._order[r.id] = (self._seq, int(prev == "alive"), r.id)
-        self._seq += 1
-        if len(self._seen) > 4 * len(rows) + 1000:
-            ids = {r.id for r in rows}
-            self._seen = {k: v for k, v in self._seen.items() if k in ids}
-            self._order = {k: v for k, v in self._order.items() if k in ids}
-        counts = {s: 0 for s in handles.STATES}
-        for r in rows:
-            counts[r.state] = counts.get(r.state, 0) + 1
-        st = handles.stats()
+        snap = replace(snap, alive=tuple(alive))
+        self.snapshot = snap
+        self.rows = snap.rows
+        counts = snap.counts
         badges = "".join(_state_badge(s, counts[s]) for s in handles.STATES)
         self.header.value = (
             f'<div><span class="rustcall-title">Rust handles</span>{badges}'
-            f'<span class="rustcall-muted">{st["created"]:,} created in this process</span></div>'
+            f'<span class="rustcall-muted">{snap.created:,} created in this process</span></div>'
             '<div class="rustcall-muted">ended counts cover the recent history kept by the registry</div>'
         )
-        self.table.value = handles_table_html(rows, self.hide_ended.value, ended_order=self._order)
-        alive = [r for r in rows if r.state == "alive"][-MAX_CHOICES:]
+        # The registry lists ended handles in the order they ended: the latest is last.
+        order = {r.id: (i,) for i, r in enumerate(snap.ended)}
+        self.table.value = handles_table_html(
+            alive + list(snap.ended),
+            self.hide_ended.value,
+            ended_order=order,
+            totals={"alive": snap.alive_total, "ended": snap.ended_total},
+        )
         options = [(f"#{r.id} {r.kind}<{r.dtype}> {r.preview[:24]}", r.id) for r in reversed(alive)]
         if [o[1] for o in options] != [o[1] for o in self.choice.options] or not options:
             keep = self.choice.value
@@ -635,10 +734,13 @@ class HandlesView(w.VBox):
 
     def close(self) -> None:
         """Stop following the registry and close the widgets."""
+        self.pause()
         self._coalescer.close()
-        handles.remove_listener(self._on_event)
         super().close()
 
     def __repr__(self) -> str:
-        return handles.handles_table(self.rows)
+        snap = self.snapshot
+        if snap is None:
+            return "HandlesView()"
+        return handles.snapshot_table(replace(snap, alive=snap.alive[len(snap.alive) - min(len(snap.alive), MAX_ROWS) :]))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 
 import pytest
 from IPython.core.error import UsageError
@@ -80,7 +81,8 @@ def test_rows_ratio_and_exports(fresh_cache, tmp_path) -> None:
     df = result.to_pandas()
     assert list(df.columns) == list(bench.COLUMNS) and df["backend"].tolist() == ["python", "%%rust"]
 
-    table = repr(result)
+    table = str(result)
+    assert table == result.table()
     lines = table.splitlines()
     assert lines[0].split()[:2] == ["expression", "backend"]
     assert "bench_add(1, 2)" in lines[3] and "%%rust" in lines[3] and "1.00x" in lines[2]
@@ -148,3 +150,33 @@ def test_rust_bench_includes_the_llvm_backend(ip) -> None:
     ip.run_cell_magic("rust", "", MUL_CELL.replace("a * b", "b * a"))
     result = ip.run_line_magic("rust_bench", "-o -n 200 -r 1 bench_mul(1.5, 2.0)")
     assert [r["backend"] for r in result.rows] == ["%%rust"]
+
+
+def test_result_repr_is_one_line_and_str_is_the_table() -> None:
+    result = bench.benchmark(["py_add(1, 2)"], {"py_add": py_add}, number=100, repeat=2)
+    text = repr(result)
+    assert "\n" not in text
+    assert re.fullmatch(r"<BenchResult: 1 row, fastest py_add\(1, 2\) \(python\) [\d.]+ [nu]?s>", text), text
+    assert str(result) == result.table() and result.table().splitlines()[0].split()[:2] == ["expression", "backend"]
+    assert repr(bench.BenchResult([])) == "<BenchResult: 0 rows>"
+
+
+def test_rust_bench_o_shows_the_table_once(ip, capsys) -> None:
+    ip.run_cell_magic("rust", "", ADD_CELL)
+    ip.user_ns["py_add"] = py_add
+    ip.run_cell("%rust_bench -o -n 100 -r 1 py_add(1, 2) bench_add(1, 2)", store_history=True)
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^expression\s+backend", out, re.M)) == 1, out
+    assert re.search(r"Out\[\d+\]: <BenchResult: 2 rows, fastest", out), out
+    ip.run_cell("r = %rust_bench -o -n 100 -r 1 bench_add(1, 2)\nr", store_history=True)
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^expression\s+backend", out, re.M)) == 1 and "<BenchResult: 1 row, fastest bench_add(1, 2) (%%rust)" in out
+
+
+def test_benchmark_leaves_the_namespace_unchanged() -> None:
+    ns = {"py_add": py_add, "x": 1}
+    result = rc.benchmark("py_add(x, 2)", namespace=ns, number=50, repeat=1)
+    assert ns == {"py_add": py_add, "x": 1}
+    assert result.rows[0]["backend"] == "python"
+    bench.benchmark(["py_add(x, len([1]))"], ns, number=5, repeat=1)  # builtins still resolve
+    assert set(ns) == {"py_add", "x"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import gc
+import io
 import os
 import pickle
 import re
@@ -379,6 +380,102 @@ def test_copy_to_python_is_bounded_by_out() -> None:
     assert rc.copy_to_python(rc.RustVec([], "i32"), small) == 0
 
 
+class Dropping:
+    """A number whose conversion (``__index__`` / ``__float__``) drops `victim` first."""
+
+    def __init__(self, victim: object, value: int = 1) -> None:
+        self.victim, self.value = victim, value
+
+    def __index__(self) -> int:
+        self.victim.drop()  # type: ignore[attr-defined]
+        return self.value
+
+    def __float__(self) -> float:
+        self.victim.drop()  # type: ignore[attr-defined]
+        return float(self.value)
+
+
+@pytest.mark.parametrize("cls", ["RustBox", "RustRc", "RustArc"])
+def test_value_setter_whose_conversion_drops_the_handle_raises(cls: str) -> None:
+    b = getattr(rc, cls)(5, "i64")
+    with pytest.raises(RustHandleError, match="dropped"):
+        b.value = Dropping(b)  # wrote through a null pointer before the fix
+    assert b.state == "dropped"
+
+
+def test_vec_writes_whose_conversion_drops_the_vec_raise() -> None:
+    before = handles.stats()
+    v = rc.RustVec([1.0], "f64")
+    with pytest.raises(RustHandleError, match="dropped"):
+        v.push(Dropping(v))  # allocated a fresh buffer for the dropped handle (a leak) before the fix
+    assert v.state == "dropped"
+    w = rc.RustVec([1, 2], "i64")
+    with pytest.raises(RustHandleError, match="dropped"):
+        w[0] = Dropping(w)
+    u = rc.RustVec([1, 2], "i64")
+    with pytest.raises(RustHandleError, match="dropped"):
+        u.extend([3, Dropping(u), 4])
+    after = handles.stats()
+    assert after["payload_allocs"] - before["payload_allocs"] == 3
+    assert after["payload_frees"] - before["payload_frees"] == 3
+
+
+def test_extend_from_a_generator_that_drops_the_vec_raises() -> None:
+    v = rc.RustVec([], "u8")
+
+    def items():
+        yield 1
+        v.drop()
+        yield 2
+
+    with pytest.raises(RustHandleError, match="dropped"):
+        v.extend(items())
+    assert v.state == "dropped"
+
+
+@pytest.mark.parametrize("dtype,values", DTYPE_VALUES)
+def test_vec_extends_with_itself_like_a_list(dtype: str, values: list) -> None:
+    v = rc.RustVec(values, dtype)
+    v.extend(v)  # BufferError "would reallocate while 0 buffer view(s)" before the fix
+    assert v.to_list() == values + values
+    while len(v) < v.capacity:
+        v.push(values[0])
+    n = len(v)
+    v.extend(v)  # reallocates: the copy is taken first
+    assert len(v) == 2 * n and v.to_list()[:n] == v.to_list()[n:]
+    a = np.asarray(v)
+    with pytest.raises(BufferError, match="1 buffer view"):
+        v.extend(v)  # a real view still blocks the reallocation
+    assert len(v) == 2 * n
+    del a
+    empty = rc.RustVec([], dtype)
+    empty.extend(empty)
+    assert len(empty) == 0
+
+
+def test_bool_vec_refuses_invalid_bytes_and_writable_views() -> None:
+    raw = np.array([1, 0, 2, 7, 255], "u1").view(bool)
+    with pytest.raises(ValueError, match=r"item 2 of the buffer is 2"):
+        rc.RustVec(raw)
+    with pytest.raises(ValueError, match="item 0"):
+        rc.create_rust_vec(np.array([9], "u1").view(bool))
+    v = rc.RustVec([True, False], "bool")
+    with pytest.raises(ValueError, match="item 1"):
+        v.extend(np.array([1, 3], "u1").view(bool))
+    assert v.to_list() == [True, False]
+    v.extend(np.array([0, 1], "u1").view(bool))
+    assert v.to_list() == [True, False, False, True]
+    m = memoryview(v)
+    assert m.readonly and m.tolist() == [True, False, False, True]
+    m.release()
+    assert np.asarray(v).flags.writeable is False
+    with pytest.raises((BufferError, TypeError)):
+        io.BytesIO(b"\xc8").readinto(v)  # asks for a writable buffer
+    assert v.to_list() == [True, False, False, True]
+    # other dtypes keep writable views
+    assert memoryview(rc.RustVec([1], "u8")).readonly is False
+
+
 # -- registry, GC, listeners -----------------------------------------------------------------
 
 
@@ -545,3 +642,127 @@ def _env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
+
+
+# -- views' cost does not follow the number of alive handles; listener intervals ------------
+
+
+class CountingRuntime:
+    """Stands in for the runtime module and counts the raw rows its row functions return."""
+
+    def __init__(self, ext: object) -> None:
+        self._ext = ext
+        self.rows_returned = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ext, name)
+
+    def _rows(self, *args: object) -> list:
+        out = self._ext._rows(*args)  # type: ignore[attr-defined]
+        self.rows_returned += len(out)
+        return out
+
+    def _select(self, *args: object) -> tuple:
+        out = self._ext._select(*args)  # type: ignore[attr-defined]
+        self.rows_returned += len(out[0]) + len(out[1])
+        return out
+
+
+@pytest.fixture
+def counting_runtime(monkeypatch) -> CountingRuntime:
+    rc.RustBox(0, "i32")  # the runtime is loaded
+    counting = CountingRuntime(handles.runtime_module())
+    monkeypatch.setattr(handles, "_ext", counting)
+    return counting
+
+
+def test_a_poll_reads_the_changes_not_every_alive_handle(counting_runtime) -> None:
+    keep = [rc.RustBox(i, "i64") for i in range(5000)]
+    events: list[handles.HandleEvent] = []
+    handles.add_listener(events.append, interval=60)  # poller effectively idle: flush by hand
+    try:
+        handles.flush()
+        counting_runtime.rows_returned = 0
+        keep[10].drop()
+        extra = rc.RustBox(7, "i64")
+        ev = handles.flush()
+        assert ev is not None and ev.changed == 2 and not ev.overflowed
+        # 5000 alive handles, one change: only the ended history is read, not 5000 rows
+        assert counting_runtime.rows_returned <= 100
+        assert {r.id: r.state for r in ev.rows} == {keep[10].id: "dropped", extra.id: "alive"}
+    finally:
+        handles.remove_listener(events.append)
+
+
+def test_batch_counts_handles_born_and_ended_within_it_once() -> None:
+    events: list[handles.HandleEvent] = []
+    handles.add_listener(events.append, interval=60)
+    try:
+        handles.flush()
+        old = rc.RustBox(1, "i32")
+        handles.flush()
+        for i in range(50):
+            rc.RustBox(i, "i32").drop()  # created and ended in the same batch
+        old.drop()
+        ev = handles.flush()
+        assert ev is not None and ev.changed == 51 and not ev.overflowed
+        assert len(ev.rows) == 51 and {r.state for r in ev.rows} == {"dropped"}
+        for i in range(300):  # more ends than the history (100) keeps
+            rc.RustBox(i, "i32").drop()
+        ev = handles.flush()
+        assert ev is not None and ev.overflowed and ev.changed == 300
+    finally:
+        handles.remove_listener(events.append)
+
+
+def test_snapshot_reads_only_what_it_returns(counting_runtime) -> None:
+    keep = [rc.RustBox(i, "i64") for i in range(3000)]
+    keep[0].drop()
+    counting_runtime.rows_returned = 0
+    snap = handles.snapshot(max_alive=20, max_ended=5)
+    assert counting_runtime.rows_returned == 25
+    assert [r.id for r in snap.alive] == [h.id for h in keep[-20:]]
+    assert snap.ended[-1].id == keep[0].id and len(snap.ended) == 5
+    assert snap.alive_total >= 2999 and snap.counts["alive"] == snap.alive_total
+    assert snap.counts["dropped"] >= 1 and snap.created >= 3000
+
+
+def test_text_table_is_capped_and_counts_the_rest() -> None:
+    keep = [rc.RustBox(i, "i64") for i in range(1000)]
+    alive = len(alive_ids())
+    table = handles.handles_table()
+    lines = table.splitlines()
+    listed = [ln for ln in lines[2:-1] if " alive " in ln]
+    assert len(listed) == handles.MAX_TEXT_ALIVE
+    assert str(keep[-1].id) in listed[-1].split()[0]
+    assert lines[-1].startswith(f"{alive:,} alive,")
+    assert f"not listed: {alive - handles.MAX_TEXT_ALIVE:,} older alive" in lines[-1]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 0, -1.0])
+def test_listener_interval_must_be_finite_and_positive(bad: float) -> None:
+    def cb(ev: handles.HandleEvent) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="interval"):
+        handles.add_listener(cb, interval=bad)
+    assert cb not in handles.listeners()
+
+
+def test_poller_follows_the_fastest_remaining_listener() -> None:
+    def slow(ev: handles.HandleEvent) -> None:
+        pass
+
+    def fast(ev: handles.HandleEvent) -> None:
+        pass
+
+    handles.add_listener(slow, interval=2.0)
+    try:
+        handles.add_listener(fast, interval=0.05)
+        assert handles.poll_interval() == 0.05
+        handles.remove_listener(fast)
+        assert handles.poll_interval() == 2.0
+    finally:
+        handles.remove_listener(slow)
+        handles.remove_listener(fast)
+    assert handles.poll_interval() is None

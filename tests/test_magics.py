@@ -214,3 +214,38 @@ def test_toolchain_line_for_notebooks(ip, monkeypatch) -> None:
     monkeypatch.setenv("RUSTC", "/nonexistent/rustc")
     assert "RustToolchainError: RUSTC='/nonexistent/rustc' is not an executable" in magics_mod._toolchain_line(magics)
     assert not magics_mod._in_kernel(ip)  # a terminal shell prints no banner on load
+
+
+def test_function_names_that_collide_with_module_attributes(ip) -> None:
+    code = "pub fn info() -> i32 { 1 }\npub fn signatures() -> i32 { 2 }\npub fn path() -> i32 { 3 }"
+    run_cell(ip, code, "--timing -n collide")
+    mod = ip.user_ns["collide"]
+    assert mod.info.cache_hit in (True, False) and "info" in mod.signatures
+    assert (mod["info"](), mod["signatures"](), mod["path"]()) == (1, 2, 3)
+    assert (ip.user_ns["info"](), ip.user_ns["signatures"]()) == (1, 2)
+
+
+def test_return_check_with_nested_types(ip) -> None:
+    run_cell(ip, "pub fn pair(x: i32) -> Option<(i32, i32)> { if x > 0 { Some((x, -x)) } else { None } }")
+    assert ip.run_line_magic("rust", "pair(2) -> Option<(i32, i32)>") == (2, -2)
+    assert ip.run_line_magic("rust", "pair(0)->Option<(i32,i32)>") is None
+    with pytest.raises(TypeError, match=r"declared to return Option<\(i32, i32\)>"):
+        ip.run_line_magic("rust", "pair(1) -> Option<i32>")
+    ip.user_ns["arrow"] = "->"
+    assert ip.run_line_magic("rust", "pair(len('->'))") == (2, -2)
+
+
+def test_magics_follow_the_default_compiler(ip, tmp_path: Path) -> None:
+    magics = ip.magics_manager.registry["RustMagics"]
+    old = rc.get_default_compiler()
+    magics.max_cache_bytes = 10_000_000
+    try:
+        rc.set_default_compiler(rc.RustCompiler(optimization_level=0, cache_dir=tmp_path / "d"))
+        c = magics.compiler()
+        assert c.optimization_level == 0 and c.cache.root == (tmp_path / "d").absolute()
+        assert c.max_cache_bytes == 10_000_000
+        rc.set_default_compiler(rc.RustCompiler(optimization_level=3, cache_dir=tmp_path / "e"))
+        assert magics.compiler().optimization_level == 3
+    finally:
+        magics.max_cache_bytes = 0
+        rc.set_default_compiler(old)

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import rustcall_magic as rc
 from rustcall_magic import api, bench, handles, widgets
+from rustcall_magic import cache as cache_mod
 from rustcall_magic.cache import Cache, make_key
 from rustcall_magic.magics import RustMagics
 
@@ -249,3 +250,124 @@ def test_frontend_detection(monkeypatch) -> None:
     assert RustMagics._frontend(terminal) is False
     monkeypatch.setenv("RUSTCALL_WIDGETS", "0")
     assert RustMagics._frontend(kernel) is False
+
+
+# -- views read what they show; views do not leak listeners ----------------------------------
+
+
+def _handle_listeners_of(view: widgets.HandlesView) -> list:
+    return [cb for cb in handles.listeners() if cb == view._on_event]
+
+
+def _cache_listeners_of(view: widgets.CacheView) -> list:
+    return [cb for cb in cache_mod.listeners if cb == view._on_cache_event]
+
+
+def test_handles_view_redraw_reads_only_the_rows_it_shows(monkeypatch) -> None:
+    keep = [rc.RustBox(i, "i64") for i in range(3000)]
+    keep[0].drop()
+    ext = handles.runtime_module()
+    fetched = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(ext, name)
+
+        def _rows(self, *args):
+            out = ext._rows(*args)
+            fetched.append(len(out))
+            return out
+
+        def _select(self, *args):
+            out = ext._select(*args)
+            fetched.append(len(out[0]) + len(out[1]))
+            return out
+
+    monkeypatch.setattr(handles, "_ext", Counting())
+    view = widgets.HandlesView({})
+    try:
+        fetched.clear()
+        view.refresh()
+        assert sum(fetched) <= widgets.MAX_CHOICES + widgets.MAX_ENDED
+        states = row_states(view)
+        assert keep[-1].id in states and keep[0].id in states and keep[1].id not in states
+        alive = handles.stats()["alive"]
+        assert f"{alive - widgets.MAX_ROWS:,} older alive" in view.table.value
+        assert f"alive {alive}<" in view.header.value
+        assert len(view.choice.options) == widgets.MAX_CHOICES
+        assert len(repr(view).splitlines()) <= widgets.MAX_ROWS + widgets.MAX_ENDED + 3
+    finally:
+        view.close()
+
+
+def test_views_superseded_by_the_magic_stop_listening(ip, monkeypatch, fresh_cache) -> None:
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(RustMagics, "_frontend", lambda self: True)
+    monkeypatch.setattr(IPython.display, "display", lambda view: shown.append(view))
+    try:
+        for _ in range(3):
+            ip.run_line_magic("rust_handles", "")
+            ip.run_line_magic("rustcache", "")
+        hviews = [v for v in shown if isinstance(v, widgets.HandlesView)]
+        cviews = [v for v in shown if isinstance(v, widgets.CacheView)]
+        assert len(hviews) == len(cviews) == 3
+        # nothing renders here, so the earlier views are displayed nowhere: only the latest follows
+        assert [len(_handle_listeners_of(v)) for v in hviews] == [0, 0, 1]
+        assert [len(_cache_listeners_of(v)) for v in cviews] == [0, 0, 1]
+        paused = hviews[0].table.value
+        b = rc.RustBox(77, "u8")
+        assert wait_for(lambda: b.id in row_states(hviews[2]))
+        time.sleep(0.3)
+        assert hviews[0].table.value == paused, "a paused view does not redraw"
+
+        # A view the frontend reports as displayed keeps following when a newer one is shown ...
+        hviews[2]._view_count = 1
+        ip.run_line_magic("rust_handles", "")
+        assert len(_handle_listeners_of(hviews[2])) == 1
+        # ... stops once it is displayed nowhere (its cell was re-run) ...
+        hviews[2]._view_count = 0
+        assert _handle_listeners_of(hviews[2]) == []
+        # ... and follows again, redrawn, when it is displayed again.
+        c = rc.RustBox(78, "u8")
+        hviews[0]._view_count = 1
+        assert len(_handle_listeners_of(hviews[0])) == 1 and c.id in row_states(hviews[0])
+    finally:
+        for v in shown:
+            v.close()
+    assert not any(_handle_listeners_of(v) for v in shown if isinstance(v, widgets.HandlesView))
+
+
+def test_a_collected_view_leaves_no_listener(fresh_cache) -> None:
+    import gc
+    import weakref
+
+    from comm import get_comm_manager
+    from ipywidgets.widgets.widget import _instances
+
+    existing = set(_instances)
+    hview, cview = widgets.HandlesView({}), widgets.CacheView()
+    refs = [weakref.ref(hview), weakref.ref(cview)]
+    before_h, before_c = len(handles.listeners()), len(cache_mod.listeners)
+    # ipywidgets and the comm manager keep every open widget alive; drop those references
+    # (the views' and their parts') to see whether the listeners keep the views alive too
+    comms = get_comm_manager().comms
+    for model_id in set(_instances) - existing:
+        comms.pop(model_id, None)
+        _instances.pop(model_id).comm = None
+    del hview, cview
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+    assert len(handles.listeners()) == before_h - 1
+    assert len(cache_mod.listeners) == before_c - 1
+
+
+def test_listeners_of_closed_views_are_gone(fresh_cache) -> None:
+    hview, cview = widgets.HandlesView({}), widgets.CacheView()
+    assert len(_handle_listeners_of(hview)) == 1 and len(_cache_listeners_of(cview)) == 1
+    hview.close()
+    cview.close()
+    assert _handle_listeners_of(hview) == [] and _cache_listeners_of(cview) == []
+    hview.resume()  # a closed view stays closed
+    assert _handle_listeners_of(hview) == []

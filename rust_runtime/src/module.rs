@@ -225,7 +225,7 @@ macro_rules! meth {
     };
 }
 
-static mut METHODS: [PyMethodDef; 11] = [
+static mut METHODS: [PyMethodDef; 12] = [
     meth!("create_rust_vec", f_create_rust_vec as FastFn, METH_FASTCALL,
           "create_rust_vec(items, dtype=None)\n--\n\nA RustVec copied from a buffer (dtype from its format) or an iterable."),
     meth!("copy_to_python", f_copy_to_python as FastFn, METH_FASTCALL,
@@ -239,6 +239,8 @@ static mut METHODS: [PyMethodDef; 11] = [
     meth!("_drain", f_drain as ObjFn, METH_NOARGS, "Take (changed ids, overflowed)."),
     meth!("_set_history", f_set_history as ObjFn, METH_O, "Keep at most N ended records."),
     meth!("_stats", f_stats as ObjFn, METH_NOARGS, "(created, ended, alive, payload allocs, payload frees)."),
+    meth!("_select", f_select as FastFn, METH_FASTCALL,
+          "_select(min_id, max_alive, max_ended)\n--\n\nNewest alive rows, latest ended rows, counts per state."),
     PyMethodDef { ml_name: std::ptr::null(), ml_meth: std::ptr::null(), ml_flags: 0, ml_doc: std::ptr::null() },
 ];
 
@@ -295,4 +297,76 @@ pub unsafe extern "C" fn PyInit__rustcall_runtime() -> *mut PyObject {
     PyModule_AddObjectRef(m, b"ABI_VERSION\0".as_ptr() as *const c_char, v);
     Py_DecRef(v);
     m
+}
+
+/// Vec of tuples -> list (steals each tuple).
+unsafe fn list_of(items: Vec<*mut PyObject>) -> *mut PyObject {
+    let l = PyList_New(items.len() as isize);
+    for (i, t) in items.into_iter().enumerate() {
+        PyList_SetItem(l, i as isize, t);
+    }
+    l
+}
+
+/// `_select(min_id, max_alive, max_ended)`: what a view shows, at a cost set by what it shows
+/// (a slot scan in Rust, no Python object per alive handle not returned).
+///
+/// Returns `(alive_rows, ended_rows, counts)`: rows of the `max_alive` newest alive handles
+/// with an id above `min_id` (by id, oldest first), rows of the `max_ended` most recently
+/// ended handles in the history (in the order they ended, oldest first), and
+/// `(alive, dropped, moved, collected, created_total, ended_total, alive_above_min_id)` where
+/// the ended states are counted over the history.
+unsafe extern "C" fn f_select(_m: *mut PyObject, a: *const *mut PyObject, n: isize) -> *mut PyObject {
+    guard("_select", null_mut(), || {
+        if !arg_count("_select", n, 3, 3) {
+            return null_mut();
+        }
+        let min_id = PyLong_AsUnsignedLongLong(*a);
+        let max_alive = PyLong_AsSsize_t(*a.add(1));
+        let max_ended = PyLong_AsSsize_t(*a.add(2));
+        if !PyErr_Occurred().is_null() {
+            return null_mut();
+        }
+        if max_alive < 0 || max_ended < 0 {
+            return raise(PyExc_ValueError, "_select() needs counts >= 0");
+        }
+        let (max_alive, max_ended) = (max_alive as usize, max_ended as usize);
+        let reg = registry();
+        let mut alive: Vec<&Record> = Vec::new();
+        let mut above = reg.alive_count();
+        if max_alive > 0 {
+            alive.extend(reg.alive().filter(|r| r.id > min_id));
+            above = alive.len();
+            if alive.len() > max_alive {
+                // Keep the newest max_alive without sorting the rest.
+                let cut = alive.len() - max_alive;
+                alive.select_nth_unstable_by_key(cut, |r| r.id);
+                alive.drain(..cut);
+            }
+            alive.sort_unstable_by_key(|r| r.id);
+        } else if min_id > 0 {
+            above = reg.alive().filter(|r| r.id > min_id).count();
+        }
+        let alive_rows = list_of(alive.iter().map(|r| row(r)).collect());
+        // The history is bounded (set_history), so a pass over it is cheap.
+        let mut per_state = [0usize; 4];
+        let mut ended: Vec<&Record> = Vec::new();
+        for r in reg.ended() {
+            per_state[r.state as usize & 3] += 1;
+            ended.push(r);
+        }
+        let skip = ended.len().saturating_sub(max_ended);
+        let ended_rows = list_of(ended[skip..].iter().map(|r| row(r)).collect());
+        let (created, ended_total) = reg.totals();
+        let counts = tuple(&[
+            PyLong_FromSize_t(reg.alive_count()),
+            PyLong_FromSize_t(per_state[STATE_DROPPED as usize]),
+            PyLong_FromSize_t(per_state[STATE_MOVED as usize]),
+            PyLong_FromSize_t(per_state[STATE_COLLECTED as usize]),
+            PyLong_FromUnsignedLongLong(created),
+            PyLong_FromUnsignedLongLong(ended_total),
+            PyLong_FromSize_t(above),
+        ]);
+        tuple(&[alive_rows, ended_rows, counts])
+    })
 }
