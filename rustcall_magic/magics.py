@@ -579,6 +579,15 @@ def load_ipython_extension(ipython: Any) -> None:
     # A skipped function is news every time its cell runs, not once per session.
     warnings.filterwarnings("always", category=RustcallWarning)
     magics = RustMagics(shell=ipython)
+    previous = ipython.magics_manager.registry.get("RustMagics")
+    if previous is not None:
+        # %reload_ext: keep what earlier cells defined, so %rust NAME(...) still finds it.
+        magics.definitions.update(previous.definitions)
+        magics.modules[:0] = previous.modules
+        if "_llvm_defs" in previous.__dict__:
+            magics.__dict__["_llvm_defs"] = previous.__dict__["_llvm_defs"]
+        if previous in ipython.configurables:
+            ipython.configurables.remove(previous)
     ipython.register_magics(magics)
     from . import bench
 

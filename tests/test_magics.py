@@ -249,3 +249,10 @@ def test_magics_follow_the_default_compiler(ip, tmp_path: Path) -> None:
     finally:
         magics.max_cache_bytes = 0
         rc.set_default_compiler(old)
+
+
+def test_reload_ext_keeps_definitions(ip) -> None:
+    run_cell(ip, "pub fn survives_reload(x: i32) -> i32 { x * 3 }")
+    ip.run_line_magic("reload_ext", "rustcall_magic")
+    assert ip.run_line_magic("rust", "survives_reload(2)") == 6
+    assert sum(type(c).__name__ == "RustMagics" for c in ip.configurables) == 1
