@@ -3,62 +3,9 @@
 //! The counts are atomic, so clones and drops from many threads stay exact;
 //! unlike `Rc`, an `Arc` handle may be used from any thread.
 
-use crate::dtype::{ConvError, DType, Elem, Scalar};
-use crate::with_dtype;
 use std::sync::Arc;
 
-/// Allocates an `Arc<T>` holding `s` and returns `Arc::into_raw` (strong count 1).
-pub fn alloc(dt: DType, s: Scalar) -> Result<*mut u8, ConvError> {
-    with_dtype!(dt, T => Ok(Arc::into_raw(Arc::new(T::from_scalar(s)?)) as *mut u8))
-}
-
-/// Adds one strong reference (`Arc::clone`).
-///
-/// # Safety
-/// `p` must be a live `Arc::into_raw` pointer of dtype `dt`.
-pub unsafe fn clone(dt: DType, p: *const u8) {
-    with_dtype!(dt, T => Arc::increment_strong_count(p as *const T))
-}
-
-/// Releases one strong reference; returns the strong count left (0: the value was freed).
-///
-/// # Safety
-/// `p` must be a live `Arc::into_raw` pointer of dtype `dt` whose reference the caller owns.
-pub unsafe fn release(dt: DType, p: *const u8) -> usize {
-    with_dtype!(dt, T => {
-        let rc = Arc::from_raw(p as *const T);
-        let left = Arc::strong_count(&rc) - 1;
-        drop(rc);
-        left
-    })
-}
-
-/// The current strong count.
-///
-/// # Safety
-/// `p` must be a live `Arc::into_raw` pointer of dtype `dt`.
-pub unsafe fn strong_count(dt: DType, p: *const u8) -> usize {
-    with_dtype!(dt, T => {
-        let rc = std::mem::ManuallyDrop::new(Arc::from_raw(p as *const T));
-        Arc::strong_count(&rc)
-    })
-}
-
-/// Assigns through the Arc like `Arc::get_mut`: only when this is the only strong reference.
-/// Returns false (and changes nothing) when the value is shared.
-///
-/// # Safety
-/// `p` must be a live `Arc::into_raw` pointer of dtype `dt`.
-pub unsafe fn set_unique(dt: DType, p: *const u8, s: Scalar) -> Result<bool, ConvError> {
-    with_dtype!(dt, T => {
-        let v = T::from_scalar(s)?;
-        let mut rc = std::mem::ManuallyDrop::new(Arc::from_raw(p as *const T));
-        match Arc::get_mut(&mut rc) {
-            Some(slot) => { *slot = v; Ok(true) }
-            None => Ok(false),
-        }
-    })
-}
+crate::shared_ptr_ops!(Arc);
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,8 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+pub mod shared;
+
 pub mod arc;
 pub mod boxed;
 pub mod dtype;

@@ -5,8 +5,6 @@
 //! counts themselves are plain (non-atomic); all handle operations run with
 //! the interpreter lock held, so they never race.
 
-use crate::dtype::{ConvError, DType, Elem, Scalar};
-use crate::with_dtype;
 use std::rc::Rc;
 
 std::thread_local! {
@@ -19,58 +17,7 @@ pub fn thread_token() -> usize {
     TOKEN.with(|t| t as *const u8 as usize)
 }
 
-/// Allocates an `Rc<T>` holding `s` and returns `Rc::into_raw` (strong count 1).
-pub fn alloc(dt: DType, s: Scalar) -> Result<*mut u8, ConvError> {
-    with_dtype!(dt, T => Ok(Rc::into_raw(Rc::new(T::from_scalar(s)?)) as *mut u8))
-}
-
-/// Adds one strong reference (`Rc::clone`).
-///
-/// # Safety
-/// `p` must be a live `Rc::into_raw` pointer of dtype `dt`.
-pub unsafe fn clone(dt: DType, p: *const u8) {
-    with_dtype!(dt, T => Rc::increment_strong_count(p as *const T))
-}
-
-/// Releases one strong reference; returns the strong count left (0: the value was freed).
-///
-/// # Safety
-/// `p` must be a live `Rc::into_raw` pointer of dtype `dt` whose reference the caller owns.
-pub unsafe fn release(dt: DType, p: *const u8) -> usize {
-    with_dtype!(dt, T => {
-        let rc = Rc::from_raw(p as *const T);
-        let left = Rc::strong_count(&rc) - 1;
-        drop(rc);
-        left
-    })
-}
-
-/// The current strong count.
-///
-/// # Safety
-/// `p` must be a live `Rc::into_raw` pointer of dtype `dt`.
-pub unsafe fn strong_count(dt: DType, p: *const u8) -> usize {
-    with_dtype!(dt, T => {
-        let rc = std::mem::ManuallyDrop::new(Rc::from_raw(p as *const T));
-        Rc::strong_count(&rc)
-    })
-}
-
-/// Assigns through the Rc like `Rc::get_mut`: only when this is the only strong reference.
-/// Returns false (and changes nothing) when the value is shared.
-///
-/// # Safety
-/// `p` must be a live `Rc::into_raw` pointer of dtype `dt`.
-pub unsafe fn set_unique(dt: DType, p: *const u8, s: Scalar) -> Result<bool, ConvError> {
-    with_dtype!(dt, T => {
-        let v = T::from_scalar(s)?;
-        let mut rc = std::mem::ManuallyDrop::new(Rc::from_raw(p as *const T));
-        match Rc::get_mut(&mut rc) {
-            Some(slot) => { *slot = v; Ok(true) }
-            None => Ok(false),
-        }
-    })
-}
+crate::shared_ptr_ops!(Rc);
 
 #[cfg(test)]
 mod tests {
