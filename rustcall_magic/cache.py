@@ -26,13 +26,14 @@ import shutil
 import stat
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import RustCacheError
+from .errors import RustCacheError, RustcallWarning
 
 META = "meta.json"
 HITS = "hits"
@@ -257,6 +258,29 @@ class Cache:
             return f"artifact cannot be read: {e}"
         if digest != entry.meta.get("sha256"):
             return "artifact checksum does not match"
+        return None
+
+    def valid_entry(
+        self, key: str, *, repair: bool = False, kind: str | None = None, what: str = "cache entry", stacklevel: int = 3
+    ) -> Entry | None:
+        """The entry for *key* if its artifact checks out (and its kind matches), else None.
+
+        With *repair* -- only while holding the key's build lock -- a bad entry is
+        reported with a RustcallWarning and evicted, so the caller rebuilds it.
+        """
+        entry = self.lookup(key)
+        if entry is None or (kind is not None and entry.meta.get("kind", "cdylib") != kind):
+            return None
+        problem = self.verify(entry)
+        if problem is None:
+            return entry
+        if repair:
+            warnings.warn(
+                f"{what} {key[:12]} is corrupt ({problem}); it was removed and will be rebuilt",
+                RustcallWarning,
+                stacklevel=stacklevel,
+            )
+            self.evict(entry)
         return None
 
     # -- building and publishing ----------------------------------------------------

@@ -252,13 +252,13 @@ class RustCompiler:
         with _process_lock(key):
             for attempt in (1, 2):
                 if not force:
-                    entry = self._valid_entry(cache, key, repair=False)
+                    entry = cache.valid_entry(key)
                     hit = entry is not None
                 if entry is None:
                     with _build_lock(cache, key):
                         # Another process may have built it while we waited.
                         if not force:
-                            entry = self._valid_entry(cache, key, repair=True)
+                            entry = cache.valid_entry(key, repair=True, stacklevel=4)
                             hit = entry is not None
                         if entry is None:
                             entry, compile_seconds = self._build(cache, key, source, opts, tc, force)
@@ -286,24 +286,6 @@ class RustCompiler:
             sys.stderr.write("".join(d.rendered for d in diags))
         info = CompileInfo(hit, compile_seconds, load_seconds, time.perf_counter() - t0, key)
         return RustModule(ext, sigs, entry, info, diags, skipped, source)
-
-    @staticmethod
-    def _valid_entry(cache: Cache, key: str, repair: bool) -> Entry | None:
-        """The entry for *key* if its artifact checks out; with *repair* (build lock held), evict a bad one."""
-        entry = cache.lookup(key)
-        if entry is None:
-            return None
-        problem = cache.verify(entry)
-        if problem is None:
-            return entry
-        if repair:
-            warnings.warn(
-                f"cache entry {key[:12]} is corrupt ({problem}); it was removed and will be rebuilt",
-                RustcallWarning,
-                stacklevel=4,
-            )
-            cache.evict(entry)
-        return None
 
     @staticmethod
     def _build(

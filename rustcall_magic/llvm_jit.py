@@ -47,7 +47,7 @@ from typing import Any
 
 from ._version import __version__
 from .build import BuildOptions, run_rustc
-from .cache import Cache, Entry, make_key
+from .cache import Entry, make_key
 from .codegen import GLUE_VERSION, generate, glue_fingerprint
 from .compiler import CellFunctions, RustCompiler, RustModule
 from .errors import Diagnostic, RustcallError, RustcallWarning, RustToolchainError
@@ -792,11 +792,11 @@ def _meta(mod: LLVMModule, config: OptimizationConfig | None, cpu: str, features
 def _jit_from_ir(mod: LLVMModule, key: str, config: OptimizationConfig | None, force: bool, t0: float) -> JitModule:
     cache = mod.compiler.cache
     cpu, features = host_cpu()
-    entry = None if force else _valid_entry(cache, key)
+    entry = None if force else cache.valid_entry(key, kind=ENTRY_KIND)
     codegen_seconds = 0.0
     if entry is None:
         with cache.lock(key):
-            entry = None if force else _valid_entry(cache, key, warn=False)
+            entry = None if force else cache.valid_entry(key, kind=ENTRY_KIND, repair=True, stacklevel=5)
             if entry is None:
                 t1 = time.perf_counter()
                 obj = mod.object_code()
@@ -817,22 +817,6 @@ def _jit_from_ir(mod: LLVMModule, key: str, config: OptimizationConfig | None, f
     )
     return JitModule(ext, mod.signatures, info, config, mod.source, mod.warnings, mod.skipped, entry)
 
-
-def _valid_entry(cache: Cache, key: str, warn: bool = True) -> Entry | None:
-    entry = cache.lookup(key)
-    if entry is None or entry.meta.get("kind") != ENTRY_KIND:
-        return None
-    problem = cache.verify(entry)
-    if problem is None:
-        return entry
-    if warn:
-        warnings.warn(
-            f"cache entry {key[:12]} is corrupt ({problem}); it was removed and will be rebuilt",
-            RustcallWarning,
-            stacklevel=5,
-        )
-    cache.evict(entry)
-    return None
 
 
 def source_key(source: str, compiler: RustCompiler, config: OptimizationConfig, edition: str, tc: Toolchain) -> str:
@@ -893,7 +877,7 @@ def jit_source(
     if key in _fallback_keys and not keep_module:
         return _fallback(compiler, source, edition, force, quiet, ["thread_local!"]), None
     if not force and not keep_module:
-        entry = _valid_entry(cache, key)
+        entry = cache.valid_entry(key, kind=ENTRY_KIND)
         if entry is not None:
             cache.touch(entry)
             return _from_entry(entry, tc, config, source, quiet, t0), None
@@ -903,7 +887,7 @@ def jit_source(
         _fallback_keys.add(key)
         return _fallback(compiler, source, edition, force, quiet, mod.thread_locals), mod
     if not force and keep_module:
-        entry = _valid_entry(cache, key)
+        entry = cache.valid_entry(key, kind=ENTRY_KIND)
         if entry is not None:  # show the IR, but link the object compiled before
             cache.touch(entry)
             mod.optimize(config)

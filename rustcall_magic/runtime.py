@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
@@ -30,7 +29,7 @@ from typing import Any
 from . import handles
 from ._version import __version__
 from .cache import Cache, Entry, default_cache_dir, make_key
-from .errors import Diagnostic, RustcallWarning, RustCompileError, RustToolchainError
+from .errors import Diagnostic, RustCompileError, RustToolchainError
 from .loader import load_extension
 from .toolchain import Toolchain, get_toolchain, python_abi_tag
 
@@ -133,10 +132,10 @@ def load(cache: Cache | None = None) -> ModuleType:
         tc = get_toolchain(cache.root)
         files = source_files()
         key = runtime_key(tc, files)
-        ent = _valid(cache, key)
+        ent = cache.valid_entry(key)
         if ent is None:
             with cache.lock(key):
-                ent = _valid(cache, key, warn=False)
+                ent = cache.valid_entry(key, repair=True, what="cached ownership runtime", stacklevel=4)
                 if ent is None:
                     ent = _build(cache, key, tc, files)
         else:
@@ -148,21 +147,6 @@ def load(cache: Cache | None = None) -> ModuleType:
         _entry = ent
         _module = mod
         return mod
-
-
-def _valid(cache: Cache, key: str, warn: bool = True) -> Entry | None:
-    ent = cache.lookup(key)
-    if ent is None:
-        return None
-    problem = cache.verify(ent)
-    if problem is None:
-        return ent
-    if warn:
-        warnings.warn(
-            f"cached ownership runtime {key[:12]} is corrupt ({problem}); rebuilding it", RustcallWarning, stacklevel=4
-        )
-    cache.evict(ent)
-    return None
 
 
 def _build(cache: Cache, key: str, tc: Toolchain, files: dict[str, bytes]) -> Entry:
