@@ -128,4 +128,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Nothing to undo beyond IPython's own bookkeeping."""
+    """``%unload_ext rustcall_magic``: remove the end-of-cell hook the magics registered."""
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

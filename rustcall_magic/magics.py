@@ -8,6 +8,7 @@ widgets). User mistakes raise ``UsageError``.
 from __future__ import annotations
 
 import ast
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -597,9 +598,28 @@ def load_ipython_extension(ipython: Any) -> None:
     # %config RustMagics.<trait> finds configurables here.
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
+    # Live views send what they show at the end of each cell, in that cell's context.
+    ipython.events.register("post_run_cell", _flush_views)
     if _in_kernel(ipython):
         # In a notebook, say at once which toolchain cells will use (or that there is none).
         print(_toolchain_line(magics))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext rustcall_magic``: stop flushing views after each cell (IPython keeps the magics)."""
+    if _flush_views in ipython.events.callbacks["post_run_cell"]:
+        ipython.events.unregister("post_run_cell", _flush_views)
+
+
+def _flush_views(result: Any = None) -> None:
+    """``post_run_cell``: redraw the live views that saw changes during the cell, now.
+
+    Their timer redraws may land after the cell went idle, attributed to a finished
+    request (headless runners drop those); a view must show the cell's outcome when it ends.
+    """
+    widgets = sys.modules.get(f"{__package__}.widgets")  # never import ipywidgets just for this
+    if widgets is not None:
+        widgets.flush_views()
 
 
 def _in_kernel(shell: Any) -> bool:

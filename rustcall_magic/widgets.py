@@ -71,7 +71,14 @@ def _e(text: object) -> str:
 class _Coalescer:
     """Runs *fn* in a timer thread after pokes, at most once per *interval* seconds, and
     keeps its duty cycle under *max_share*: after a redraw that took t seconds the next
-    one waits at least t / max_share. Pokes in between are merged into one run."""
+    one waits at least t / max_share. Pokes in between are merged into one run.
+
+    :meth:`flush` runs *fn* at once in the calling thread when anything was poked since
+    the last flush: the magics call it (through :func:`flush_views`) at the end of every
+    cell, so what a view shows when its cell ends is sent in that cell's context. A
+    timer run that lands after the cell went idle is attributed to a finished request,
+    and headless runners (nbclient, nbval) drop it.
+    """
 
     def __init__(self, fn: Callable[[], None], interval: float = 0.25, max_share: float = 0.05) -> None:
         self.fn = fn
@@ -82,11 +89,17 @@ class _Coalescer:
         self._next = 0.0
         self.runs = 0
         self.closed = False
+        #: Poked since the last flush (a timer run does not clear it: see the class docstring).
+        self.dirty = False
+        _coalescers.add(self)
 
     def poke(self) -> None:
         """Ask for a run (soon, but not before the rate limit allows)."""
         with self._lock:
-            if self._timer is not None or self.closed:
+            if self.closed:
+                return
+            self.dirty = True
+            if self._timer is not None:
                 return
             delay = max(0.02, self._next - time.monotonic())
             self._timer = threading.Timer(delay, self._run)
@@ -98,6 +111,9 @@ class _Coalescer:
             self._timer = None
             if self.closed:
                 return
+        self._run_now()
+
+    def _run_now(self) -> None:
         t0 = time.monotonic()
         try:
             self.fn()
@@ -106,13 +122,38 @@ class _Coalescer:
             self.runs += 1
             self._next = t0 + max(self.interval, cost / self.max_share)
 
+    def flush(self) -> bool:
+        """Run *fn* now, in this thread, if poked since the last flush (a pending timer run
+        is cancelled); True when it ran."""
+        with self._lock:
+            if not self.dirty or self.closed:
+                return False
+            self.dirty = False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        self._run_now()
+        return True
+
     def close(self) -> None:
         """Cancel a pending run and refuse later pokes."""
         with self._lock:
             self.closed = True
+            self.dirty = False
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+
+
+#: Every coalescer of a live view (weakly held), for :func:`flush_views`.
+_coalescers: weakref.WeakSet[_Coalescer] = weakref.WeakSet()
+
+
+def flush_views() -> int:
+    """Redraw now, in this thread, every live view that saw changes since its last flush;
+    returns how many redrew. The magics call it when a cell finishes."""
+    handles.flush()  # hand pending registry changes to the handles views (their poller may be asleep)
+    return sum(c.flush() for c in list(_coalescers))
 
 
 class _WeakListener:

@@ -256,3 +256,11 @@ def test_reload_ext_keeps_definitions(ip) -> None:
     ip.run_line_magic("reload_ext", "rustcall_magic")
     assert ip.run_line_magic("rust", "survives_reload(2)") == 6
     assert sum(type(c).__name__ == "RustMagics" for c in ip.configurables) == 1
+    # One end-of-cell hook (live views flush there), whatever the reloads; unload removes it.
+    hooks = ip.events.callbacks["post_run_cell"]
+    assert sum(getattr(f, "__module__", "") == "rustcall_magic.magics" for f in hooks) == 1
+    ip.run_line_magic("unload_ext", "rustcall_magic")
+    assert not any(getattr(f, "__module__", "") == "rustcall_magic.magics" for f in hooks)
+    ip.run_line_magic("load_ext", "rustcall_magic")
+    assert sum(getattr(f, "__module__", "") == "rustcall_magic.magics" for f in hooks) == 1
+    assert ip.run_line_magic("rust", "survives_reload(3)") == 9

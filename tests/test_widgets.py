@@ -128,6 +128,32 @@ def test_cache_view_follows_compiles_and_evictions(fresh_cache) -> None:
         view.close()
 
 
+def test_views_are_current_when_a_cell_ends(ip, fresh_cache) -> None:
+    # A view's timer redraw can land after its cell went idle (headless runners drop it):
+    # the end-of-cell hook redraws at once, in the cell's thread, whatever the timer's back-off.
+    cache_view = rc.cache_widget()
+    handles_view = widgets.HandlesView({})
+    try:
+        for view in (cache_view, handles_view):
+            view._coalescer._next = time.monotonic() + 3600  # the timer would wait an hour
+        ip.user_ns.update(rc=rc, _cell_a=CELL_A)
+        result = ip.run_cell("_m = rc.compile_rust(_cell_a); _b = rc.RustBox(5, 'u8')")
+        assert result.success
+        key, box = ip.user_ns["_m"].key, ip.user_ns["_b"]
+        assert key in table_keys(cache_view)
+        assert sorted(table_keys(cache_view)) == sorted(e.key for e in rc.cache_stats().entries)
+        assert row_states(handles_view)[box.id] == "alive"
+        ip.run_cell("_b.drop()")
+        assert row_states(handles_view)[box.id] == "dropped"
+        # Nothing changed in the next cell: nothing is redrawn.
+        runs = handles_view._coalescer.runs
+        ip.run_cell("1 + 1")
+        assert handles_view._coalescer.runs == runs
+    finally:
+        cache_view.close()
+        handles_view.close()
+
+
 def test_cache_gauge_against_the_cap(fresh_cache) -> None:
     fake_entry(fresh_cache, "big", 9000)
     compiler = rc.RustCompiler(cache_dir=fresh_cache, max_cache_bytes=10_000)
