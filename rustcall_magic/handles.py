@@ -219,9 +219,10 @@ class HandlesSnapshot:
 
     ``alive`` holds the newest alive handles (by id, oldest first), ``ended``
     the most recently ended ones in the order they ended (oldest first).
-    ``counts`` has one entry per state: ``alive`` counts every alive handle,
-    the ended states count the history kept by the registry. ``created`` is
-    how many handles this process created.
+    ``counts`` has one entry per state, over the whole process: ``alive``
+    counts every alive handle, the ended states every handle that ended so far
+    (the rows listed come from the bounded history, see :func:`set_history`).
+    ``created`` is how many handles this process created.
     """
 
     alive: tuple[HandleRow, ...]
@@ -236,7 +237,7 @@ class HandlesSnapshot:
 
     @property
     def ended_total(self) -> int:
-        """How many ended handles the history holds (listed or not)."""
+        """How many handles have ended in this process (listed or not)."""
         return sum(self.counts[s] for s in STATES[1:])
 
     @property
@@ -336,7 +337,7 @@ def _table(alive: list[HandleRow], ended: list[HandleRow], alive_total: int, end
     fmt = "  ".join(f"{{:{'>' if i in (0, 4) else '<'}{w}}}" for i, w in enumerate(widths))
     out = [fmt.format(*heads).rstrip(), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*line).rstrip() for line in cells]
-    summary = f"{alive_total:,} alive, {ended_total:,} ended (recent)"
+    summary = f"{alive_total:,} alive, {ended_total:,} ended"
     hidden = [
         f"{n:,} older {what}"
         for n, what in ((alive_total - len(alive), "alive"), (ended_total - len(ended), "ended"))

@@ -727,7 +727,8 @@ class HandlesView(_LiveMixin, w.VBox):
         self.header.value = (
             f'<div><span class="rustcall-title">Rust handles</span>{badges}'
             f'<span class="rustcall-muted">{snap.created:,} created in this process</span></div>'
-            '<div class="rustcall-muted">ended counts cover the recent history kept by the registry</div>'
+            '<div class="rustcall-muted">counts cover the whole process; the table lists the alive handles '
+            "and the latest ended ones</div>"
         )
         # The registry lists ended handles in the order they ended: the latest is last.
         order = {r.id: (i,) for i, r in enumerate(snap.ended)}

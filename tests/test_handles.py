@@ -727,6 +727,22 @@ def test_snapshot_reads_only_what_it_returns(counting_runtime) -> None:
     assert snap.counts["dropped"] >= 1 and snap.created >= 3000
 
 
+def test_state_counts_cover_the_process_not_only_the_history() -> None:
+    import gc
+
+    before = handles.snapshot(0, 0).counts
+    for i in range(250):  # more than the history (100) keeps, of each kind of end
+        rc.RustBox(i, "i32").drop()
+    for i in range(250):
+        rc.RustBox(i, "i32")  # collected at once
+    gc.collect()
+    after = handles.snapshot(0, 0)
+    assert after.counts["dropped"] - before["dropped"] == 250
+    assert after.counts["collected"] - before["collected"] == 250
+    assert after.ended_total == sum(after.counts[s] for s in ("dropped", "moved", "collected"))
+    assert handles.stats()["ended"] == after.ended_total
+
+
 def test_text_table_is_capped_and_counts_the_rest() -> None:
     keep = [rc.RustBox(i, "i64") for i in range(1000)]
     alive = len(alive_ids())

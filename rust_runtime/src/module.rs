@@ -314,8 +314,8 @@ unsafe fn list_of(items: Vec<*mut PyObject>) -> *mut PyObject {
 /// Returns `(alive_rows, ended_rows, counts)`: rows of the `max_alive` newest alive handles
 /// with an id above `min_id` (by id, oldest first), rows of the `max_ended` most recently
 /// ended handles in the history (in the order they ended, oldest first), and
-/// `(alive, dropped, moved, collected, created_total, ended_total, alive_above_min_id)` where
-/// the ended states are counted over the history.
+/// `(alive, dropped, moved, collected, created_total, ended_total, alive_above_min_id)`, the
+/// ended states counted since the start (not only over the bounded history).
 unsafe extern "C" fn f_select(_m: *mut PyObject, a: *const *mut PyObject, n: isize) -> *mut PyObject {
     guard("_select", null_mut(), || {
         if !arg_count("_select", n, 3, 3) {
@@ -349,20 +349,16 @@ unsafe extern "C" fn f_select(_m: *mut PyObject, a: *const *mut PyObject, n: isi
         }
         let alive_rows = list_of(alive.iter().map(|r| row(r)).collect());
         // The history is bounded (set_history), so a pass over it is cheap.
-        let mut per_state = [0usize; 4];
-        let mut ended: Vec<&Record> = Vec::new();
-        for r in reg.ended() {
-            per_state[r.state as usize & 3] += 1;
-            ended.push(r);
-        }
+        let ended: Vec<&Record> = reg.ended().collect();
         let skip = ended.len().saturating_sub(max_ended);
         let ended_rows = list_of(ended[skip..].iter().map(|r| row(r)).collect());
         let (created, ended_total) = reg.totals();
+        let (dropped, moved, collected) = reg.ended_by_state();
         let counts = tuple(&[
             PyLong_FromSize_t(reg.alive_count()),
-            PyLong_FromSize_t(per_state[STATE_DROPPED as usize]),
-            PyLong_FromSize_t(per_state[STATE_MOVED as usize]),
-            PyLong_FromSize_t(per_state[STATE_COLLECTED as usize]),
+            PyLong_FromUnsignedLongLong(dropped),
+            PyLong_FromUnsignedLongLong(moved),
+            PyLong_FromUnsignedLongLong(collected),
             PyLong_FromUnsignedLongLong(created),
             PyLong_FromUnsignedLongLong(ended_total),
             PyLong_FromSize_t(above),

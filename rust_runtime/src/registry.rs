@@ -94,6 +94,8 @@ pub struct Registry {
     tracking: bool,
     created_total: u64,
     ended_total: u64,
+    /// Handles that ended in each state since the start, indexed by `STATE_*` (alive unused).
+    ended_by_state: [u64; 4],
 }
 
 const EMPTY: Record = Record {
@@ -131,6 +133,7 @@ impl Registry {
             tracking: false,
             created_total: 0,
             ended_total: 0,
+            ended_by_state: [0; 4],
         }
     }
 
@@ -184,6 +187,7 @@ impl Registry {
         self.free.push(slot);
         self.alive -= 1;
         self.ended_total += 1;
+        self.ended_by_state[state as usize & 3] += 1;
         self.event(rec.id);
         if self.history == 0 {
             return rec.origin;
@@ -221,6 +225,12 @@ impl Registry {
     /// (handles created, handles ended) since the start.
     pub fn totals(&self) -> (u64, u64) {
         (self.created_total, self.ended_total)
+    }
+
+    /// Handles that ended dropped, moved and collected since the start (history or not).
+    pub fn ended_by_state(&self) -> (u64, u64, u64) {
+        let e = &self.ended_by_state;
+        (e[STATE_DROPPED as usize], e[STATE_MOVED as usize], e[STATE_COLLECTED as usize])
     }
 
     /// Changes on every event.
@@ -287,6 +297,7 @@ mod tests {
         let ended: Vec<(u64, u8, Option<Scalar>)> = r.ended().map(|x| (x.id, x.state, x.last)).collect();
         assert_eq!(ended, vec![(id1, STATE_DROPPED, Some(Scalar::I(42)))]);
         assert_eq!(r.totals(), (3, 1));
+        assert_eq!(r.ended_by_state(), (1, 0, 0));
         assert!(r.get(s2).is_some());
     }
 
@@ -305,6 +316,7 @@ mod tests {
         assert_eq!(evicted, vec![1, 2, 3]);
         let kept: Vec<usize> = r.ended().map(|x| x.origin).collect();
         assert_eq!(kept, vec![4, 5]);
+        assert_eq!(r.ended_by_state(), (0, 0, 5), "state counts are not bounded by the history");
         assert_eq!(r.set_history(0), vec![4, 5]);
         let (s, _) = r.register(KIND_BOX, 0, 1, 6, 7);
         assert_eq!(r.end(s, STATE_MOVED, None, 0, 0), 6, "no history: origin comes straight back");
