@@ -25,17 +25,23 @@ EDITIONS = ("2015", "2018", "2021", "2024")
 
 
 def python_cfgs() -> list[str]:
-    """``--cfg`` flags describing the running interpreter's int layout for the glue's fast paths.
+    """``--cfg`` flags describing the running interpreter for the glue and the runtime.
 
-    The layout follows from the Python ABI, which is part of every cache key.
+    ``rc_pylong`` names the int layout (the glue's fast paths); ``rc_lasti`` says
+    ``PyFrame_GetLasti`` exists (3.11+: the runtime records where a handle was made
+    as an instruction offset, and decodes the line only when a row is shown).
+    Both follow from the Python ABI, which is part of every cache key.
     """
-    if sys.int_info.bits_per_digit != 30 or sys.implementation.name != "cpython":
+    if sys.implementation.name != "cpython":
         return []
+    flags = ["--cfg", "rc_lasti"] if sys.version_info >= (3, 11) else []
+    if sys.int_info.bits_per_digit != 30:
+        return flags
     if (3, 10) <= sys.version_info[:2] < (3, 12):
-        return ["--cfg", 'rc_pylong="size"']
+        return [*flags, "--cfg", 'rc_pylong="size"']
     if sys.version_info[:2] >= (3, 12):
-        return ["--cfg", 'rc_pylong="tag"']
-    return []
+        return [*flags, "--cfg", 'rc_pylong="tag"']
+    return flags
 
 
 @dataclass(frozen=True)

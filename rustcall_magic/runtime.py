@@ -28,6 +28,7 @@ from typing import Any
 
 from . import handles
 from ._version import __version__
+from .build import python_cfgs
 from .cache import Cache, Entry, default_cache_dir, make_key
 from .errors import Diagnostic, RustCompileError, RustToolchainError
 from .loader import load_extension
@@ -49,6 +50,13 @@ RUSTC_FLAGS = (
     "-C",
     "strip=symbols",
 )
+
+
+
+def rustc_flags() -> list[str]:
+    """:data:`RUSTC_FLAGS` and the cfgs describing the running interpreter (part of the cache key)."""
+    return [*RUSTC_FLAGS, *python_cfgs()]
+
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -94,7 +102,7 @@ def runtime_key(tc: Toolchain, files: dict[str, bytes] | None = None) -> str:
     return make_key(
         {
             "runtime": digest.hexdigest(),
-            "flags": list(RUSTC_FLAGS),
+            "flags": rustc_flags(),
             "toolchain": tc.fingerprint,
             "python": python_abi_tag(),
             "package": __version__,
@@ -162,7 +170,7 @@ def _build(cache: Cache, key: str, tc: Toolchain, files: dict[str, bytes]) -> En
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
-                [tc.rustc, *RUSTC_FLAGS, "-o", str(artifact), str(src / "lib.rs")],
+                [tc.rustc, *rustc_flags(), "-o", str(artifact), str(src / "lib.rs")],
                 cwd=build_dir,
                 capture_output=True,
                 text=True,

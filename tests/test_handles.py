@@ -479,6 +479,27 @@ def test_bool_vec_refuses_invalid_bytes_and_writable_views() -> None:
 # -- registry, GC, listeners -----------------------------------------------------------------
 
 
+def test_origin_is_the_creating_line_after_the_frame_moved_on() -> None:
+    # The runtime records where in the code a handle was made and decodes the line when a
+    # row is shown: it must be the creating line, after the frame ran on, returned, and the
+    # handle ended.
+    def make() -> tuple[list, list[int]]:
+        made, lines = [], []
+        for i in range(3):
+            lines.append(sys._getframe().f_lineno + 1)
+            made.append(rc.RustBox(i, "i64"))
+            total = sum(range(100))  # more code after the creation
+            total += i
+        lines.append(sys._getframe().f_lineno + 1)
+        made.append(rc.RustVec([total], "i64"))
+        return made, lines
+
+    made, lines = make()
+    assert [row_of(h).origin for h in made] == [f"{HERE}:{n}" for n in lines]
+    made[0].drop()
+    assert (row_of(made[0]).state, row_of(made[0]).origin) == ("dropped", f"{HERE}:{lines[0]}")
+
+
 def test_rows_carry_origin_state_and_preview() -> None:
     line = sys._getframe().f_lineno + 1
     v = rc.RustVec(range(20), "u32")

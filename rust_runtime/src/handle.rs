@@ -152,7 +152,12 @@ pub unsafe fn check_change(h: &Handle, action: &str) -> Result<(), Raised> {
     Ok(())
 }
 
-/// Where the Python code creating a handle is: (owned code object or 0, line).
+/// Where the Python code creating a handle is: (owned code object or 0, position in it).
+///
+/// The position is the instruction's byte offset where `PyFrame_GetLasti` exists (3.11+),
+/// else the line. Turning an offset into a line walks the code's line table from its
+/// start, a cost that grows with the function; [`origin_line`] pays it only when a row
+/// is shown, not on every creation.
 #[inline(always)]
 unsafe fn capture_origin() -> (usize, u32) {
     let f = PyEval_GetFrame();
@@ -160,7 +165,22 @@ unsafe fn capture_origin() -> (usize, u32) {
         return (0, 0);
     }
     let code = PyFrame_GetCode(f);
-    (code as usize, PyFrame_GetLineNumber(f) as u32)
+    #[cfg(rc_lasti)]
+    let pos = PyFrame_GetLasti(f).max(0) as u32;
+    #[cfg(not(rc_lasti))]
+    let pos = PyFrame_GetLineNumber(f) as u32;
+    (code as usize, pos)
+}
+
+/// The line of an origin captured by [`capture_origin`] (0 when unknown).
+pub unsafe fn origin_line(origin: usize, pos: u32) -> i64 {
+    if origin == 0 {
+        return 0;
+    }
+    #[cfg(rc_lasti)]
+    return PyCode_Addr2Line(origin as *mut PyObject, pos as std::os::raw::c_int) as i64;
+    #[cfg(not(rc_lasti))]
+    return pos as i64;
 }
 
 /// Releases an origin token handed back by the registry.

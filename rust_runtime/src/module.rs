@@ -142,7 +142,7 @@ unsafe fn row(r: &Record) -> *mut PyObject {
         strong,
         preview,
         origin,
-        PyLong_FromLongLong(r.line as i64),
+        PyLong_FromLongLong(crate::handle::origin_line(r.origin, r.pos)),
     ])
 }
 

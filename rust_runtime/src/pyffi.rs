@@ -172,6 +172,10 @@ extern "C" {
     pub fn PyEval_GetFrame() -> *mut PyObject;
     pub fn PyFrame_GetLineNumber(f: *mut PyObject) -> c_int;
     pub fn PyFrame_GetCode(f: *mut PyObject) -> *mut PyObject;
+    #[cfg(rc_lasti)]
+    pub fn PyFrame_GetLasti(f: *mut PyObject) -> c_int;
+    #[cfg(rc_lasti)]
+    pub fn PyCode_Addr2Line(code: *mut PyObject, byte_offset: c_int) -> c_int;
 
     pub static mut _Py_NoneStruct: PyObject;
     pub static mut _Py_TrueStruct: PyObject;

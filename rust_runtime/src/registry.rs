@@ -73,7 +73,8 @@ pub struct Record {
     pub obj: usize,
     /// Opaque owned token saying where the handle was created (0: unknown).
     pub origin: usize,
-    pub line: u32,
+    /// Where in `origin`'s code (see `handle::capture_origin`).
+    pub pos: u32,
     /// For ended records: the last value (Box/Rc/Arc), length (Vec) and strong count left.
     pub last: Option<Scalar>,
     pub last_len: usize,
@@ -105,7 +106,7 @@ const EMPTY: Record = Record {
     state: STATE_DROPPED,
     obj: 0,
     origin: 0,
-    line: 0,
+    pos: 0,
     last: None,
     last_len: 0,
     strong_left: 0,
@@ -151,10 +152,10 @@ impl Registry {
 
     /// Records a new alive handle; returns its slot and id.
     #[inline]
-    pub fn register(&mut self, kind: u8, dtype: u8, obj: usize, origin: usize, line: u32) -> (u32, u64) {
+    pub fn register(&mut self, kind: u8, dtype: u8, obj: usize, origin: usize, pos: u32) -> (u32, u64) {
         let id = self.next_id;
         self.next_id += 1;
-        let rec = Record { id, kind, dtype, state: STATE_ALIVE, obj, origin, line, ..EMPTY };
+        let rec = Record { id, kind, dtype, state: STATE_ALIVE, obj, origin, pos, ..EMPTY };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = rec;
