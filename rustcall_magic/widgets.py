@@ -88,6 +88,8 @@ class _Coalescer:
         self._timer: threading.Timer | None = None
         self._next = 0.0
         self.runs = 0
+        #: Seconds spent running *fn* so far (what the view cost the process).
+        self.busy = 0.0
         self.closed = False
         #: Poked since the last flush (a timer run does not clear it: see the class docstring).
         self.dirty = False
@@ -120,6 +122,7 @@ class _Coalescer:
         finally:
             cost = time.monotonic() - t0
             self.runs += 1
+            self.busy += cost
             self._next = t0 + max(self.interval, cost / self.max_share)
 
     def flush(self) -> bool:
