@@ -33,8 +33,12 @@ test-notebooks: install
 	tmp=$$(mktemp -d) && RUSTCALL_CACHE_DIR=$$tmp/cache IPYTHONDIR=$$tmp/ipython \
 	    $(VENV)/bin/pytest --nbval notebooks -p no:cacheprovider; status=$$?; rm -rf $$tmp; exit $$status
 
+# cargo test covers the pure-Rust core; the CPython face is type-checked for both
+# interpreter families (rc_lasti: Python 3.11+), as rustcall_magic builds it.
 test-rust:
-	@if [ -f rust_runtime/Cargo.toml ]; then cargo test --quiet --tests --manifest-path rust_runtime/Cargo.toml; fi
+	cargo test --quiet --tests --manifest-path rust_runtime/Cargo.toml
+	cargo check --quiet --features python --manifest-path rust_runtime/Cargo.toml
+	RUSTFLAGS="--cfg rc_lasti" cargo check --quiet --features python --manifest-path rust_runtime/Cargo.toml
 
 test: lint test-python test-notebooks test-rust
 

@@ -170,22 +170,6 @@ unsafe extern "C" fn f_version(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyO
     PyLong_FromUnsignedLongLong(registry().version())
 }
 
-unsafe extern "C" fn f_track(_m: *mut PyObject, on: *mut PyObject) -> *mut PyObject {
-    registry().set_tracking(PyObject_IsTrue(on) == 1);
-    none()
-}
-
-unsafe extern "C" fn f_drain(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
-    guard("_drain", null_mut(), || {
-        let (ids, overflowed) = registry().drain_events();
-        let l = PyList_New(ids.len() as isize);
-        for (i, id) in ids.iter().enumerate() {
-            PyList_SetItem(l, i as isize, PyLong_FromUnsignedLongLong(*id));
-        }
-        tuple(&[l, new_bool(overflowed)])
-    })
-}
-
 unsafe extern "C" fn f_set_history(_m: *mut PyObject, n: *mut PyObject) -> *mut PyObject {
     let v = PyLong_AsSsize_t(n);
     if v < 0 {
@@ -225,7 +209,7 @@ macro_rules! meth {
     };
 }
 
-static mut METHODS: [PyMethodDef; 12] = [
+static mut METHODS: [PyMethodDef; 10] = [
     meth!("create_rust_vec", f_create_rust_vec as FastFn, METH_FASTCALL,
           "create_rust_vec(items, dtype=None)\n--\n\nA RustVec copied from a buffer (dtype from its format) or an iterable."),
     meth!("copy_to_python", f_copy_to_python as FastFn, METH_FASTCALL,
@@ -235,8 +219,6 @@ static mut METHODS: [PyMethodDef; 12] = [
           "drop(handle)\n--\n\nDrop a handle, as Rust's drop(x): a second drop raises RustHandleError."),
     meth!("_rows", f_rows as FastFn, METH_FASTCALL, "Registry rows (id, kind, dtype, state, strong, preview, code, line)."),
     meth!("_version", f_version as ObjFn, METH_NOARGS, "Registry version (changes on every event)."),
-    meth!("_track", f_track as ObjFn, METH_O, "Collect event ids for listeners (on/off)."),
-    meth!("_drain", f_drain as ObjFn, METH_NOARGS, "Take (changed ids, overflowed)."),
     meth!("_set_history", f_set_history as ObjFn, METH_O, "Keep at most N ended records."),
     meth!("_stats", f_stats as ObjFn, METH_NOARGS, "(created, ended, alive, payload allocs, payload frees)."),
     meth!("_select", f_select as FastFn, METH_FASTCALL,

@@ -6,10 +6,9 @@
 //! the slot table and ring have grown.
 //!
 //! Observers do not get a callback per operation: a `version` counter changes
-//! on every event, and while tracking is on, the ids that changed are appended
-//! to an event list that the Python side drains in coalesced batches (a loop
-//! creating 100 000 handles costs one `Vec::push` of a `u64` each, and one
-//! batch for the listeners).
+//! on every event, and the Python side polls it with the running totals,
+//! handing listeners coalesced batches (a loop creating 100 000 handles costs
+//! them one batch, and the loop nothing more than the counter).
 //!
 //! The registry is not synchronised: the runtime touches it only with the
 //! interpreter lock held.
@@ -59,9 +58,6 @@ pub const KIND_NAMES: [&str; 4] = ["Box", "Rc", "Arc", "Vec"];
 /// State names, indexed by `STATE_*`.
 pub const STATE_NAMES: [&str; 4] = ["alive", "dropped", "moved", "collected"];
 
-/// Events kept for observers before the list is declared overflowed.
-pub const MAX_EVENTS: usize = 1 << 20;
-
 /// One handle's record.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Record {
@@ -90,9 +86,6 @@ pub struct Registry {
     version: u64,
     ended: VecDeque<Record>,
     history: usize,
-    events: Vec<u64>,
-    events_overflowed: bool,
-    tracking: bool,
     created_total: u64,
     ended_total: u64,
     /// Handles that ended in each state since the start, indexed by `STATE_*` (alive unused).
@@ -129,9 +122,6 @@ impl Registry {
             version: 0,
             ended: VecDeque::new(),
             history: 100,
-            events: Vec::new(),
-            events_overflowed: false,
-            tracking: false,
             created_total: 0,
             ended_total: 0,
             ended_by_state: [0; 4],
@@ -139,15 +129,8 @@ impl Registry {
     }
 
     #[inline(always)]
-    fn event(&mut self, id: u64) {
+    fn event(&mut self) {
         self.version = self.version.wrapping_add(1);
-        if self.tracking {
-            if self.events.len() < MAX_EVENTS {
-                self.events.push(id);
-            } else {
-                self.events_overflowed = true;
-            }
-        }
     }
 
     /// Records a new alive handle; returns its slot and id.
@@ -168,7 +151,7 @@ impl Registry {
         };
         self.alive += 1;
         self.created_total += 1;
-        self.event(id);
+        self.event();
         (slot, id)
     }
 
@@ -189,7 +172,7 @@ impl Registry {
         self.alive -= 1;
         self.ended_total += 1;
         self.ended_by_state[state as usize & 3] += 1;
-        self.event(rec.id);
+        self.event();
         if self.history == 0 {
             return rec.origin;
         }
@@ -250,31 +233,6 @@ impl Registry {
         }
         out
     }
-
-    /// Starts or stops collecting event ids for observers (stopping clears them).
-    pub fn set_tracking(&mut self, on: bool) {
-        self.tracking = on;
-        if !on {
-            self.events = Vec::new();
-            self.events_overflowed = false;
-        }
-    }
-
-    /// Whether event ids are being collected.
-    pub fn tracking(&self) -> bool {
-        self.tracking
-    }
-
-    /// Takes the ids changed since the last drain (duplicates removed, in order of first change)
-    /// and whether some were lost to the cap (observers should then refresh everything).
-    pub fn drain_events(&mut self) -> (Vec<u64>, bool) {
-        let mut ids = std::mem::take(&mut self.events);
-        let overflowed = std::mem::replace(&mut self.events_overflowed, false);
-        // Ids are increasing at creation, so a sort + dedup keeps creation order.
-        ids.sort_unstable();
-        ids.dedup();
-        (ids, overflowed)
-    }
 }
 
 #[cfg(test)]
@@ -325,26 +283,13 @@ mod tests {
     }
 
     #[test]
-    fn events_are_collected_only_while_tracking_and_coalesced() {
+    fn version_moves_on_every_creation_and_end() {
         let mut r = Registry::new();
         let v0 = r.version();
         let (s, _) = r.register(KIND_ARC, 3, 1, 0, 0);
-        assert_ne!(r.version(), v0);
+        let v1 = r.version();
         r.end(s, STATE_DROPPED, None, 0, 1);
-        assert_eq!(r.drain_events(), (vec![], false));
-        r.set_tracking(true);
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let (s, id) = r.register(KIND_VEC, 3, 1, 0, 0);
-            r.end(s, STATE_DROPPED, None, 0, 0);
-            ids.push(id);
-        }
-        let (got, overflowed) = r.drain_events();
-        assert_eq!(got, ids, "create+end of one handle is one event id");
-        assert!(!overflowed);
-        assert_eq!(r.drain_events().0, Vec::<u64>::new());
-        r.set_tracking(false);
-        assert!(!r.tracking());
+        assert!(v0 != v1 && v1 != r.version() && v0 != r.version());
     }
 
     #[test]
@@ -354,18 +299,5 @@ mod tests {
         assert!(!may_read(BORROW_EXCLUSIVE) && !may_change(BORROW_EXCLUSIVE));
         assert_eq!(lent_as(3), "borrowed");
         assert!(lent_as(BORROW_EXCLUSIVE).starts_with("mutably"));
-    }
-
-    #[test]
-    fn event_list_is_capped() {
-        let mut r = Registry::new();
-        r.set_tracking(true);
-        for _ in 0..(MAX_EVENTS / 2 + 1) {
-            let (s, _) = r.register(KIND_BOX, 0, 1, 0, 0);
-            r.end(s, STATE_DROPPED, None, 0, 0);
-        }
-        let (ids, overflowed) = r.drain_events();
-        assert!(overflowed);
-        assert_eq!(ids.len(), MAX_EVENTS / 2);
     }
 }
