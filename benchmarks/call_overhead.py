@@ -35,12 +35,22 @@ print(json.dumps({"hit": m.info.cache_hit, "import_ms": (t1 - t0) * 1e3, "call_m
 """
 
 
-def ns_per_call(stmt: str, env: dict[str, object], repeat: int = 7) -> float:
-    """Best-of-*repeat* ns per execution of *stmt* (timeit, auto-calibrated)."""
-    t = timeit.Timer(stmt, globals=env)
-    number, _ = t.autorange()
-    number = max(number, 200_000)
-    return min(t.repeat(repeat=repeat, number=number)) / number * 1e9
+REPEAT = 15
+
+
+def ns_per_call(stmts: list[str], env: dict[str, object], repeat: int = REPEAT) -> list[float]:
+    """Best-of-*repeat* ns per execution of each of *stmts* (timeit, auto-calibrated).
+
+    The statements are timed in interleaved rounds, so drift on a shared machine
+    hits them alike and their ratios stay meaningful.
+    """
+    timers = [timeit.Timer(s, globals=env) for s in stmts]
+    numbers = [max(t.autorange()[0], 200_000) for t in timers]
+    best = [float("inf")] * len(stmts)
+    for _ in range(repeat):
+        for i, (t, n) in enumerate(zip(timers, numbers, strict=True)):
+            best[i] = min(best[i], t.timeit(n) / n * 1e9)
+    return best
 
 
 def py_add(a, b):
@@ -68,9 +78,7 @@ def main() -> None:
         "c_add": c_add,
         "c_add_f64": c_add_f64,
     }
-    empty = ns_per_call("pass", env)
-    rows = []
-    for label, ty, stmt in [
+    cases = [
         ("%%rust add", "i64", "rust_add(1, 2)"),
         ("operator.add", "i64", "op_add(1, 2)"),
         ("Python def add", "i64", "py_add(1, 2)"),
@@ -79,10 +87,14 @@ def main() -> None:
         ("operator.add", "f64", "op_add(1.5, 2.5)"),
         ("Python def add", "f64", "py_add(1.5, 2.5)"),
         ("ctypes (argtypes)", "f64", "c_add_f64(1.5, 2.5)"),
-    ]:
-        rows.append((label, ty, ns_per_call(stmt, env)))
+    ]
+    empty, *times = ns_per_call(["pass"] + [stmt for _, _, stmt in cases], env)
+    rows = [(label, ty, ns) for (label, ty, _), ns in zip(cases, times, strict=True)]
 
-    print(f"Call overhead of add(a, b), best of 7 (timeit loop included; empty loop = {empty:.1f} ns)\n")
+    print(
+        f"Call overhead of add(a, b), best of {REPEAT} interleaved rounds "
+        f"(timeit loop included; empty loop = {empty:.1f} ns)\n"
+    )
     print(f"| {'path':<20} | {'type':<4} | {'ns/call':>8} | {'vs operator.add':>15} | {'vs %%rust':>9} |")
     print(f"|{'-' * 22}|{'-' * 6}|{'-' * 10}|{'-' * 17}|{'-' * 11}|")
     for ty in ("i64", "f64"):

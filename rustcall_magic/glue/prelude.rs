@@ -222,6 +222,10 @@ pub unsafe fn init_runtime() -> c_int {
     0
 }
 
+// The raise helpers are cold and out of line: inlined, their code made every wrapper's
+// fast path save registers and set up a frame it never uses.
+#[cold]
+#[inline(never)]
 pub unsafe fn raise_arg_count(signature: &str, expected: isize, got: isize) -> *mut PyObject {
     let s = py_str(signature);
     let e = PyLong_FromLongLong(expected as c_longlong);
@@ -237,6 +241,8 @@ pub unsafe fn raise_arg_count(signature: &str, expected: isize, got: isize) -> *
 }
 
 /// Raises the Python exception for a failed argument conversion; always returns NULL.
+#[cold]
+#[inline(never)]
 pub unsafe fn raise_arg_error(
     signature: &str,
     index: usize,
@@ -311,6 +317,8 @@ pub unsafe fn raise_arg_error(
 }
 
 /// Turns a caught panic payload into RustPanic; always returns NULL.
+#[cold]
+#[inline(never)]
 pub unsafe fn raise_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut PyObject {
     let msg: String = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_string()
@@ -400,9 +408,15 @@ unsafe fn small_exact_long(_o: *mut PyObject) -> Option<i64> {
 
 #[inline(always)]
 unsafe fn long_as_i64(o: *mut PyObject) -> Result<i64, ArgError> {
-    if let Some(v) = small_exact_long(o) {
-        return Ok(v);
+    match small_exact_long(o) {
+        Some(v) => Ok(v),
+        None => long_as_i64_slow(o),
     }
+}
+
+/// Any int-like object (`__index__`), or an int of more than one digit.
+#[inline(never)]
+unsafe fn long_as_i64_slow(o: *mut PyObject) -> Result<i64, ArgError> {
     let mut overflow: c_int = 0;
     let v = PyLong_AsLongLongAndOverflow(o, &mut overflow);
     if overflow != 0 {
@@ -416,9 +430,16 @@ unsafe fn long_as_i64(o: *mut PyObject) -> Result<i64, ArgError> {
 
 #[inline(always)]
 unsafe fn long_as_u64(o: *mut PyObject) -> Result<u64, ArgError> {
-    if let Some(v) = small_exact_long(o) {
-        return if v < 0 { Err(ArgError::Overflow) } else { Ok(v as u64) };
+    match small_exact_long(o) {
+        Some(v) if v >= 0 => Ok(v as u64),
+        Some(_) => Err(ArgError::Overflow),
+        None => long_as_u64_slow(o),
     }
+}
+
+/// Any int-like object (`__index__`), or an int of more than one digit.
+#[inline(never)]
+unsafe fn long_as_u64_slow(o: *mut PyObject) -> Result<u64, ArgError> {
     let mut overflow: c_int = 0;
     let v = PyLong_AsLongLongAndOverflow(o, &mut overflow);
     if overflow == 0 {
