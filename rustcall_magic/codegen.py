@@ -12,9 +12,10 @@ declarations and the type-table conversions) plus, per function, one
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 from .signature import FnSig, holder_type, pass_expr, py_in_text, type_row
 
@@ -23,6 +24,11 @@ GLUE_VERSION = "3"
 
 CELL_FILE = "cell.rs"
 GLUE_FILE = "glue.rs"
+
+#: The installed package's directory (its glue sources ship beside the modules). Read
+#: directly: importlib.resources costs milliseconds of imports on first use, and a cache
+#: hit in a fresh process reads the fingerprint.
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -42,18 +48,17 @@ def glue_fingerprint() -> str:
     edited package never reuses artifacts built by an older glue.
     """
     h = hashlib.sha256(GLUE_VERSION.encode())
-    pkg = resources.files(__package__)
-    names = sorted(p.name for p in pkg.joinpath("glue").iterdir() if p.name.endswith(".rs"))
-    for name in names:
-        h.update(name.encode() + b"\0" + pkg.joinpath("glue", name).read_bytes())
+    glue = _PACKAGE_DIR / "glue"
+    for name in sorted(n for n in os.listdir(glue) if n.endswith(".rs")):
+        h.update(name.encode() + b"\0" + (glue / name).read_bytes())
     for mod in ("codegen.py", "signature.py"):
-        h.update(mod.encode() + b"\0" + pkg.joinpath(mod).read_bytes())
+        h.update(mod.encode() + b"\0" + (_PACKAGE_DIR / mod).read_bytes())
     return h.hexdigest()
 
 
 def prelude_source() -> str:
     """The static part of the glue (shipped as package data)."""
-    return resources.files(__package__).joinpath("glue/prelude.rs").read_text(encoding="utf-8")
+    return (_PACKAGE_DIR / "glue" / "prelude.rs").read_text(encoding="utf-8")
 
 
 def rust_bytes(s: str) -> str:
@@ -171,7 +176,7 @@ def generate(module_name: str, cell_source: str, functions: list[FnSig]) -> Gene
     """Generate the crate for *cell_source* exporting *functions* as module *module_name*."""
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
-    handles_glue = resources.files(__package__).joinpath("glue/handles.rs").read_text(encoding="utf-8")
+    handles_glue = (_PACKAGE_DIR / "glue" / "handles.rs").read_text(encoding="utf-8")
     parts = [prelude_source(), handles_glue, "\n// ---- generated for this cell ----\n"]
     for i, sig in enumerate(functions):
         parts.append(_wrapper(i, sig))

@@ -10,6 +10,7 @@ working directory), and the stat of the real compiler in the sysroot (a
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import json
 import os
 import shutil
@@ -82,8 +83,15 @@ def find_rustc() -> str:
 def python_abi_tag() -> str:
     """The running interpreter's extension ABI (e.g. ``cpython-311-x86_64-linux-gnu``).
 
+    Read from the import system's extension suffixes, which are loaded already
+    (``sysconfig`` would import its data module: milliseconds on a cache hit).
     Raises RustToolchainError on a free-threaded build, whose object layout the glue does not use.
     """
+    if "t" in getattr(sys, "abiflags", ""):
+        raise RustToolchainError("free-threaded CPython builds are not supported yet")
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]  # e.g. .cpython-311-x86_64-linux-gnu.so
+    if suffix.count(".") >= 2:
+        return suffix[1:].rsplit(".", 1)[0]
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
         raise RustToolchainError("free-threaded CPython builds are not supported yet")
     return str(sysconfig.get_config_var("SOABI") or f"{sys.implementation.cache_tag}")
