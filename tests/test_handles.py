@@ -185,6 +185,30 @@ def test_rc_from_another_thread_raises() -> None:
     assert isinstance(errors[0], ValueError)
 
 
+def test_rc_of_an_ended_thread_is_refused_to_later_threads() -> None:
+    # A thread started after the creator ended must not pass for the owner (its stack and
+    # thread-locals may sit where the creator's were).
+    passed = 0
+    for i in range(30):
+        made: list = []
+        creator = threading.Thread(target=lambda i=i: made.append(rc.RustRc(i, "i32")))
+        creator.start()
+        creator.join()
+        seen: list = []
+
+        def use(r=made[0], seen=seen) -> None:
+            try:
+                seen.append(r.value)
+            except RustHandleError:
+                pass
+
+        later = threading.Thread(target=use)
+        later.start()
+        later.join()
+        passed += bool(seen)
+    assert passed == 0
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 

@@ -5,16 +5,31 @@
 //! counts themselves are plain (non-atomic); all handle operations run with
 //! the interpreter lock held, so they never race.
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The next thread token to hand out (0 means "no owner").
+static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(1);
 
 std::thread_local! {
-    static TOKEN: u8 = const { 0 };
+    static TOKEN: Cell<usize> = const { Cell::new(0) };
 }
 
-/// A cheap identifier of the current thread (the address of a thread-local).
+/// An identifier of the current thread, never given to another thread of the process.
+///
+/// Not the address of a thread-local: a thread started after another one ended
+/// may get the same address, and would pass for the owner of its `Rc`s.
 #[inline(always)]
 pub fn thread_token() -> usize {
-    TOKEN.with(|t| t as *const u8 as usize)
+    TOKEN.with(|t| match t.get() {
+        0 => {
+            let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+            t.set(token);
+            token
+        }
+        token => token,
+    })
 }
 
 crate::shared_ptr_ops!(Rc);
@@ -46,7 +61,18 @@ mod tests {
     fn thread_tokens_differ_between_threads() {
         let here = thread_token();
         assert_eq!(here, thread_token());
+        assert_ne!(here, 0, "0 means no owner");
         let there = std::thread::spawn(thread_token).join().unwrap();
         assert_ne!(here, there);
+    }
+
+    #[test]
+    fn a_thread_started_after_another_ended_gets_a_new_token() {
+        // One after the other, so a thread may reuse the stack and TLS of the one before.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let token = std::thread::spawn(thread_token).join().unwrap();
+            assert!(seen.insert(token), "token {token} given to two threads");
+        }
     }
 }
