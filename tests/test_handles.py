@@ -374,6 +374,56 @@ def test_buffer_view_is_zero_copy_and_blocks_reallocation() -> None:
     v.drop()
 
 
+def test_a_vector_too_big_for_memory_is_a_memory_error() -> None:
+    # Rust aborts the process when an allocation fails; the runtime must not let it.
+    with pytest.raises(MemoryError):
+        rc.RustVec(range(2**40), "u8")
+    with pytest.raises(MemoryError):
+        rc.RustVec(range(2**62), "u64")  # more bytes than the address space
+    v = rc.RustVec([1], "i8")
+    with pytest.raises(MemoryError):
+        v.extend(range(2**40))
+    assert v.to_list() == [1]
+
+
+def test_a_lying_length_hint_decides_no_allocation() -> None:
+    class Liar:
+        def __iter__(self):
+            return iter([1, 2])
+
+        def __length_hint__(self) -> int:
+            return 2**45
+
+    v = rc.RustVec(Liar(), "i32")
+    assert v.to_list() == [1, 2] and v.capacity < 2**20
+
+
+def test_a_failed_extend_leaves_the_vector_unchanged() -> None:
+    v = rc.RustVec([1, 2, 3], "i32")
+    view = np.asarray(v)
+    room = v.capacity - len(v)
+    with pytest.raises(BufferError):
+        v.extend(iter(range(room + 5)))  # runs out of room midway
+    assert v.to_list() == [1, 2, 3]
+    with pytest.raises(BufferError):
+        v.extend(np.arange(10, dtype=np.int32)[::2])  # not a contiguous buffer: item by item
+    assert v.to_list() == [1, 2, 3]
+    del view
+    with pytest.raises(OverflowError):
+        v.extend([4, 5, 2**40])
+    assert v.to_list() == [1, 2, 3]
+
+    def gen():
+        yield 4
+        raise KeyError("midway")
+
+    with pytest.raises(KeyError):
+        v.extend(gen())
+    assert v.to_list() == [1, 2, 3]
+    v.extend(x for x in (4, 5))
+    assert v.to_list() == [1, 2, 3, 4, 5]
+
+
 def test_view_keeps_handle_alive() -> None:
     v = rc.RustVec([1, 2, 3], "i32")
     hid = v.id

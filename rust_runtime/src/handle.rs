@@ -486,7 +486,10 @@ unsafe extern "C" fn m_clone(o: *mut PyObject, _a: *mut PyObject) -> *mut PyObje
                 arc::clone(dt, h.data.ptr);
                 h.data
             }
-            _ => h.data.clone(dt),
+            _ => match h.data.clone(dt) {
+                Ok(data) => data,
+                Err(e) => return raise_vec(h, e, "clone"),
+            },
         };
         let r = new_handle(h.kind, dt, data, h.owner);
         if r.is_null() {
@@ -523,6 +526,10 @@ unsafe fn raise_vec(h: &Handle, e: VecError, what: &str) -> *mut PyObject {
                 label(h),
                 h.exports
             ),
+        ),
+        VecError::NoMemory => raise(
+            PyExc_MemoryError,
+            &format!("cannot {} {}: not enough memory for the elements", what, label(h)),
         ),
         VecError::Conv(_) => null_mut(), // raised by the caller with the offending value
     }
@@ -647,24 +654,53 @@ pub unsafe fn extend_from(hp: *mut Handle, src: *mut PyObject) -> Result<(), Rai
     if it.is_null() {
         return Err(Raised);
     }
-    let hint = PyObject_LengthHint(src, 0);
-    if hint < 0 {
+    let r = extend_from_iter(hp, dt, src, it);
+    Py_DecRef(it);
+    r
+}
+
+/// Most elements a `__length_hint__` (a guess, which may lie) reserves ahead of the items.
+const MAX_GUESSED_RESERVE: usize = 1 << 16;
+
+/// The iterator half of [`extend_from`]: all of `it`'s items, or none (on any error the
+/// vector is cut back to its length before, as `bytearray.extend` leaves itself unchanged).
+unsafe fn extend_from_iter(hp: *mut Handle, dt: DType, src: *mut PyObject, it: *mut PyObject) -> Result<(), Raised> {
+    let start = (*hp).data.len;
+    // A real len() is trusted: no room for it is a MemoryError at once, as for
+    // list(range(2**40)). A length hint only gets a bounded head start, and its failure
+    // is ignored (the pushes below report what really happens).
+    let size = PyObject_Size(src);
+    let (wanted, guessed) = if size >= 0 {
+        (size as usize, false)
+    } else {
         PyErr_Clear();
-    }
-    if check_change(&*hp, "extend").is_err() {
-        Py_DecRef(it);
-        return Err(Raised);
-    }
-    if hint > 0 {
+        let hint = PyObject_LengthHint(src, 0);
+        if hint < 0 {
+            PyErr_Clear();
+        }
+        (hint.max(0) as usize, true)
+    };
+    // len() and the hint ran Python code: the vector may have been dropped or lent meanwhile.
+    check_change(&*hp, "extend")?;
+    if wanted > 0 {
         let h = &mut *hp;
-        // Reserve only what fits; pushes below report the reallocation if it comes to that.
-        let _ = h.data.reserve(dt, hint as usize, h.exports > 0);
+        let exported = h.exports > 0;
+        match h.data.reserve(dt, if guessed { wanted.min(MAX_GUESSED_RESERVE) } else { wanted }, exported) {
+            Err(e) if !guessed => {
+                raise_vec(h, e, "extend");
+                return Err(Raised);
+            }
+            _ => {}
+        }
     }
     loop {
         let item = PyIter_Next(it);
         if item.is_null() {
-            Py_DecRef(it);
-            return if PyErr_Occurred().is_null() { Ok(()) } else { Err(Raised) };
+            if PyErr_Occurred().is_null() {
+                return Ok(());
+            }
+            truncate_back(hp, start);
+            return Err(Raised);
         }
         let r = match from_py(dt, item) {
             Ok(s) => match check_change(&*hp, "extend") {
@@ -688,9 +724,18 @@ pub unsafe fn extend_from(hp: *mut Handle, src: *mut PyObject) -> Result<(), Rai
         };
         Py_DecRef(item);
         if r.is_err() {
-            Py_DecRef(it);
+            truncate_back(hp, start);
             return r;
         }
+    }
+}
+
+/// Cuts a failed extend back to `len` (elements are plain values: nothing to drop), unless
+/// the items' own Python code dropped, lent or shortened the vector meanwhile.
+unsafe fn truncate_back(hp: *mut Handle, len: usize) {
+    let h = &mut *hp;
+    if h.state == STATE_ALIVE && may_change(h.borrow) && h.data.len > len {
+        h.data.len = len;
     }
 }
 
@@ -758,10 +803,8 @@ pub unsafe fn copy_into(h: &Handle, out: *mut PyObject) -> *mut PyObject {
             &format!("copy_to_python(): {} needs a buffer of {} items, got format {:?}", label(h), dt.name(), fmt),
         );
     }
-    let room = view.len as usize / dt.size();
-    let n = h.data.len.min(room);
-    // memmove: `out` may be a view of this very vector.
-    std::ptr::copy(h.data.ptr, view.buf as *mut u8, n * dt.size());
+    // `out` may be a view of this very vector: copy_to copies as memmove does.
+    let n = h.data.copy_to(dt, view.buf as *mut u8, view.len as usize / dt.size());
     PyBuffer_Release(&mut view);
     PyLong_FromSize_t(n)
 }
@@ -786,15 +829,6 @@ unsafe extern "C" fn sq_length(o: *mut PyObject) -> isize {
     h.data.len as isize
 }
 
-#[inline(always)]
-fn in_range(i: isize, len: usize) -> Option<usize> {
-    if i >= 0 && (i as usize) < len {
-        Some(i as usize)
-    } else {
-        None
-    }
-}
-
 unsafe extern "C" fn sq_item(o: *mut PyObject, i: isize) -> *mut PyObject {
     let h = &*(o as *mut Handle);
     if h.state != STATE_ALIVE || !may_read(h.borrow) {
@@ -802,9 +836,9 @@ unsafe extern "C" fn sq_item(o: *mut PyObject, i: isize) -> *mut PyObject {
         return null_mut();
     }
     // The interpreter already added len() to a negative index: one still negative is out of range.
-    match in_range(i, h.data.len) {
-        Some(j) => to_py(read(dtype_of(h), h.data.elem_ptr(dtype_of(h), j))),
-        None => raise_vec(h, VecError::Index, ""),
+    match usize::try_from(i).map_err(|_| VecError::Index).and_then(|j| h.data.get(dtype_of(h), j)) {
+        Ok(s) => to_py(s),
+        Err(e) => raise_vec(h, e, ""),
     }
 }
 
@@ -819,9 +853,9 @@ unsafe extern "C" fn sq_ass_item(o: *mut PyObject, i: isize, v: *mut PyObject) -
             return -1;
         }
         let dt = dtype_of(h);
-        let j = match in_range(i, h.data.len) {
-            Some(j) => j,
-            None => {
+        let j = match usize::try_from(i) {
+            Ok(j) if j < h.data.len => j,
+            _ => {
                 raise_vec(h, VecError::Index, "");
                 return -1;
             }
@@ -1136,7 +1170,7 @@ pub unsafe fn vec_from(src: *mut PyObject, d: *mut PyObject) -> *mut PyObject {
         },
         Err(_) => return null_mut(),
     };
-    let o = new_handle(KIND_VEC, dt, RawVec::with_capacity(dt, 0), 0);
+    let o = new_handle(KIND_VEC, dt, RawVec::empty(dt), 0);
     if o.is_null() {
         return o;
     }

@@ -164,6 +164,7 @@ extern "C" {
     pub fn PyObject_GetIter(o: *mut PyObject) -> *mut PyObject;
     pub fn PyIter_Next(it: *mut PyObject) -> *mut PyObject;
     pub fn PyObject_LengthHint(o: *mut PyObject, default: isize) -> isize;
+    pub fn PyObject_Size(o: *mut PyObject) -> isize;
 
     pub fn PyObject_CheckBuffer(o: *mut PyObject) -> c_int;
     pub fn PyObject_GetBuffer(o: *mut PyObject, view: *mut Py_buffer, flags: c_int) -> c_int;
@@ -186,6 +187,7 @@ extern "C" {
     pub static mut PyExc_IndexError: *mut PyObject;
     pub static mut PyExc_OverflowError: *mut PyObject;
     pub static mut PyExc_BufferError: *mut PyObject;
+    pub static mut PyExc_MemoryError: *mut PyObject;
     pub static mut PyExc_RuntimeError: *mut PyObject;
 }
 

@@ -186,11 +186,6 @@ impl Registry {
         evicted
     }
 
-    /// The record of the alive handle in `slot`.
-    pub fn get(&self, slot: u32) -> Option<&Record> {
-        self.slots.get(slot as usize).filter(|r| r.state == STATE_ALIVE)
-    }
-
     /// Alive records (slot order).
     pub fn alive(&self) -> impl Iterator<Item = &Record> {
         self.slots.iter().filter(|r| r.state == STATE_ALIVE)
@@ -257,7 +252,6 @@ mod tests {
         assert_eq!(ended, vec![(id1, STATE_DROPPED, Some(Scalar::I(42)))]);
         assert_eq!(r.totals(), (3, 1));
         assert_eq!(r.ended_by_state(), (1, 0, 0));
-        assert!(r.get(s2).is_some());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! the `Vec` without owning it, works on it and stores the parts back. Views
 //! exported through the buffer protocol point into the allocation, so an
 //! operation that would reallocate while a view exists is refused
-//! ([`VecError::Exported`]), as `bytearray` refuses to resize.
+//! ([`VecError::Exported`]), as `bytearray` refuses to resize. Every growth is
+//! fallible ([`VecError::NoMemory`]): an allocation failure becomes Python's
+//! `MemoryError`, never Rust's abort.
 
 use crate::dtype::{read, write, ConvError, DType, Elem, Scalar};
 use crate::with_dtype;
@@ -30,6 +32,8 @@ pub enum VecError {
     Exported,
     /// `pop` on an empty vector.
     Empty,
+    /// The allocation failed, or the size overflows.
+    NoMemory,
 }
 
 impl From<ConvError> for VecError {
@@ -45,9 +49,18 @@ impl RawVec {
         RawVec { ptr: v.as_mut_ptr() as *mut u8, len: v.len(), cap: v.capacity() }
     }
 
+    /// An empty vector of dtype `dt` (no allocation).
+    pub fn empty(dt: DType) -> RawVec {
+        with_dtype!(dt, T => RawVec::from_vec(Vec::<T>::new()))
+    }
+
     /// An empty vector of dtype `dt` with room for `cap` elements.
-    pub fn with_capacity(dt: DType, cap: usize) -> RawVec {
-        with_dtype!(dt, T => RawVec::from_vec(Vec::<T>::with_capacity(cap)))
+    pub fn with_capacity(dt: DType, cap: usize) -> Result<RawVec, VecError> {
+        with_dtype!(dt, T => {
+            let mut v = Vec::<T>::new();
+            v.try_reserve_exact(cap).map_err(|_| VecError::NoMemory)?;
+            Ok(RawVec::from_vec(v))
+        })
     }
 
     /// Runs `f` on the `Vec<T>` these parts describe and stores its parts back.
@@ -114,8 +127,8 @@ impl RawVec {
     /// The parts must describe a live `Vec` of dtype `dt`.
     #[inline]
     pub unsafe fn push(&mut self, dt: DType, s: Scalar, exported: bool) -> Result<(), VecError> {
-        if exported && self.len == self.cap {
-            return Err(VecError::Exported);
+        if self.len == self.cap {
+            self.reserve(dt, 1, exported)?;
         }
         with_dtype!(dt, T => {
             let v = T::from_scalar(s)?;
@@ -143,8 +156,7 @@ impl RawVec {
         if exported {
             return Err(VecError::Exported);
         }
-        with_dtype!(dt, T => self.with::<T, _>(|vec| vec.reserve(extra)));
-        Ok(())
+        with_dtype!(dt, T => self.with::<T, _>(|vec| vec.try_reserve(extra))).map_err(|_| VecError::NoMemory)
     }
 
     /// Appends `n` raw elements copied from `src` (same dtype, already valid values).
@@ -175,10 +187,11 @@ impl RawVec {
     /// Copies up to `room` elements into `dst`; returns how many were copied.
     ///
     /// # Safety
-    /// `dst` must be writable for `room` elements of dtype `dt`.
+    /// `dst` must be writable for `room` elements of dtype `dt`; it may overlap this
+    /// vector (a view of it).
     pub unsafe fn copy_to(&self, dt: DType, dst: *mut u8, room: usize) -> usize {
         let n = self.len.min(room);
-        std::ptr::copy_nonoverlapping(self.ptr, dst, n * dt.size());
+        std::ptr::copy(self.ptr, dst, n * dt.size());
         n
     }
 
@@ -186,21 +199,10 @@ impl RawVec {
     ///
     /// # Safety
     /// The parts must describe a live `Vec` of dtype `dt`.
-    pub unsafe fn clone(&self, dt: DType) -> RawVec {
-        let mut out = RawVec::with_capacity(dt, self.len);
+    pub unsafe fn clone(&self, dt: DType) -> Result<RawVec, VecError> {
+        let mut out = RawVec::with_capacity(dt, self.len)?;
         out.extend_raw(dt, self.ptr, self.len, false).expect("fresh vector has room");
-        out
-    }
-}
-
-/// Normalises a Python-style index (negative counts from the end).
-#[inline(always)]
-pub fn norm_index(i: isize, len: usize) -> Option<usize> {
-    let j = if i < 0 { i + len as isize } else { i };
-    if j < 0 || j as usize >= len {
-        None
-    } else {
-        Some(j as usize)
+        Ok(out)
     }
 }
 
@@ -211,7 +213,7 @@ mod tests {
     #[test]
     fn push_get_set_pop_i32() {
         let dt = DType::I32;
-        let mut v = RawVec::with_capacity(dt, 0);
+        let mut v = RawVec::with_capacity(dt, 0).unwrap();
         unsafe {
             for x in 0..100 {
                 v.push(dt, Scalar::I(x), false).unwrap();
@@ -233,7 +235,7 @@ mod tests {
     #[test]
     fn exported_vectors_never_reallocate() {
         let dt = DType::F64;
-        let mut v = RawVec::with_capacity(dt, 2);
+        let mut v = RawVec::with_capacity(dt, 2).unwrap();
         unsafe {
             v.push(dt, Scalar::F(1.0), true).unwrap();
             v.push(dt, Scalar::F(2.0), true).unwrap();
@@ -251,12 +253,12 @@ mod tests {
     #[test]
     fn pop_empty_and_clone_copy() {
         let dt = DType::U8;
-        let mut v = RawVec::with_capacity(dt, 0);
+        let mut v = RawVec::with_capacity(dt, 0).unwrap();
         unsafe {
             assert_eq!(v.pop(dt), Err(VecError::Empty));
             let src = [1u8, 2, 3, 4];
             v.extend_raw(dt, src.as_ptr(), 4, false).unwrap();
-            let c = v.clone(dt);
+            let c = v.clone(dt).unwrap();
             v.set(dt, 0, Scalar::U(9)).unwrap();
             assert_eq!(c.get(dt, 0), Ok(Scalar::U(1)));
             let mut out = [0u8; 3];
@@ -271,14 +273,14 @@ mod tests {
 
     #[test]
     fn bool_and_float_vectors() {
-        let mut v = RawVec::with_capacity(DType::Bool, 1);
+        let mut v = RawVec::with_capacity(DType::Bool, 1).unwrap();
         unsafe {
             v.push(DType::Bool, Scalar::B(true), false).unwrap();
             assert_eq!(v.push(DType::Bool, Scalar::I(1), false), Err(VecError::Conv(ConvError::Type)));
             assert_eq!(v.len, 1);
             v.free(DType::Bool);
         }
-        let mut f = RawVec::with_capacity(DType::F32, 0);
+        let mut f = RawVec::with_capacity(DType::F32, 0).unwrap();
         unsafe {
             assert_eq!(f.push(DType::F32, Scalar::F(1e300), false), Err(VecError::Conv(ConvError::Overflow)));
             f.push(DType::F32, Scalar::F(0.25), false).unwrap();
@@ -290,7 +292,7 @@ mod tests {
     #[test]
     fn extend_self_doubles_and_respects_views() {
         let dt = DType::I16;
-        let mut v = RawVec::with_capacity(dt, 0);
+        let mut v = RawVec::with_capacity(dt, 0).unwrap();
         unsafe {
             v.extend_self(dt, false).unwrap();
             assert_eq!(v.len, 0);
@@ -310,7 +312,7 @@ mod tests {
             assert_eq!(v.len, 12);
             assert_eq!(v.get(dt, 11), Ok(Scalar::I(3)));
             // Room to spare: no reallocation, so a view does not block it.
-            let mut w = RawVec::with_capacity(dt, 8);
+            let mut w = RawVec::with_capacity(dt, 8).unwrap();
             w.push(dt, Scalar::I(7), true).unwrap();
             w.extend_self(dt, true).unwrap();
             assert_eq!((w.get(dt, 0), w.get(dt, 1)), (Ok(Scalar::I(7)), Ok(Scalar::I(7))));
@@ -320,11 +322,33 @@ mod tests {
     }
 
     #[test]
-    fn negative_indices() {
-        assert_eq!(norm_index(-1, 3), Some(2));
-        assert_eq!(norm_index(-3, 3), Some(0));
-        assert_eq!(norm_index(-4, 3), None);
-        assert_eq!(norm_index(3, 3), None);
-        assert_eq!(norm_index(0, 0), None);
+    fn allocation_failure_is_an_error_not_an_abort() {
+        let dt = DType::U64;
+        assert_eq!(RawVec::with_capacity(dt, usize::MAX / 4).err(), Some(VecError::NoMemory));
+        assert_eq!(RawVec::with_capacity(dt, 1 << 60).err(), Some(VecError::NoMemory));
+        let mut v = RawVec::with_capacity(dt, 0).unwrap();
+        unsafe {
+            v.push(dt, Scalar::U(1), false).unwrap();
+            assert_eq!(v.reserve(dt, 1 << 60, false), Err(VecError::NoMemory));
+            assert_eq!(v.reserve(dt, usize::MAX, false), Err(VecError::NoMemory));
+            assert_eq!((v.len, v.get(dt, 0)), (1, Ok(Scalar::U(1))), "a failed reserve changes nothing");
+            v.free(dt);
+        }
+    }
+
+    #[test]
+    fn copy_to_an_overlapping_view() {
+        let dt = DType::I32;
+        let mut v = RawVec::with_capacity(dt, 0).unwrap();
+        unsafe {
+            for x in 1..=4 {
+                v.push(dt, Scalar::I(x), false).unwrap();
+            }
+            // Into the vector itself, one element on (memmove semantics).
+            assert_eq!(v.copy_to(dt, v.elem_ptr(dt, 1), 3), 3);
+            let seen: Vec<i32> = v.with::<i32, _>(|x| x.clone());
+            assert_eq!(seen, [1, 1, 2, 3]);
+            v.free(dt);
+        }
     }
 }
