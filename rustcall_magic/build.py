@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .codegen import CELL_FILE, GeneratedCrate
+from .codegen import CELL_FILE, GeneratedCrate, generate
 from .errors import Diagnostic, RustCompileError, RustToolchainError
+from .signature import CellInfo, unwinding_source
 from .toolchain import Toolchain
 
 EDITIONS = ("2015", "2018", "2021", "2024")
@@ -106,11 +107,34 @@ def _in_glue(d: dict[str, object]) -> bool:
     return primary is not None and primary.get("file_name") != CELL_FILE
 
 
-def parse_diagnostics(stderr: str) -> tuple[list[Diagnostic], list[Diagnostic], list[str]]:
-    """Split rustc's JSON stderr into (errors, cell warnings, other lines)."""
+@dataclass(frozen=True)
+class GlueError:
+    """A rustc error located in the generated glue: its line there, message and notes."""
+
+    line: int
+    message: str
+    notes: tuple[str, ...]
+    diagnostic: Diagnostic
+
+
+def _glue_error(d: dict[str, object], diag: Diagnostic) -> GlueError | None:
+    spans = d.get("spans") or []
+    assert isinstance(spans, list)
+    primary = next((s for s in spans if isinstance(s, dict) and s.get("is_primary")), None)
+    if primary is None or primary.get("file_name") == CELL_FILE:
+        return None
+    children = d.get("children") or []
+    assert isinstance(children, list)
+    notes = tuple(str(c.get("message", "")) for c in children if isinstance(c, dict))
+    return GlueError(int(primary["line_start"]), str(d.get("message", "")), notes, diag)
+
+
+def parse_diagnostics(stderr: str) -> tuple[list[Diagnostic], list[Diagnostic], list[str], list[GlueError]]:
+    """Split rustc's JSON stderr into (errors, cell warnings, other lines, errors located in the glue)."""
     errors: list[Diagnostic] = []
     warnings: list[Diagnostic] = []
     other: list[str] = []
+    glue: list[GlueError] = []
     for line in stderr.splitlines():
         if not line.startswith("{"):
             if line.strip():
@@ -128,10 +152,16 @@ def parse_diagnostics(stderr: str) -> tuple[list[Diagnostic], list[Diagnostic], 
         if not d.get("spans") and (msg.startswith("aborting due to") or "warning emitted" in msg or "warnings emitted" in msg):
             continue
         if level.startswith("error"):
-            errors.append(_to_diagnostic(d))
+            diag = _to_diagnostic(d)
+            errors.append(diag)
+            in_glue = _glue_error(d, diag)
+            if in_glue is not None:
+                glue.append(in_glue)
         elif level == "warning" and not _in_glue(d):
             warnings.append(_to_diagnostic(d))
-    return errors, warnings, other
+    # An LLVM complaint (e.g. an unknown target-cpu) comes once per codegen unit: say it once.
+    other = list(dict.fromkeys(other))
+    return errors, warnings, other, glue
 
 
 def run_rustc(
@@ -172,15 +202,81 @@ def run_rustc(
     except OSError as e:
         raise RustToolchainError(f"could not run {toolchain.rustc}: {e}") from e
     seconds = time.perf_counter() - t0
-    errors, warnings, other = parse_diagnostics(proc.stderr)
+    errors, warnings, other, glue = parse_diagnostics(proc.stderr)
     if proc.returncode != 0 or not output.exists():
         if not errors:
             text = "\n".join(other) or f"rustc exited with status {proc.returncode}"
             errors = [Diagnostic("error", text.splitlines()[0], None, None, None, text + "\n")]
-        raise RustCompileError(errors + warnings)
+        err = RustCompileError(errors + warnings)
+        err.glue_errors = glue  # type: ignore[attr-defined]  # read by build_cell
+        raise err
     return BuildResult(output, warnings, seconds)
 
 
-def build_cdylib(crate: GeneratedCrate, build_dir: Path, toolchain: Toolchain, options: BuildOptions) -> BuildResult:
-    """Compile *crate* into ``<module>.so`` in *build_dir* (see :func:`run_rustc` for errors)."""
-    return run_rustc(crate, build_dir, toolchain, options, build_dir / f"{crate.module_name}.so")
+def build_cell(
+    source: str,
+    info: CellInfo,
+    module_name: str,
+    build_dir: Path,
+    toolchain: Toolchain,
+    options: BuildOptions,
+    output: Path,
+    extra_args: Sequence[str] = (),
+) -> tuple[BuildResult, CellInfo]:
+    """Generate the crate of the cell *source* exporting ``info.functions`` and run rustc on it.
+
+    Returns the build and the cell's info as built. A function whose glue does not
+    compile (configured out by ``#[cfg]``, an error type without ``Display``, a name
+    that is not the type the table knows) is moved to ``skipped`` with rustc's reason
+    and the rest is built again; errors in the cell itself are raised as they are.
+    Raises RustCompileError (for a syntax error, with the diagnostics of the cell
+    alone, where the appended glue line cannot show) and RustToolchainError.
+    """
+    seconds = 0.0
+    while True:
+        crate = generate(module_name, unwinding_source(source, info), info.functions)
+        try:
+            result = run_rustc(crate, build_dir, toolchain, options, output, extra_args)
+        except RustCompileError as e:
+            demoted = _demotions(e, crate)
+            if demoted:
+                info = info.without(demoted)
+                continue
+            if info.has_syntax_errors:
+                _raise_cell_syntax_errors(source, build_dir, toolchain, options)
+            cell_errors = [d for d in e.diagnostics if d.level.startswith("error") and d.line is not None]
+            if cell_errors:  # the glue's complaints about a cell that does not compile are noise
+                raise RustCompileError([d for d in e.diagnostics if d.line is not None]) from None
+            raise
+        result.seconds += seconds
+        return result, info
+
+
+def _demotions(error: RustCompileError, crate: GeneratedCrate) -> dict[str, str]:
+    """Functions to skip (name -> reason) when every error of *error* is in one's wrapper, else {}."""
+    glue: list[GlueError] = getattr(error, "glue_errors", [])
+    errors = [d for d in error.diagnostics if d.level.startswith("error")]
+    if not glue or len(glue) != len(errors):
+        return {}
+    out: dict[str, str] = {}
+    for g in glue:
+        name = crate.function_at(g.line)
+        if name is None:
+            return {}
+        if any("configured out" in n for n in g.notes):
+            reason = "it is not compiled in this configuration (#[cfg])"
+        else:
+            reason = f"rustc cannot build its Python glue: {g.message}"
+        out.setdefault(name, reason)
+    return out
+
+
+def _raise_cell_syntax_errors(source: str, build_dir: Path, toolchain: Toolchain, options: BuildOptions) -> None:
+    """Raise the diagnostics of *source* compiled alone, if it fails so (else return)."""
+    bare_dir = build_dir / "bare"
+    bare_dir.mkdir(exist_ok=True)
+    crate = GeneratedCrate("rustcall_cell", {CELL_FILE: source})
+    try:
+        run_rustc(crate, bare_dir, toolchain, options, bare_dir / "cell.rmeta", ["--emit=metadata"])
+    except RustCompileError as e:
+        raise RustCompileError(e.diagnostics) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,11 +33,20 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class GeneratedCrate:
-    """The files of one cell crate, by file name, and its module name."""
+    """The files of one cell crate, by file name, and its module name.
+
+    ``wrappers`` maps each exported function's name to the (first, last) line of
+    its wrapper in ``glue.rs``: a rustc error there is about that function.
+    """
 
     module_name: str
     files: dict[str, str]
     root: str = CELL_FILE
+    wrappers: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def function_at(self, glue_line: int) -> str | None:
+        """The function whose wrapper holds line *glue_line* of ``glue.rs``, if any."""
+        return next((n for n, (a, b) in self.wrappers.items() if a <= glue_line <= b), None)
 
 
 @lru_cache(maxsize=1)
@@ -162,7 +171,7 @@ def _wrapper(index: int, sig: FnSig) -> str:
     # error type's Display is user code that may panic.
     lines += [
         "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| "
-        f"IntoPy::into_py(super::{sig.name}({call_args})))) {{",
+        f"IntoPy::into_py(super::{sig.rust_path}({call_args})))) {{",
         "        Ok(r) => r,",
         f"        Err(p) => raise_panic({rust_str(sig.name)}, p),",
         "    }",
@@ -178,8 +187,13 @@ def generate(module_name: str, cell_source: str, functions: list[FnSig]) -> Gene
         raise ValueError(f"invalid module name {module_name!r}")
     handles_glue = (_PACKAGE_DIR / "glue" / "handles.rs").read_text(encoding="utf-8")
     parts = [prelude_source(), handles_glue, "\n// ---- generated for this cell ----\n"]
+    wrappers: dict[str, tuple[int, int]] = {}
+    line = 1 + sum(p.count("\n") + 1 for p in parts)  # 1-based; parts are joined by newlines
     for i, sig in enumerate(functions):
-        parts.append(_wrapper(i, sig))
+        code = _wrapper(i, sig)
+        wrappers[sig.name] = (line, line + code.count("\n"))
+        line += code.count("\n") + 1
+        parts.append(code)
     n = len(functions)
     methods = []
     for i, sig in enumerate(functions):
@@ -224,4 +238,4 @@ pub unsafe extern "C" fn PyInit_{module_name}() -> *mut PyObject {{
     sep = "" if cell_source.endswith("\n") else "\n"
     # One appended line, so every cell line keeps its number in diagnostics.
     root = f'{cell_source}{sep}#[path = "{GLUE_FILE}"] mod __rustcall_glue;\n'
-    return GeneratedCrate(module_name, {CELL_FILE: root, GLUE_FILE: glue})
+    return GeneratedCrate(module_name, {CELL_FILE: root, GLUE_FILE: glue}, wrappers=wrappers)

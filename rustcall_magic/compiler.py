@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import threading
 import time
@@ -20,9 +21,9 @@ from types import ModuleType
 from typing import Any
 
 from ._version import __version__
-from .build import BuildOptions, build_cdylib
+from .build import BuildOptions, build_cell
 from .cache import Cache, Entry, default_cache_dir, make_key
-from .codegen import generate, glue_fingerprint
+from .codegen import glue_fingerprint
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning
 from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
@@ -296,10 +297,9 @@ class RustCompiler:
         # artifact stays valid, and the new one is a distinct module.
         suffix = f"_{uuid.uuid4().hex[:8]}" if force else ""
         module_name = f"_rustcall_{key[:24]}{suffix}"
-        crate = generate(module_name, source, info.functions)
         build_dir = cache.new_build_dir(key)
         try:
-            result = build_cdylib(crate, build_dir, tc, opts)
+            result, info = build_cell(source, info, module_name, build_dir, tc, opts, build_dir / f"{module_name}.so")
             meta = {
                 "module": module_name,
                 "functions": [f.to_json() for f in info.functions],
@@ -319,13 +319,9 @@ class RustCompiler:
                 "build_seconds": round(result.seconds, 4),
             }
             # Keep only the artifact: sources and intermediates are not needed to load.
-            for p in (build_dir / "src").iterdir():
-                p.unlink()
-            (build_dir / "src").rmdir()
+            shutil.rmtree(build_dir / "src")
             entry = cache.publish(key, build_dir, result.artifact, meta)
         except BaseException:
-            import shutil
-
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
         return entry, result.seconds

@@ -46,9 +46,9 @@ from types import ModuleType
 from typing import Any
 
 from ._version import __version__
-from .build import BuildOptions, run_rustc
+from .build import BuildOptions, build_cell
 from .cache import Entry, make_key
-from .codegen import GLUE_VERSION, generate, glue_fingerprint
+from .codegen import GLUE_VERSION, glue_fingerprint
 from .compiler import CellFunctions, RustCompiler, RustModule
 from .errors import Diagnostic, RustcallError, RustcallWarning, RustToolchainError
 from .loader import note_linked
@@ -645,13 +645,19 @@ def lower(
     info = parse_cell(source)
     if module_name is None:
         module_name = f"_rustcall_llvm_{uuid.uuid4().hex[:24]}"
-    crate = generate(module_name, source, info.functions)
     build_dir = cache.new_build_dir(hashlib.sha256(source.encode()).hexdigest())
     try:
         out = build_dir / f"{module_name}.ll"
         # LLVM passes are the user's OptimizationConfig, run by llvmlite.
-        result = run_rustc(
-            crate, build_dir, tc, opts, out, ["-C", "codegen-units=1", "-C", "no-prepopulate-passes", "--emit=llvm-ir"]
+        result, info = build_cell(
+            source,
+            info,
+            module_name,
+            build_dir,
+            tc,
+            opts,
+            out,
+            ["-C", "codegen-units=1", "-C", "no-prepopulate-passes", "--emit=llvm-ir"],
         )
         rustc_seconds, diags = result.seconds, result.warnings
         text = out.read_text(encoding="utf-8")

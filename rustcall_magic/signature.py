@@ -12,6 +12,7 @@ boundary and what Python sees; the glue (``glue/prelude.rs``) implements one
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -188,6 +189,26 @@ _PATH_ALIASES = {
     "std::os::raw::c_void": "c_void",
     "std::ffi::c_void": "c_void",
     "core::ffi::c_void": "c_void",
+    # C's number types are Rust primitives under other names (`c_char` stays itself: as a
+    # pointee it means a C string).
+    **{
+        f"{prefix}{c}": rust
+        for c, rust in (
+            ("c_schar", "i8"),
+            ("c_uchar", "u8"),
+            ("c_short", "i16"),
+            ("c_ushort", "u16"),
+            ("c_int", "i32"),
+            ("c_uint", "u32"),
+            ("c_long", f"i{8 * struct.calcsize('l')}"),
+            ("c_ulong", f"u{8 * struct.calcsize('L')}"),
+            ("c_longlong", "i64"),
+            ("c_ulonglong", "u64"),
+            ("c_float", "f32"),
+            ("c_double", "f64"),
+        )
+        for prefix in ("", "std::os::raw::", "std::ffi::", "core::ffi::")
+    },
 }
 
 
@@ -314,8 +335,10 @@ class Param:
 class FnSig:
     """An exported function of a cell.
 
-    ``line`` is 1-based in the cell. ``extern_c`` marks ``extern "C"`` items
-    (a panic in those aborts the process: Rust cannot unwind out of them).
+    ``name`` is the Python name; ``rust_name`` the Rust one where they differ
+    (a raw identifier: ``r#type`` is bound as ``type``). ``line`` is 1-based in
+    the cell. ``extern_c`` marks ``extern "C"`` items (the build compiles them
+    as ``extern "C-unwind"``, see :func:`unwinding_source`).
     """
 
     name: str
@@ -324,6 +347,12 @@ class FnSig:
     doc: str = ""
     line: int = 0
     extern_c: bool = False
+    rust_name: str = ""
+
+    @property
+    def rust_path(self) -> str:
+        """The Rust identifier to call the function by."""
+        return self.rust_name or self.name
 
     @property
     def text(self) -> str:
@@ -331,7 +360,7 @@ class FnSig:
         args = ", ".join(f"{p.name}: {p.type}" for p in self.params)
         ret = "" if self.ret == UNIT else f" -> {self.ret}"
         abi = 'extern "C" ' if self.extern_c else ""
-        return f"pub {abi}fn {self.name}({args}){ret}"
+        return f"pub {abi}fn {self.rust_path}({args}){ret}"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form (stored in cache metadata)."""
@@ -342,6 +371,7 @@ class FnSig:
             "doc": self.doc,
             "line": self.line,
             "extern_c": self.extern_c,
+            "rust_name": self.rust_name,
         }
 
     @classmethod
@@ -354,6 +384,7 @@ class FnSig:
             doc=d.get("doc", ""),
             line=d.get("line", 0),
             extern_c=d.get("extern_c", False),
+            rust_name=d.get("rust_name", ""),
         )
 
 
@@ -375,6 +406,35 @@ class CellInfo:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     #: True when the cell's syntax tree has errors (rustc will report them).
     has_syntax_errors: bool = False
+    #: Per exported ``extern "C"`` function: (byte start, byte end, replacement) making its ABI
+    #: ``"C-unwind"`` (see :func:`unwinding_source`).
+    abi_edits: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+
+    def without(self, demoted: dict[str, str]) -> CellInfo:
+        """This info with the functions named in *demoted* (name -> reason) moved to ``skipped``."""
+        return CellInfo(
+            functions=[f for f in self.functions if f.name not in demoted],
+            skipped=[*self.skipped, *demoted.items()],
+            has_syntax_errors=self.has_syntax_errors,
+            abi_edits={k: v for k, v in self.abi_edits.items() if k not in demoted},
+        )
+
+
+def unwinding_source(source: str, info: CellInfo) -> str:
+    """*source* with the ABI of every exported ``extern "C"`` function made ``"C-unwind"``.
+
+    Rust aborts the process when a panic reaches the end of an ``extern "C"``
+    function, before any caller could catch it; ``"C-unwind"`` is the same C
+    calling convention but lets the panic reach the Python wrapper's
+    ``catch_unwind`` (a foreign C caller still gets the abort: no handler is
+    found). Lines do not move; columns after the ABI on its line shift.
+    """
+    if not info.abi_edits:
+        return source
+    data = source.encode("utf-8")
+    for start, end, text in sorted(info.abi_edits.values(), reverse=True):
+        data = data[:start] + text.encode() + data[end:]
+    return data.decode("utf-8")
 
 
 @lru_cache(maxsize=1)
@@ -402,13 +462,17 @@ def parse_cell(source: str) -> CellInfo:
         name_node = node.child_by_field_name("name")
         if name_node is None:
             continue
-        name = _text(name_node)
+        rust_name = _text(name_node)
+        # A raw identifier (`r#type`) is bound under the name Python spells (`type`).
+        name = rust_name.removeprefix("r#")
         attrs, doc = _leading_attrs_and_doc(children, i)
         modifiers = _first_of(node, "function_modifiers")
         mods = _text(modifiers) if modifiers is not None else ""
         extern_c = False
-        if "extern" in mods:
-            abi = mods.split("extern", 1)[1].strip().strip('"')
+        extern = _first_of(modifiers, "extern_modifier") if modifiers is not None else None
+        if extern is not None:
+            abi_node = _first_of(extern, "string_literal")
+            abi = _text(abi_node).strip('"') if abi_node is not None else ""
             if abi not in ("", "C", "C-unwind"):
                 info.skipped.append((name, f'ABI "{abi}" is not supported'))
                 continue
@@ -416,7 +480,11 @@ def parse_cell(source: str) -> CellInfo:
             if not any(a in ("no_mangle", "unsafe(no_mangle)") for a in attrs):
                 info.skipped.append((name, 'an extern "C" fn needs #[no_mangle] to be exported'))
                 continue
-        reason = _unsupported_modifier(mods)
+            if abi_node is not None and extern_c:
+                info.abi_edits[name] = (abi_node.start_byte, abi_node.end_byte, '"C-unwind"')
+            elif abi_node is None:
+                info.abi_edits[name] = (extern.end_byte, extern.end_byte, ' "C-unwind"')
+        reason = _unsupported_modifier(mods, extern is not None)
         if reason:
             info.skipped.append((name, reason))
             continue
@@ -464,18 +532,21 @@ def parse_cell(source: str) -> CellInfo:
                 doc=doc,
                 line=node.start_point[0] + 1,
                 extern_c=extern_c,
+                rust_name=rust_name if rust_name != name else "",
             )
         )
     return info
 
 
-def _unsupported_modifier(mods: str) -> str | None:
-    for word in ("async", "unsafe", "const"):
-        if word in mods.split():
-            if word == "const":
-                continue  # a const fn is an ordinary fn at run time
-            return f"`{word} fn` cannot be exported"
-    return None
+def _unsupported_modifier(mods: str, extern: bool) -> str | None:
+    words = mods.split()
+    if "async" in words:
+        return "`async fn` cannot be exported"
+    # `pub unsafe extern "C" fn` is how FFI functions taking raw pointers are declared; a
+    # plain `pub unsafe fn` promises callers duties Python cannot know of.
+    if "unsafe" in words and not extern:
+        return '`unsafe fn` cannot be exported (an `unsafe extern "C" fn` with #[no_mangle] can)'
+    return None  # a const fn is an ordinary fn at run time
 
 
 def _leading_attrs_and_doc(children: list[Any], i: int) -> tuple[list[str], str]:
@@ -488,6 +559,10 @@ def _leading_attrs_and_doc(children: list[Any], i: int) -> tuple[list[str], str]
         if n.type == "attribute_item":
             attr = _first_of(n, "attribute")
             attrs.append(_text(attr) if attr is not None else "")
+            lit = _first_of(attr, "string_literal") if attr is not None else None
+            name = _first_of(attr, "identifier") if attr is not None else None
+            if lit is not None and name is not None and _text(name) == "doc":  # #[doc = "..."]
+                docs.append(_string_value(lit).removeprefix(" "))
         elif n.type in ("line_comment", "block_comment"):
             doc = _first_of(n, "doc_comment")
             outer = _first_of(n, "outer_doc_comment_marker")
@@ -504,6 +579,26 @@ def _leading_attrs_and_doc(children: list[Any], i: int) -> tuple[list[str], str]
         j -= 1
     docs.reverse()
     return attrs, "\n".join(docs).strip()
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'": "'"}
+
+
+def _string_value(lit: Any) -> str:
+    """The text of a Rust string literal node (common escapes decoded)."""
+    out = []
+    for c in lit.children:
+        if c.type == "string_content":
+            out.append(_text(c))
+        elif c.type == "escape_sequence":
+            esc = _text(c)[1:]
+            if esc.startswith("u{"):
+                out.append(chr(int(esc[2:-1], 16)))
+            elif esc.startswith("x"):
+                out.append(chr(int(esc[1:], 16)))
+            else:
+                out.append(_ESCAPES.get(esc, esc))
+    return "".join(out)
 
 
 def _first_of(node: Any, type_name: str) -> Any:

@@ -188,6 +188,51 @@ def test_cell_may_use_crate_paths_and_inner_attributes() -> None:
     assert m.warnings == []
 
 
+def test_a_panic_in_an_extern_c_function_is_a_rust_panic() -> None:
+    # Rust aborts when a panic leaves an extern "C" fn: the build makes it "C-unwind".
+    m = rc.compile_rust('#[no_mangle]\npub extern "C" fn cp(x: i32) -> i32 { if x < 0 { panic!("negative") } x }')
+    with pytest.raises(rc.RustPanic, match="negative"):
+        m.cp(-1)
+    assert m.cp(3) == 3
+
+
+GLUE_REJECTS = """\
+#[cfg(test)]
+pub fn only_in_tests(a: i32) -> i32 { a }
+#[derive(Debug)]
+pub struct NoDisplay;
+pub fn fails(a: i32) -> Result<i32, NoDisplay> { if a > 0 { Ok(a) } else { Err(NoDisplay) } }
+pub fn fine(a: i32) -> i32 { a * 2 }
+"""
+
+
+def test_functions_whose_glue_does_not_compile_are_skipped_not_fatal() -> None:
+    with pytest.warns(rc.RustcallWarning) as caught:
+        m = rc.compile_rust(GLUE_REJECTS, force=True)
+    assert list(m.functions) == ["fine"] and m.fine(4) == 8
+    said = {str(w.message) for w in caught}
+    assert any("only_in_tests" in w and "#[cfg]" in w for w in said), said
+    assert any("`fails`" in w and "Display" in w for w in said), said
+    # The cache remembers what was skipped: a hit warns the same way.
+    with pytest.warns(rc.RustcallWarning, match="only_in_tests"):
+        assert rc.compile_rust(GLUE_REJECTS).info.cache_hit
+
+
+def test_syntax_errors_show_the_cell_alone() -> None:
+    with pytest.raises(rc.RustCompileError) as info:
+        rc.compile_rust("pub fn broken(a: i64) -> i64 { a +")
+    text = str(info.value)
+    assert "unclosed delimiter" in text and "glue" not in text
+    assert all(d.line == 1 for d in info.value.diagnostics if d.level == "error")
+
+
+def test_a_cell_error_hides_the_glue_complaints_it_causes() -> None:
+    with pytest.raises(rc.RustCompileError) as info:
+        rc.compile_rust("pub fn f(a: i32) -> i32 { missing(a) }\n#[cfg(test)]\npub fn g(a: i32) -> i32 { a }")
+    assert "missing" in str(info.value) and "glue" not in str(info.value)
+    assert [d.line for d in info.value.diagnostics] == [1]
+
+
 # ---------------------------------------------------------------------------
 # Across processes
 

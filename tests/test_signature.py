@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rustcall_magic.signature import UNIT, FnSig, RType, parse_cell, pattern
+from rustcall_magic.signature import UNIT, FnSig, RType, parse_cell, pattern, unwinding_source
 
 TRICKY_CELL = r'''
 #![allow(dead_code)]
@@ -93,3 +93,32 @@ def test_paths_are_canonical() -> None:
 def test_syntax_errors_are_flagged_not_raised() -> None:
     info = parse_cell("pub fn broken(a: i32 -> i32 { a }\npub fn ok(a: i32) -> i32 { a }")
     assert info.has_syntax_errors
+
+
+FFI_CELL = r"""
+use std::os::raw::c_double;
+#[no_mangle]
+pub unsafe extern "C" fn scaled(x: std::os::raw::c_int, k: c_double) -> c_double { x as f64 * k }
+#[no_mangle]
+pub extern fn bare_abi(x: i32) -> i32 { x }
+#[no_mangle]
+pub extern "C-unwind" fn already(x: i32) -> i32 { x }
+#[doc = "Doc \"attribute\"\u{21}"]
+/// and a comment line
+pub fn r#type(a: i32) -> i32 { a }
+"""
+
+
+def test_ffi_spellings_raw_identifiers_and_doc_attributes() -> None:
+    info = parse_cell(FFI_CELL)
+    by = {f.name: f for f in info.functions}
+    assert list(by) == ["scaled", "bare_abi", "already", "type"]
+    assert [str(p.type) for p in by["scaled"].params] == ["i32", "f64"] and str(by["scaled"].ret) == "f64"
+    assert by["type"].rust_path == "r#type" and by["type"].text == "pub fn r#type(a: i32) -> i32"
+    assert by["type"].doc == 'Doc "attribute"!\nand a comment line'
+    assert FnSig.from_json(by["type"].to_json()) == by["type"]
+    # Exported extern "C" functions are built as "C-unwind", on the same lines.
+    built = unwinding_source(FFI_CELL, info)
+    assert built.count('"C-unwind"') == 3 and built.count("\n") == FFI_CELL.count("\n")
+    assert 'pub unsafe extern "C-unwind" fn scaled' in built and 'pub extern "C-unwind" fn bare_abi' in built
+    assert "`unsafe fn` cannot be exported" in dict(parse_cell("pub unsafe fn u() {}").skipped)["u"]
