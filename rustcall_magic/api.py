@@ -142,7 +142,8 @@ def jit_rust(
 
     The callables are builtins made by the same glue as :func:`compile_rust`.
     Object code is cached: an identical call in a fresh process runs neither
-    rustc nor the optimizer. A cell defining ``thread_local!`` items is built
+    rustc nor the optimizer. Thread-locals (``thread_local!``, std's behind
+    ``HashMap``) work per thread; a cell with one the JIT cannot reach is built
     by :func:`compile_rust` instead, with a RustcallWarning. Raises
     RustCompileError, RustToolchainError (no rustc, no llvmlite, LLVM versions
     differ), RustCacheError, TypeError for a bad *config*.

@@ -256,7 +256,7 @@ class RustCompiler:
                     entry = cache.valid_entry(key)
                     hit = entry is not None
                 if entry is None:
-                    with _build_lock(cache, key):
+                    with build_lock(cache, key):
                         # Another process may have built it while we waited.
                         if not force:
                             entry = cache.valid_entry(key, repair=True, stacklevel=4)
@@ -328,7 +328,7 @@ class RustCompiler:
 
 
 @contextlib.contextmanager
-def _build_lock(cache: Cache, key: str) -> Iterator[None]:
+def build_lock(cache: Cache, key: str) -> Iterator[None]:
     """The cross-process build lock of *key*; a wait past its timeout is a RustCacheError."""
     lock = cache.lock(key)
     try:

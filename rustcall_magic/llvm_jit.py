@@ -12,10 +12,13 @@ a JIT callable costs the same per call as a ``%%rust`` one.
 
 Symbols the IR leaves undefined resolve from the running process (``Py*``) and
 from the toolchain's own ``libstd-*.so`` (allocator shim, panicking, fmt),
-loaded once. JITLink cannot place native thread-locals, so the glue's own
-thread-local (the panic location) is rewritten to emulated TLS
-(``__emutls_get_address``); a cell defining its own ``thread_local!`` is built
-by the ``%%rust`` compiler instead, with a :class:`RustcallWarning`.
+loaded once. JITLink cannot place native thread-locals, so every access to
+one is rewritten (:func:`prepare_ir`): those the module defines (the glue's,
+the cell's ``thread_local!``, std's instantiated in the cell) become emulated
+TLS (``__emutls_get_address``), and libstd's own (``HashMap``'s random keys)
+go through glibc's ``__tls_get_addr``. A cell with a thread-local neither way
+reaches is built by the ``%%rust`` compiler instead, with a
+:class:`RustcallWarning`; the cache remembers that decision.
 
 Object code is cached (entry kind ``llvm-object``) under a key of everything
 that shapes it (source, toolchain, config, host CPU and features, LLVM
@@ -28,6 +31,7 @@ This is the only module that imports llvmlite, and only when first used.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
@@ -40,6 +44,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
@@ -49,14 +54,16 @@ from ._version import __version__
 from .build import BuildOptions, build_cell
 from .cache import Entry, make_key
 from .codegen import GLUE_VERSION, glue_fingerprint
-from .compiler import CellFunctions, RustCompiler, RustModule
-from .errors import Diagnostic, RustcallError, RustcallWarning, RustToolchainError
+from .compiler import CellFunctions, RustCompiler, RustModule, build_lock
+from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError
 from .loader import note_linked
 from .signature import FnSig, parse_cell
 from .toolchain import Toolchain, get_toolchain, python_abi_tag
 
 #: Entry kind recorded in the metadata of cached object code.
 ENTRY_KIND = "llvm-object"
+#: Cache entries recording that a cell's thread-locals send it to the %%rust build.
+FALLBACK_KIND = "llvm-fallback"
 #: Bumped whenever the IR preparation or pipelines change shape; part of every key.
 JIT_VERSION = "1"
 #: rustc's optimization level for the front end (MIR); LLVM passes are all llvmlite's.
@@ -141,7 +148,7 @@ def preset(name: str) -> OptimizationConfig:
 _init_lock = threading.RLock()
 _llvm: Any = None
 _lljit: Any = None
-_libstd_loaded: set[str] = set()
+_libstd_loaded: dict[str, str] = {}  # sysroot -> the libstd-*.so loaded from it
 _machines: dict[int, Any] = {}
 #: Resource trackers of every linked library: JIT'd code must outlive its builtins.
 _trackers: list[Any] = []
@@ -216,10 +223,8 @@ def _target_machine(opt: int) -> Any:
         return tm
 
 
-def _engine(tc: Toolchain) -> Any:
-    """The process-wide LLJIT (JITLink), with the toolchain's libstd loaded for std symbols."""
-    global _lljit
-    llvm = llvm_binding()
+def _load_libstd(tc: Toolchain) -> None:
+    """Load the toolchain's shared libstd into the process, once: JIT'd code resolves std symbols there."""
     with _init_lock:
         if tc.sysroot not in _libstd_loaded:
             libdir = Path(tc.sysroot) / "lib" / "rustlib" / tc.host / "lib"
@@ -228,8 +233,16 @@ def _engine(tc: Toolchain) -> Any:
                 raise RustToolchainError(
                     f"no libstd-*.so in {libdir}: the JIT resolves std symbols from the toolchain's shared std"
                 )
-            llvm.load_library_permanently(libs[0])
-            _libstd_loaded.add(tc.sysroot)
+            llvm_binding().load_library_permanently(libs[0])
+            _libstd_loaded[tc.sysroot] = libs[0]
+
+
+def _engine(tc: Toolchain) -> Any:
+    """The process-wide LLJIT (JITLink), with the toolchain's libstd loaded for std symbols."""
+    global _lljit
+    llvm = llvm_binding()
+    with _init_lock:
+        _load_libstd(tc)
         if _lljit is None:
             # JITLink, not RuntimeDyld: it registers the unwind tables catch_unwind needs.
             _lljit = llvm.create_lljit_compiler(_target_machine(2), use_jit_link=True)
@@ -258,55 +271,97 @@ def _tls_globals(llmod: Any) -> list[tuple[str, str, Any]]:
 
 @dataclass(frozen=True)
 class TlsSlot:
-    """A glue thread-local made emulated: the shared control block's symbol, the value's size and alignment."""
+    """A symbol the linker imports for a thread-local the JIT'd code reaches indirectly.
+
+    Without ``target``: the process-wide emutls control block of a glue
+    thread-local (``size`` and ``align`` of its value). With ``target``: the
+    ``{module id, offset}`` index that ``__tls_get_addr`` takes for the
+    thread-local named *target*, defined in a library of the process (libstd).
+    """
 
     symbol: str
-    size: int
-    align: int
+    size: int = 0
+    align: int = 0
+    target: str = ""
 
     def to_json(self) -> list[Any]:
-        """``[symbol, size, align]``."""
-        return [self.symbol, self.size, self.align]
+        """``[symbol, size, align, target]``."""
+        return [self.symbol, self.size, self.align, self.target]
 
 
-def prepare_ir(text: str, llmod: Any) -> tuple[str, list[str], list[TlsSlot]]:
-    """Rewrite the glue's thread-locals to emulated TLS; return (IR text, the cell's own thread-locals, slots).
+def prepare_ir(
+    text: str, llmod: Any, resolvable: Callable[[str], bool] = lambda name: False
+) -> tuple[str, list[str], list[TlsSlot]]:
+    """Rewrite the thread-locals JITLink cannot place; return (IR text, the ones left, slots to import).
 
-    JITLink cannot allocate native TLS. The glue's thread-locals (defined in
-    its ``__rustcall_glue`` module, zero-initialised) are used only through
-    ``llvm.threadlocal.address``; each access becomes a call of libgcc's
-    ``__emutls_get_address`` on a control block that gives every thread its
-    own zero-initialised copy. The control block is external and shared by
-    every JIT'd cell (see :func:`_tls_control`): all cells share libstd's one
-    panic hook, so the hook installed last must write where any cell reads.
+    JITLink cannot allocate native TLS. Every access goes through
+    ``llvm.threadlocal.address``, which becomes a call returning this thread's copy:
+
+    - a glue thread-local (zero-initialised, in ``__rustcall_glue``): libgcc's
+      ``__emutls_get_address`` on a control block shared by every JIT'd cell
+      (see :func:`_tls_control`): all cells share libstd's one panic hook, so
+      the hook installed last must write where any cell reads;
+    - any other thread-local the module defines (``thread_local!`` in the cell,
+      or std's instantiated there): ``__emutls_get_address`` on a control block
+      of this module, with a copy of the initial value as the template;
+    - a thread-local it only declares, defined in a library of the process
+      (*resolvable*; e.g. ``HashMap``'s random keys in libstd):
+      ``__tls_get_addr`` on its ``{module id, offset}`` index, as the
+      general-dynamic TLS model does (see :func:`_tls_index`).
+
     Any other thread-local is returned for the caller to fall back on.
     Raises RustcallError if a rewritten global is still used directly.
     """
     td = llvm_binding().create_target_data(llmod.data_layout)
     user: list[str] = []
     slots: dict[str, TlsSlot] = {}
+    blocks: list[str] = []
+    needs = set()
     for token, name, g in _tls_globals(llmod):
-        if _GLUE_MARK not in name.split("17h")[0] or g.is_declaration or not _zero_initialized(g):
+        m = re.search(r"^" + re.escape(token) + r" = (internal|private) thread_local(?:\([a-z]+\))? ", text, re.M)
+        if g.is_declaration:
+            if not resolvable(name):
+                user.append(name)
+                continue
+            digest = hashlib.sha256(name.encode()).hexdigest()[:20]
+            slot = TlsSlot(f"__rustcall_tlsidx_{digest}", target=name)
+            slots[slot.symbol] = slot
+            call = f"@__tls_get_addr(ptr @{slot.symbol})"
+            needs.add("declare ptr @__tls_get_addr(ptr)")
+            blocks.append(f"@{slot.symbol} = external global [2 x i64]")
+        elif m is None:  # a defined thread-local of another linkage: not ours to move
             user.append(name)
             continue
-        align_m = re.search(r", align (\d+)", str(g))
-        size = int(td.get_abi_size(g.global_value_type))
-        align = int(align_m.group(1)) if align_m else 8
-        # The same glue item in any cell: its path without the crate prefix and the hash.
-        path = name[name.index(_GLUE_MARK) :].rsplit("17h", 1)[0]
-        digest = hashlib.sha256(f"{path}|{size}|{align}|{GLUE_VERSION}".encode()).hexdigest()[:20]
-        slot = TlsSlot(f"__rustcall_tls_{digest}", size, align)
-        slots[slot.symbol] = slot
-        m = re.search(r"^" + re.escape(token) + r" = (internal|private) thread_local(?:\([a-z]+\))? ", text, re.M)
-        if m is not None:  # left as a plain, unused global: codegen must place no TLS section
+        else:
+            align_m = re.search(r", align (\d+)", str(g))
+            size = int(td.get_abi_size(g.global_value_type))
+            align = int(align_m.group(1)) if align_m else 8
+            zero = _zero_initialized(g)
+            if _GLUE_MARK in name.split("17h")[0] and zero:
+                # The same glue item in any cell: its path without the crate prefix and the hash.
+                path = name[name.index(_GLUE_MARK) :].rsplit("17h", 1)[0]
+                digest = hashlib.sha256(f"{path}|{size}|{align}|{GLUE_VERSION}".encode()).hexdigest()[:20]
+                slot = TlsSlot(f"__rustcall_tls_{digest}", size, align)
+                slots[slot.symbol] = slot
+                control = f"@{slot.symbol}"
+                blocks.append(f"{control} = external global {{ i64, i64, ptr, ptr }}")
+            else:
+                # This module's own control block; the global itself becomes the template.
+                control = f"@__rustcall_emutls.{len(blocks)}"
+                template = "null" if zero else token
+                blocks.append(f"{control} = internal global {{ i64, i64, ptr, ptr }} {{ i64 {size}, i64 {align}, ptr null, ptr {template} }}")
+            call = f"@__emutls_get_address(ptr {control})"
+            needs.add("declare ptr @__emutls_get_address(ptr)")
+            # Left as a plain global (the template, or unused): codegen must place no TLS section.
             text = text[: m.start()] + f"{token} = {m.group(1)} " + text[m.end() :]
-        text = text.replace(f"@llvm.threadlocal.address.p0(ptr {token})", f"@__emutls_get_address(ptr @{slot.symbol})")
-        uses = len(re.findall(re.escape(token) + (r"" if token.endswith('"') else r"(?![-\w.$])"), text))
-        if uses != 1:  # the definition only: any other use would bypass the per-thread copy
-            raise RustcallError(f"cannot rewrite thread-local {name} for the JIT ({uses - 1} direct uses)")
-    if slots and not user:
-        decls = [f"@{s.symbol} = external global {{ i64, i64, ptr, ptr }}" for s in slots.values()]
-        text = text + "\n" + "\n".join(decls) + "\ndeclare ptr @__emutls_get_address(ptr)\n"
+        text = text.replace(f"@llvm.threadlocal.address.p0(ptr {token})", call)
+        pattern = re.escape(token) + (r"" if token.endswith('"') else r"(?![-\w.$])")
+        # The control blocks join the text at the end: only the definition (declaration) is left.
+        uses = len(re.findall(pattern, text)) - 1
+        if uses != 0:  # any direct use would bypass the per-thread copy
+            raise RustcallError(f"cannot rewrite thread-local {name} for the JIT ({uses} direct uses)")
+    if blocks and not user:
+        text = "\n".join([text, *dict.fromkeys(blocks), *sorted(needs), ""])
     return text, user, list(slots.values())
 
 
@@ -322,11 +377,58 @@ _tls_controls: dict[str, ctypes.Array[ctypes.c_uint64]] = {}
 
 
 def _tls_control(slot: TlsSlot) -> int:
-    """Address of the process-wide emutls control block for *slot* (size, align, index, no template)."""
+    """Address of what *slot* imports: the shared emutls control block (size, align, index, no
+    template) or the ``__tls_get_addr`` index of its target; kept for the process's life."""
     block = _tls_controls.get(slot.symbol)
     if block is None:
-        block = _tls_controls[slot.symbol] = (ctypes.c_uint64 * 4)(slot.size, slot.align, 0, 0)
+        if slot.target:
+            index = _tls_index(slot.target)
+            if index is None:
+                raise RustcallError(f"thread-local {slot.target} is not defined in any library of this process")
+            block = (ctypes.c_uint64 * 2)(*index)
+        else:
+            block = (ctypes.c_uint64 * 4)(slot.size, slot.align, 0, 0)
+        _tls_controls[slot.symbol] = block
     return ctypes.addressof(block)
+
+
+_tls_indexes: dict[str, tuple[int, int]] = {}
+
+
+def _tls_index(name: str) -> tuple[int, int] | None:
+    """``(module id, offset)`` of the thread-local *name* in the loaded libstd (glibc's dlinfo), or None.
+
+    ``dlsym`` of a thread-local gives this thread's copy; the offset is its distance
+    from this thread's block of the library, the same in every thread.
+    """
+    if name in _tls_indexes:
+        return _tls_indexes[name]
+    if not sys.platform.startswith("linux") or not _libstd_loaded:
+        return None
+    dl = ctypes.CDLL(None)
+    dl.dlopen.restype = ctypes.c_void_p
+    dl.dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    dl.dlsym.restype = ctypes.c_void_p
+    dl.dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    dl.dlinfo.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    dl.dlclose.argtypes = [ctypes.c_void_p]
+    rtld_now, rtld_noload, di_tls_modid, di_tls_data = 2, 4, 9, 10
+    for path in sorted(_libstd_loaded.values()):
+        handle = dl.dlopen(path.encode(), rtld_now | rtld_noload)
+        if not handle:
+            continue
+        try:
+            address = dl.dlsym(handle, name.encode())
+            modid, base = ctypes.c_size_t(), ctypes.c_void_p()
+            if not address or dl.dlinfo(handle, di_tls_modid, ctypes.byref(modid)) != 0:
+                continue
+            if dl.dlinfo(handle, di_tls_data, ctypes.byref(base)) != 0 or not base.value or not modid.value:
+                continue
+            _tls_indexes[name] = (modid.value, address - base.value)
+            return _tls_indexes[name]
+        finally:
+            dl.dlclose(handle)
+    return None
 
 
 def _run_pipeline(llmod: Any, config: OptimizationConfig) -> None:
@@ -450,7 +552,7 @@ class LLVMModule:
     ``ir`` is the current IR text; :meth:`optimize` runs a pipeline on it in
     place; :meth:`stats` counts functions, blocks and instructions;
     :meth:`asm` gives the host assembly; :meth:`jit` links it into this
-    process. ``thread_locals`` lists thread-locals of the cell itself (then
+    process. ``thread_locals`` lists the thread-locals the JIT cannot reach (then
     :meth:`jit` falls back to the ``%%rust`` build). Obtain one with
     :func:`get_llvm_module`.
     """
@@ -585,8 +687,8 @@ class LLVMModule:
         """Compile the current IR and link it into this process; return its functions.
 
         Object code is cached by IR, host CPU and LLVM version, so the same IR
-        is compiled once. A cell with its own ``thread_local!`` is built by
-        the ``%%rust`` compiler instead (RustcallWarning). Raises RuntimeError
+        is compiled once. A cell with a thread-local the JIT cannot reach is
+        built by the ``%%rust`` compiler instead (RustcallWarning). Raises RuntimeError
         from LLVM when linking fails.
         """
         if self.thread_locals:
@@ -671,7 +773,8 @@ def lower(
     llvm = llvm_binding()
     with _init_lock:
         raw = llvm.parse_assembly(text)
-        prepared, user_tls, slots = prepare_ir(text, raw)
+        _load_libstd(tc)  # thread-locals of libstd are reached through its TLS block
+        prepared, user_tls, slots = prepare_ir(text, raw, lambda name: _tls_index(name) is not None)
         llmod = raw if user_tls or prepared == text else llvm.parse_assembly(prepared)
         llmod.verify()
     return LLVMModule(
@@ -745,7 +848,6 @@ def _tls_label(symbol: str) -> str:
 # IR -> object -> linked module
 
 _linked: dict[str, ModuleType] = {}
-_fallback_keys: set[str] = set()
 
 
 def _link(obj: bytes, module_name: str, tc: Toolchain, slots: list[TlsSlot]) -> ModuleType:
@@ -795,13 +897,16 @@ def _meta(mod: LLVMModule, config: OptimizationConfig | None, cpu: str, features
     }
 
 
-def _jit_from_ir(mod: LLVMModule, key: str, config: OptimizationConfig | None, force: bool, t0: float) -> JitModule:
+def _jit_from_ir(
+    mod: LLVMModule, key: str, config: OptimizationConfig | None, force: bool, t0: float, locked: bool = False
+) -> JitModule:
+    """Compile *mod* (or take its cached object) and link it; *locked*: the caller holds *key*'s build lock."""
     cache = mod.compiler.cache
     cpu, features = host_cpu()
     entry = None if force else cache.valid_entry(key, kind=ENTRY_KIND)
     codegen_seconds = 0.0
     if entry is None:
-        with cache.lock(key):
+        with contextlib.nullcontext() if locked else build_lock(cache, key):
             entry = None if force else cache.valid_entry(key, kind=ENTRY_KIND, repair=True, stacklevel=5)
             if entry is None:
                 t1 = time.perf_counter()
@@ -809,7 +914,11 @@ def _jit_from_ir(mod: LLVMModule, key: str, config: OptimizationConfig | None, f
                 codegen_seconds = time.perf_counter() - t1
                 build_dir = cache.new_build_dir(key)
                 artifact = build_dir / f"{mod.module_name}.o"
-                artifact.write_bytes(obj)
+                try:
+                    artifact.write_bytes(obj)
+                except OSError as e:
+                    shutil.rmtree(build_dir, ignore_errors=True)
+                    raise RustCacheError(f"could not write the JIT object for {key[:16]} in {cache.root}: {e}") from e
                 entry = cache.publish(key, build_dir, artifact, _meta(mod, config, cpu, features))
     t2 = time.perf_counter()
     ext = _linked.get(key) if not force else None
@@ -880,26 +989,54 @@ def jit_source(
     cache.ensure()
     tc = get_toolchain(cache.root)
     key = source_key(source, compiler, config, edition, tc)
-    if key in _fallback_keys and not keep_module:
-        return _fallback(compiler, source, edition, force, quiet, ["thread_local!"]), None
-    if not force and not keep_module:
-        entry = cache.valid_entry(key, kind=ENTRY_KIND)
+
+    def cached(repair: bool) -> JitModule | RustModule | None:
+        if force or keep_module:
+            return None
+        entry = cache.valid_entry(key, kind=ENTRY_KIND, repair=repair, stacklevel=6)
         if entry is not None:
             cache.touch(entry)
-            return _from_entry(entry, tc, config, source, quiet, t0), None
-    suffix = f"_{uuid.uuid4().hex[:8]}" if force else ""
-    mod = lower(source, compiler, edition=edition, module_name=f"_rustcall_llvm_{key[:24]}{suffix}", quiet=quiet)
-    if mod.thread_locals:
-        _fallback_keys.add(key)
-        return _fallback(compiler, source, edition, force, quiet, mod.thread_locals), mod
-    if not force and keep_module:
-        entry = cache.valid_entry(key, kind=ENTRY_KIND)
-        if entry is not None:  # show the IR, but link the object compiled before
-            cache.touch(entry)
-            mod.optimize(config)
-            return _from_entry(entry, tc, config, source, True, t0, mod), mod
-    mod.optimize(config)
-    return _jit_from_ir(mod, key, config, force, t0), mod
+            return _from_entry(entry, tc, config, source, quiet, t0)
+        fallback = cache.valid_entry(key, kind=FALLBACK_KIND, repair=repair, stacklevel=6)
+        if fallback is not None:  # decided before, in this process or another: no rustc run to learn it again
+            cache.touch(fallback)
+            names = fallback.artifact.read_text(encoding="utf-8").split()
+            return _fallback(compiler, source, edition, force, quiet, names)
+        return None
+
+    hit = cached(repair=False)
+    if hit is not None:
+        return hit, None
+    # One process lowers and optimizes a new cell; the others wait, then link its object.
+    with build_lock(cache, key):
+        hit = cached(repair=True)
+        if hit is not None:
+            return hit, None
+        suffix = f"_{uuid.uuid4().hex[:8]}" if force else ""
+        mod = lower(source, compiler, edition=edition, module_name=f"_rustcall_llvm_{key[:24]}{suffix}", quiet=quiet)
+        if mod.thread_locals:
+            _record_fallback(cache, key, mod.thread_locals)
+            return _fallback(compiler, source, edition, force, quiet, mod.thread_locals), mod
+        if not force and keep_module:
+            entry = cache.valid_entry(key, kind=ENTRY_KIND)
+            if entry is not None:  # show the IR, but link the object compiled before
+                cache.touch(entry)
+                mod.optimize(config)
+                return _from_entry(entry, tc, config, source, True, t0, mod), mod
+        mod.optimize(config)
+        return _jit_from_ir(mod, key, config, force, t0, locked=True), mod
+
+
+def _record_fallback(cache: Any, key: str, names: list[str]) -> None:
+    """Remember in the cache that the cell of *key* is built by %%rust (its thread-locals, *names*)."""
+    build_dir = cache.new_build_dir(key)
+    artifact = build_dir / "thread-locals.txt"
+    try:
+        artifact.write_text("\n".join(names) + "\n", encoding="utf-8")
+    except OSError:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        return  # remembering is an optimisation: the next process decides again
+    cache.publish(key, build_dir, artifact, {"kind": FALLBACK_KIND, "module": "", "functions": []})
 
 
 def _from_entry(
@@ -922,7 +1059,7 @@ def _from_entry(
     t1 = time.perf_counter()
     ext = _linked.get(entry.key)
     if ext is None:
-        slots = [TlsSlot(str(a), int(b), int(c)) for a, b, c in entry.meta.get("tls", [])]
+        slots = [TlsSlot(str(a), int(b), int(c), str(t)) for a, b, c, t in entry.meta.get("tls", [])]
         ext = _link(entry.artifact.read_bytes(), entry.module_name, tc, slots)
         note_linked(entry.artifact)
         _linked[entry.key] = ext

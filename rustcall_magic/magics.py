@@ -297,8 +297,9 @@ class RustMagics(Magics):
         ``--show-ir`` / ``--show-asm`` print the optimized IR / assembly of
         each exported function (of its Python wrapper when the function was
         inlined there). Object code is cached: re-running the cell in a new
-        session runs neither rustc nor the optimizer. A cell with its own
-        ``thread_local!`` items is built as by ``%%rust`` (with a warning).
+        session runs neither rustc nor the optimizer. Thread-locals work per
+        thread; a cell with one the JIT cannot reach is built as by ``%%rust``
+        (with a warning).
 
         As a line magic, ``%rust_llvm NAME(args) [-> TYPE]`` calls the JIT
         version of NAME, JIT-compiling the ``%%rust`` cell that defined it on
@@ -357,7 +358,9 @@ class RustMagics(Magics):
             ns[args.name] = module
         if not (args.quiet or self.quiet):
             _report_bound("rust_llvm", module.functions)
-        if show and ir_module is not None:
+        if show and isinstance(module, RustModule):
+            print("rust_llvm: the cell was built by %%rust (see the warning above): there is no JIT code to show")
+        elif show and ir_module is not None:
             asm = ir_module.asm() if args.show_asm else ""
             for fname in module.signatures:
                 if args.show_ir:
@@ -368,7 +371,10 @@ class RustMagics(Magics):
                     print(ir_module.function_asm(fname, asm))
         if args.timing:
             info = getattr(module, "info", None)
-            if info is not None and hasattr(info, "link_seconds"):
+            if isinstance(module, RustModule):
+                hit = "cache hit" if module.info.cache_hit else f"compiled in {module.info.compile_seconds * 1e3:.0f} ms"
+                print(f"rust_llvm: built by %%rust ({hit}), loaded in {module.info.total_seconds * 1e3:.1f} ms total")
+            elif info is not None and hasattr(info, "link_seconds"):
                 if info.cache_hit and not show:
                     ms = info.total_seconds * 1e3
                     print(f"rust_llvm: object cache hit, linked in {ms:.1f} ms (no rustc, no optimizer)")

@@ -191,7 +191,7 @@ def test_rc_of_an_ended_thread_is_refused_to_later_threads() -> None:
     passed = 0
     for i in range(30):
         made: list = []
-        creator = threading.Thread(target=lambda i=i: made.append(rc.RustRc(i, "i32")))
+        creator = threading.Thread(target=lambda i=i, made=made: made.append(rc.RustRc(i, "i32")))
         creator.start()
         creator.join()
         seen: list = []

@@ -84,12 +84,6 @@ pub fn first_cell(x: i64) -> i64 {
 
 OTHER_CELL = "pub fn other_cell(x: i64) -> i64 { x * 2 }\n"
 
-THREAD_LOCAL = """\
-use std::cell::Cell;
-thread_local! { static COUNT: Cell<i64> = Cell::new(0); }
-pub fn bump() -> i64 { COUNT.with(|c| { c.set(c.get() + 1); c.get() }) }
-"""
-
 BAD = "pub fn broken(a: i64) -> i64 {\n    a + undefined_name\n}\n"
 
 PACKED_OPS = re.compile(r"\bv?p(?:add|sub|xor|mul|srl|sll)\w*\b")
@@ -218,13 +212,57 @@ def test_compile_error_maps_to_cell_lines(ip):
     assert any(d.line == 2 for d in exc.value.diagnostics)
 
 
-def test_thread_local_cell_falls_back_to_rust_build():
-    with pytest.warns(rc.RustcallWarning, match=r"uses thread-locals \(COUNT\)"):
-        m = rc.jit_rust(THREAD_LOCAL, quiet=True)
-    assert isinstance(m, rc.RustModule)
-    assert [m.bump(), m.bump()] == [1, 2]
-    ir = rc.get_llvm_module(THREAD_LOCAL, quiet=True)
-    assert any("COUNT" in name for name in ir.thread_locals)
+THREAD_LOCALS = """\
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+thread_local! { static COUNT: Cell<i64> = Cell::new(0); }
+thread_local! { static START: Cell<i64> = const { Cell::new(40) }; }
+thread_local! { static SEEN: RefCell<Vec<String>> = RefCell::new(Vec::new()); }
+pub fn bump() -> i64 { COUNT.with(|c| { c.set(c.get() + 1); c.get() }) }
+pub fn from_forty() -> i64 { START.with(|c| { c.set(c.get() + 2); c.get() }) }
+pub fn see(s: String) -> usize { SEEN.with(|v| { v.borrow_mut().push(s); v.borrow().len() }) }
+pub fn histogram(words: Vec<String>) -> usize { let mut m = HashMap::new(); for w in words { *m.entry(w).or_insert(0) += 1; } m.len() }
+"""
+
+
+def test_thread_locals_and_hashmaps_are_jit_compiled(recwarn):
+    # The cell's thread-locals (lazy and const), and std's one behind HashMap's random keys
+    # (defined in libstd), each give every thread its own copy.
+    m = rc.jit_rust(THREAD_LOCALS, quiet=True)
+    assert isinstance(m, llvm_jit.JitModule) and not [w for w in recwarn if "thread-local" in str(w.message)]
+    assert [m.bump(), m.bump(), m.from_forty(), m.from_forty(), m.see("a"), m.see("b")] == [1, 2, 42, 44, 1, 2]
+    assert m.histogram(["a", "b", "a", "c"]) == 3
+    seen = []
+
+    def other() -> None:
+        seen.append((m.bump(), m.from_forty(), m.see("z"), m.histogram(["x", "x"])))
+
+    threads = [threading.Thread(target=other) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [(1, 42, 1, 1)] * 3
+    assert (m.bump(), m.see("c")) == (3, 3), "the main thread kept its own copies"
+    assert rc.get_llvm_module(THREAD_LOCALS, quiet=True).thread_locals == []
+
+
+def test_unplaceable_thread_locals_fall_back_once_for_every_process(monkeypatch, tmp_path):
+    # A thread-local the JIT cannot reach (here: libstd's, made unresolvable) sends the cell
+    # to the %%rust build; the cache remembers it, so no process lowers the cell again.
+    monkeypatch.setattr(llvm_jit, "_tls_index", lambda name: None)
+    compiler = rc.RustCompiler(cache_dir=tmp_path / "cache", quiet=True)
+    src = THREAD_LOCALS + "pub fn fallback_marker() {}\n"
+    with pytest.warns(rc.RustcallWarning, match=r"uses thread-locals \(KEYS\)"):
+        module, ir = llvm_jit.jit_source(src, compiler, keep_module=True)
+    assert isinstance(module, rc.RustModule) and ir is not None and ir.thread_locals
+    assert module.histogram(["a", "a"]) == 1
+    monkeypatch.setattr(llvm_jit, "lower", lambda *a, **k: pytest.fail("lowered again"))
+    with pytest.warns(rc.RustcallWarning, match="KEYS"):
+        again, ir = llvm_jit.jit_source(src, compiler)
+    assert isinstance(again, rc.RustModule) and ir is None and again.bump() >= 1
+    kinds = sorted(e.kind for e in rc.list_cached_libraries(compiler))
+    assert kinds == ["cdylib", "llvm-fallback"]
 
 
 # -- the switches change the code ------------------------------------------------------------
@@ -313,8 +351,8 @@ print(json.dumps({{"value": m.other_cell(21), "hit": m.info.cache_hit, "optimize
 """
 
 
-@pytest.mark.slow
-def test_fresh_process_hits_object_cache(tmp_path):
+def _logging_rustc_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An environment whose RUSTC logs every run to the returned file, and a private cache."""
     log = tmp_path / "rustc.log"
     wrapper = tmp_path / "rustc-logging"
     real = subprocess.run(["sh", "-c", "command -v rustc"], capture_output=True, text=True).stdout.strip()
@@ -322,6 +360,12 @@ def test_fresh_process_hits_object_cache(tmp_path):
     wrapper.chmod(0o755)
     env = dict(os.environ, RUSTC=str(wrapper), RUSTCALL_CACHE_DIR=str(tmp_path / "cache"))
     env["PYTHONPATH"] = str(Path(rc.__file__).parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    return env, log
+
+
+@pytest.mark.slow
+def test_fresh_process_hits_object_cache(tmp_path):
+    env, log = _logging_rustc_env(tmp_path)
     script = _SCRIPT.format(src=OTHER_CELL)
 
     def run() -> dict[str, object]:
@@ -341,3 +385,21 @@ def test_fresh_process_hits_object_cache(tmp_path):
     assert [e["kind"] for e in entries] == ["llvm-object"]
     assert entries[0]["config"]["optimization_level"] == 2
 
+
+
+@pytest.mark.slow
+def test_concurrent_processes_lower_and_optimize_a_new_cell_once(tmp_path):
+    env, log = _logging_rustc_env(tmp_path)
+    script = _SCRIPT.format(src=OTHER_CELL.replace("x * 2", "x + x"))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert [r["value"] for r in results] == [42] * 4
+    assert sum(not r["hit"] for r in results) == 1, results  # one built it, three linked its object
+    assert sum("--emit=llvm-ir" in line for line in log.read_text().splitlines()) == 1
