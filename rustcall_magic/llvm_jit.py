@@ -37,8 +37,11 @@ import functools
 import glob
 import hashlib
 import itertools
+import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -87,9 +90,9 @@ class OptimizationConfig:
     *optimization_level* 0..3 picks LLVM's default pipeline (O0 runs no pass);
     *enable_vectorization* turns the loop and SLP vectorizers on or off;
     *enable_loop_unrolling* turns loop unrolling and interleaving on or off;
-    *enable_licm* False runs a hand-built pipeline without loop-invariant code
-    motion (LLVM's default pipelines always contain it; the hand-built one has
-    no general inliner and no vectorizer either). *size_level* 0, 1 (like
+    *enable_licm* False runs the same pipeline with every loop-invariant code
+    motion pass skipped, all else unchanged (in a worker process: LLVM's pass
+    gate cannot be lifted once set). *size_level* 0, 1 (like
     ``-Os``) or 2 (like ``-Oz``) marks every function ``optsize``/``minsize``
     and lowers the inlining threshold. Raises ValueError on out-of-range values.
     """
@@ -431,10 +434,13 @@ def _tls_index(name: str) -> tuple[int, int] | None:
     return None
 
 
-def _run_pipeline(llmod: Any, config: OptimizationConfig) -> None:
+def _run_pipeline(llmod: Any, config: OptimizationConfig) -> Any:
+    """Run *config*'s pipeline on *llmod*; return the optimized module (*llmod* itself, or a new one)."""
+    if not config.enable_licm and config.optimization_level > 0:
+        return _run_pipeline_without_licm(llmod, config)
     llvm = llvm_binding()
     if config.optimization_level == 0:
-        return
+        return llmod
     for fn in llmod.functions:
         if not fn.is_declaration and config.size_level:
             fn.add_function_attribute("optsize")
@@ -449,46 +455,44 @@ def _run_pipeline(llmod: Any, config: OptimizationConfig) -> None:
     if config.size_level:
         pto.inlining_threshold = 75 if config.size_level == 1 else 25
     pb = llvm.create_pass_builder(tm, pto)
-    if config.enable_licm:
-        pm = pb.getModulePassManager()
-    else:
-        pm = _pipeline_without_licm(llvm, config)
-    pm.run(llmod, pb)
+    pb.getModulePassManager().run(llmod, pb)
+    return llmod
 
 
-def _pipeline_without_licm(llvm: Any, config: OptimizationConfig) -> Any:
-    """A scalar pipeline shaped like LLVM's default one, minus loop-invariant code motion.
+#: Runs in a worker process: the default pipeline of a config, with LICM gated off.
+_NO_LICM_WORKER = """\
+import dataclasses, json, sys
+from rustcall_magic import llvm_jit
+llvm = llvm_jit.llvm_binding()
+llvm.set_option("", "-opt-disable=licm")
+config = dataclasses.replace(llvm_jit.OptimizationConfig(**json.loads(sys.argv[1])), enable_licm=True)
+module = llvm_jit._run_pipeline(llvm.parse_bitcode(sys.stdin.buffer.read()), config)
+sys.stdout.buffer.write(module.as_bitcode())
+"""
 
-    llvmlite exposes no LICM switch and no way to remove a pass from a
-    default pipeline, so this list is built pass by pass from what it offers.
+
+def _run_pipeline_without_licm(llmod: Any, config: OptimizationConfig) -> Any:
+    """*config*'s default pipeline minus loop-invariant code motion, run in a worker process.
+
+    LLVM's pass gate (``-opt-disable=licm``) skips LICM wherever the default
+    pipeline runs it, leaving the inliner, the vectorizers and every other pass
+    as they are; but the gate is process-wide and cannot be lifted again, so it
+    is set in a short-lived process of this interpreter. Raises RustcallError
+    when that process fails.
     """
-    pm = llvm.create_new_module_pass_manager()
-    pm.add_always_inliner_pass()
-    pm.add_ipsccp_pass()
-    pm.add_global_opt_pass()
-    pm.add_dead_arg_elimination_pass()
-    pm.add_post_order_function_attributes_pass()
-    pm.add_sroa_pass()
-    pm.add_mem_copy_opt_pass()
-    pm.add_instruction_combine_pass()
-    pm.add_simplify_cfg_pass()
-    pm.add_reassociate_pass()
-    pm.add_sccp_pass()
-    pm.add_loop_simplify_pass()
-    pm.add_lcssa_pass()
-    pm.add_loop_rotate_pass()
-    pm.add_loop_deletion_pass()
-    if config.enable_loop_unrolling:
-        pm.add_loop_unroll_pass()
-    pm.add_new_gvn_pass()
-    pm.add_instruction_combine_pass()
-    pm.add_jump_threading_pass()
-    pm.add_dead_store_elimination_pass()
-    pm.add_aggressive_dce_pass()
-    pm.add_simplify_cfg_pass()
-    pm.add_global_dead_code_eliminate_pass()
-    pm.add_constant_merge_pass()
-    return pm
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_LICM_WORKER, json.dumps(config.to_json())],
+        input=llmod.as_bitcode(),
+        capture_output=True,
+        env=env,
+    )
+    if proc.returncode != 0 or not proc.stdout:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise RustcallError(f"the optimizer without LICM failed (worker exit {proc.returncode}): {detail[0]}")
+    return llvm_binding().parse_bitcode(proc.stdout)
 
 
 # ---------------------------------------------------------------------------
@@ -617,7 +621,7 @@ class LLVMModule:
             raise TypeError(f"config must be an OptimizationConfig, not {type(config).__name__}")
         t0 = time.perf_counter()
         with _init_lock:
-            _run_pipeline(self._llmod, config)
+            self._llmod = _run_pipeline(self._llmod, config)
         self.optimize_seconds += time.perf_counter() - t0
         self.applied.append(config)
         return self
