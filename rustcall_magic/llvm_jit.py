@@ -780,6 +780,7 @@ def lower(
         _load_libstd(tc)  # thread-locals of libstd are reached through its TLS block
         prepared, user_tls, slots = prepare_ir(text, raw, lambda name: _tls_index(name) is not None)
         llmod = raw if user_tls or prepared == text else llvm.parse_assembly(prepared)
+        _rename_shadowing_definitions(llmod)
         llmod.verify()
     return LLVMModule(
         llmod,
@@ -795,6 +796,24 @@ def lower(
         edition,
         rustc_seconds,
     )
+
+
+def _rename_shadowing_definitions(llmod: Any) -> None:
+    """Give a private name to every function the cell defines under a name the process has.
+
+    JITLink binds a symbol to the object's own definition first, so a cell's
+    ``#[no_mangle] pub extern "C" fn memcpy`` would receive the calls LLVM makes
+    to libc's; in a ``%%rust`` module the dynamic linker finds libc's first. The
+    cell's own uses follow the renamed function (IR refers to it, not to its name).
+    """
+    process = ctypes.CDLL(None)
+    process.dlsym.restype = ctypes.c_void_p
+    process.dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    for fn in llmod.functions:
+        if fn.is_declaration or fn.linkage != llvm_binding().Linkage.external or fn.name.startswith("PyInit_"):
+            continue
+        if process.dlsym(None, fn.name.encode()):
+            fn.name = f"{fn.name}.rustcall_cell"
 
 
 def get_llvm_module(

@@ -265,6 +265,17 @@ def test_unplaceable_thread_locals_fall_back_once_for_every_process(monkeypatch,
     assert kinds == ["cdylib", "llvm-fallback"]
 
 
+def test_a_cell_function_named_like_libc_does_not_capture_llvm_calls():
+    # LLVM lowers copies to calls of `memcpy`; the cell's own `memcpy` must not receive them.
+    src = (
+        '#[no_mangle]\npub extern "C" fn memcpy(x: i32) -> i32 { x + 1000 }\n'
+        "pub fn repeat(x: &str) -> String { let mut v = vec![String::from(x); 50]; v.push(\"end\".into()); v.concat() }\n"
+    )
+    m = rc.jit_rust(src, quiet=True)
+    assert m.repeat("abc") == "abc" * 50 + "end"
+    assert m.memcpy(1) == 1001
+
+
 # -- the switches change the code ------------------------------------------------------------
 
 
