@@ -98,31 +98,35 @@ def cache_stats(compiler: RustCompiler | None = None) -> CacheStats:
     """The cache's directory, entries, total size and size cap, as one printable object."""
     c = compiler or get_default_compiler()
     rows = list_cached_libraries(c)
-    return CacheStats(c.cache.root, tuple(rows), sum(r.size for r in rows), c.cache_limit())
+    refused = tuple((path.name, why) for path, why in c.cache.refused())
+    return CacheStats(c.cache.root, tuple(rows), sum(r.size for r in rows), c.cache_limit(), refused)
 
 
 def cleanup_old_cache(days: float = 30, compiler: RustCompiler | None = None) -> int:
     """Remove entries not used for more than *days* days (last use = build or hit); return how many.
 
-    Entries loaded in this process are kept. Raises ValueError for negative *days*.
+    Entries loaded in this process are kept. Raises ValueError for negative *days*,
+    RustCacheError when the disk refuses to remove some (after removing the others).
     """
     cache = _cache(compiler)
     return len(cache.clean_older_than(days, keep=_loaded_keys(cache)))
 
 
 def clear_cache(compiler: RustCompiler | None = None) -> int:
-    """Remove every entry not loaded in this process; return how many were removed.
+    """Remove every entry not loaded in this process (and refused ones); return how many were removed.
 
-    Functions already loaded keep working either way.
+    Functions already loaded keep working either way. Raises RustCacheError when
+    the disk refuses to remove some (after removing the others).
     """
     cache = _cache(compiler)
     return len(cache.clear(keep=_loaded_keys(cache)))
 
 
 def verify_cache(compiler: RustCompiler | None = None) -> tuple[int, list[tuple[str, str]]]:
-    """Re-check every entry's checksum; evict bad ones.
+    """Re-check every entry's checksum; evict bad, unreadable and refused entries.
 
-    Returns (number of good entries, [(key, problem), ...] for each evicted entry).
+    Returns (number of good entries, [(key, problem), ...] for each bad one; the
+    problem says so when the disk would not let it be removed).
     """
     return _cache(compiler).verify_all()
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .codegen import CELL_FILE, GeneratedCrate, generate
-from .errors import Diagnostic, RustCompileError, RustToolchainError
+from .errors import Diagnostic, RustCacheError, RustCompileError, RustToolchainError
 from .signature import CellInfo, unwinding_source
 from .toolchain import Toolchain
 
@@ -176,12 +176,16 @@ def run_rustc(
 
     *extra_args* go before the output flag (e.g. ``--emit=llvm-ir``). Raises
     RustCompileError with rustc's diagnostics when the cell does not compile,
-    RustToolchainError when rustc cannot be run.
+    RustToolchainError when rustc cannot be run, RustCacheError when the
+    sources cannot be written (a full or read-only disk).
     """
     src = build_dir / "src"
-    src.mkdir(exist_ok=True)
-    for name, text in crate.files.items():
-        (src / name).write_text(text, encoding="utf-8")
+    try:
+        src.mkdir(exist_ok=True)
+        for name, text in crate.files.items():
+            (src / name).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise RustCacheError(f"cannot write the cell's sources into {src}: {e}") from e
     cmd = [
         toolchain.rustc,
         "--crate-type=cdylib",

@@ -146,7 +146,9 @@ class Cache:
         writable by group or others, is a symlink, or cannot be created.
         """
         if self._ready:
-            self._check_dir(self.root)  # cheap: one lstat per compile
+            # Cheap (four lstat calls), and a directory made writable to others meanwhile is refused.
+            for d in (self.root, self.entries_dir, self.locks_dir, self.tmp_dir):
+                self._check_dir(d)
             return
         try:
             if not os.path.lexists(self.root):
@@ -203,14 +205,7 @@ class Cache:
             return None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("key") != key:
             return None
-        if not isinstance(meta.get("artifact"), str) or "/" in meta["artifact"]:
-            return None
-        funcs = meta.get("functions", [])
-        if not isinstance(meta.get("created", 0.0), (int, float)) or not isinstance(funcs, list):
-            return None
-        if not all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in funcs):
-            return None
-        return Entry(key, path, meta)
+        return Entry(key, path, meta) if _meta_is_sound(meta) else None
 
     def entries(self) -> Iterator[Entry]:
         """Every readable, safe entry (unsafe or unreadable ones are skipped)."""
@@ -235,8 +230,11 @@ class Cache:
             return []
         for name in names:
             path = self.entry_path(name)
-            if os.path.isdir(path) and not os.path.islink(path) and self._read_entry(name, path) is None:
-                out.append(path)
+            try:
+                if os.path.isdir(path) and self.lookup(name) is None:
+                    out.append(path)
+            except RustCacheError:
+                continue  # refused: see refused()
         return out
 
     # -- integrity ------------------------------------------------------------------
@@ -275,12 +273,15 @@ class Cache:
         if problem is None:
             return entry
         if repair:
+            try:
+                self.evict(entry)
+            except RustCacheError as e:
+                raise RustCacheError(f"{what} {key[:12]} is corrupt ({problem}) and cannot be removed: {e}") from e
             warnings.warn(
                 f"{what} {key[:12]} is corrupt ({problem}); it was removed and will be rebuilt",
                 RustcallWarning,
                 stacklevel=stacklevel,
             )
-            self.evict(entry)
         return None
 
     # -- building and publishing ----------------------------------------------------
@@ -290,6 +291,24 @@ class Cache:
         from filelock import FileLock
 
         return FileLock(str(self.locks_dir / f"{key}.lock"), timeout=timeout)
+
+    @contextlib.contextmanager
+    def locked(self, key: str, timeout: float = 600.0) -> Iterator[None]:
+        """Hold *key*'s build lock; waiting past *timeout* or a lock file that cannot be
+        made (a read-only or full disk) is a RustCacheError."""
+        lock = self.lock(key, timeout)
+        try:
+            lock.acquire()
+        except TimeoutError as e:
+            raise RustCacheError(
+                f"waited {timeout:.0f} s for another process building the same cell ({lock.lock_file})"
+            ) from e
+        except OSError as e:
+            raise RustCacheError(f"cannot lock cache entry {key[:16]} in {self.root}: {e}") from e
+        try:
+            yield
+        finally:
+            lock.release()
 
     def new_build_dir(self, key: str) -> Path:
         """A fresh private directory to build *key* in."""
@@ -362,6 +381,9 @@ class Cache:
         return True
 
     def _discard(self, path: Path) -> None:
+        if os.path.islink(path):  # a planted link: remove the link, never what it points to
+            os.unlink(path)
+            return
         trash = self.tmp_dir / f"trash-{path.name[:16]}-{uuid.uuid4().hex[:12]}"
         os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
@@ -377,28 +399,63 @@ class Cache:
 
     # -- housekeeping -------------------------------------------------------------
 
+    def refused(self) -> list[tuple[Path, str]]:
+        """Entries no process may load (a symlink, another user's, writable by others), with why."""
+        out = []
+        try:
+            names = sorted(os.listdir(self.entries_dir))
+        except OSError:
+            return []
+        for name in names:
+            try:
+                self.lookup(name)
+            except RustCacheError as e:
+                out.append((self.entry_path(name), str(e)))
+        return out
+
     def remove_where(self, doomed: Callable[[Entry], bool], keep: Collection[str] = ()) -> list[Entry]:
         """Evict every entry for which *doomed* is true, except those whose key is in *keep*.
 
-        Each eviction takes the entry's build lock, so it never races a build
-        of the same key; entries that vanish meanwhile are skipped. Returns the
-        evicted entries.
+        Each eviction takes the entry's build lock, so it never races a build of
+        the same key; an entry being built (lock busy for 30 s) or vanishing
+        meanwhile is skipped. Returns the evicted entries. Raises RustCacheError,
+        after evicting what it could, when the disk refuses to remove some; its
+        ``removed`` attribute lists the evicted ones.
         """
-        removed = []
+        removed: list[Entry] = []
+        failed: list[str] = []
         for entry in list(self.entries()):
             if entry.key in keep or not doomed(entry):
                 continue
             try:
-                with self.lock(entry.key, timeout=30):
-                    current = self.lookup(entry.key)
-                    if current is not None and current.path == entry.path and self.evict(current):
-                        removed.append(entry)
-                        # At worst a process waiting on this file builds the key once more.
-                        with contextlib.suppress(OSError):
-                            os.unlink(self.locks_dir / f"{entry.key}.lock")
-            except (RustCacheError, TimeoutError):
+                if self._evict_locked(entry.key, lambda current, e=entry: current.path == e.path):
+                    removed.append(entry)
+            except TimeoutError:
                 continue
+            except (RustCacheError, OSError) as e:
+                failed.append(str(e))
+        if failed:
+            err = RustCacheError(
+                f"removed {len(removed)} cache entr{'y' if len(removed) == 1 else 'ies'}, but could not remove "
+                f"{len(failed)}: {failed[0]}"
+            )
+            err.removed = removed  # type: ignore[attr-defined]
+            raise err
         return removed
+
+    def _evict_locked(self, key: str, still: Callable[[Entry], bool]) -> bool:
+        """Under *key*'s build lock, evict its entry if it exists and *still* holds for it.
+
+        Raises TimeoutError when the lock stays busy, RustCacheError/OSError from the disk.
+        """
+        with self.lock(key, timeout=30):
+            current = self.lookup(key)
+            if current is None or not still(current) or not self.evict(current):
+                return False
+            # At worst a process waiting on this file builds the key once more.
+            with contextlib.suppress(OSError):
+                os.unlink(self.locks_dir / f"{key}.lock")
+            return True
 
     def clean_older_than(self, days: float, keep: Collection[str] = ()) -> list[Entry]:
         """Evict entries not used (built or hit) for more than *days* days; also leftovers (see ``clear``)."""
@@ -409,9 +466,24 @@ class Cache:
         return self.remove_where(lambda e: e.last_used < cutoff, keep)
 
     def clear(self, keep: Collection[str] = ()) -> list[Entry]:
-        """Evict every entry except those in *keep*; also leftovers in ``tmp/`` older than an hour."""
+        """Evict every entry except those in *keep*, and the refused ones; also leftovers in ``tmp/``
+        older than an hour. Raises RustCacheError when some cannot be removed (see :meth:`remove_where`)."""
         self._clean_leftovers()
-        return self.remove_where(lambda e: True, keep)
+        failed = [f"{path.name[:12]}: {e}" for path, e in self._remove_refused()]
+        removed = self.remove_where(lambda e: True, keep)
+        if failed:
+            raise RustCacheError(f"could not remove {len(failed)} refused entr{'y' if len(failed) == 1 else 'ies'}: {failed[0]}")
+        return removed
+
+    def _remove_refused(self) -> list[tuple[Path, str]]:
+        """Remove the refused entries (never loadable); return those the disk would not let go."""
+        failed = []
+        for path, _ in self.refused():
+            try:
+                self.evict(path)
+            except RustCacheError as e:
+                failed.append((path, str(e)))
+        return failed
 
     def enforce_limit(self, max_bytes: int, keep: Collection[str] = ()) -> list[Entry]:
         """Evict least-recently-used entries until the cache holds at most *max_bytes* (0: no limit)."""
@@ -430,25 +502,40 @@ class Cache:
         return self.remove_where(lambda e: e.key in victims, keep)
 
     def verify_all(self) -> tuple[int, list[tuple[str, str]]]:
-        """Check every entry's checksum; evict bad ones and unreadable entry directories.
+        """Check every entry's checksum; evict bad ones, unreadable entry directories and refused entries.
 
-        Returns (number of good entries, [(key, problem), ...] for each evicted one).
+        Returns (number of good entries, [(key, problem), ...] for each bad one); the
+        problem of one the disk would not let go says so.
         """
         good = 0
         bad: list[tuple[str, str]] = []
+
+        def evict(key: str, problem: str, still: Callable[[Entry | None], bool]) -> None:
+            try:
+                with self.lock(key, timeout=30):
+                    current = self.lookup(key) if os.path.lexists(self.entry_path(key)) else None
+                    if still(current):
+                        self.evict(self.entry_path(key))
+                bad.append((key, problem))
+            except TimeoutError:
+                bad.append((key, f"{problem} (being rebuilt by another process)"))
+            except (RustCacheError, OSError) as e:
+                bad.append((key, f"{problem}; could not remove it: {e}"))
+
         for entry in list(self.entries()):
             problem = self.verify(entry)
             if problem is None:
                 good += 1
-            elif self.remove_where(lambda e, k=entry.key: e.key == k):
-                bad.append((entry.key, problem))
+            else:
+                evict(entry.key, problem, lambda cur, e=entry: cur is not None and cur.path == e.path and self.verify(cur) is not None)
         for path in self.unreadable():
+            evict(path.name, "metadata is unreadable", lambda cur: cur is None)
+        for path, reason in self.refused():
             try:
-                with self.lock(path.name, timeout=30):
-                    if self._read_entry(path.name, path) is None and self.evict(path):
-                        bad.append((path.name, "metadata is unreadable"))
-            except (RustCacheError, TimeoutError):
-                continue
+                self.evict(path)
+                bad.append((path.name, reason))
+            except RustCacheError as e:
+                bad.append((path.name, f"{reason}; could not remove it: {e}"))
         return good, bad
 
     def _clean_leftovers(self, age: float = 3600.0) -> None:
@@ -485,6 +572,39 @@ class Cache:
                 continue
 
 
+def _meta_is_sound(meta: dict[str, Any]) -> bool:
+    """True when every field a loader reads has the shape it expects (else the entry is a miss)."""
+    from .errors import Diagnostic
+    from .signature import FnSig
+
+    try:
+        artifact, module, kind = meta["artifact"], meta.get("module", ""), meta.get("kind", "cdylib")
+        if not isinstance(artifact, str) or artifact in ("", ".", "..") or "/" in artifact or "\0" in artifact:
+            return False
+        if not isinstance(module, str) or not isinstance(kind, str) or (module and not module.isidentifier()):
+            return False
+        created, size, digest = meta.get("created", 0.0), meta.get("size"), meta.get("sha256")
+        if isinstance(created, bool) or not isinstance(created, (int, float)) or not 0 <= created < 2.5e11:
+            return False  # (NaN fails too) datetime cannot show a later time
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            return False
+        if not isinstance(digest, str) or len(digest) != 64:
+            return False
+        for f in meta.get("functions", []):
+            FnSig.from_json(f)
+        for name, reason in meta.get("skipped", []):
+            if not isinstance(name, str) or not isinstance(reason, str):
+                return False
+        for d in meta.get("warnings", []):
+            Diagnostic(**d)
+        for slot in meta.get("tls", []):
+            if not isinstance(slot, list) or len(slot) != 4:
+                return False
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
 def _check_safe(path: Path, st: os.stat_result, what: str) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise RustCacheError(f"refusing {what} {path}: it is a symlink (loading it could run code from elsewhere)")
@@ -492,9 +612,10 @@ def _check_safe(path: Path, st: os.stat_result, what: str) -> None:
         raise RustCacheError(f"refusing {what} {path}: not a directory")
     uid = os.getuid()
     if st.st_uid != uid:
+        remedy = "" if what == "cache directory" else "; `%rustcache clear` (rc.clear_cache()) removes it"
         raise RustCacheError(
             f"refusing {what} {path}: owned by uid {st.st_uid}, not by you (uid {uid}); "
-            "loading it would run someone else's code"
+            f"loading it would run someone else's code{remedy}"
         )
     if st.st_mode & 0o022:
         raise RustCacheError(
@@ -554,6 +675,8 @@ class CacheStats:
     entries: tuple[CachedLibrary, ...]
     total_size: int
     max_bytes: int = 0
+    #: (entry directory name, why) of each entry no process may load (see ``Cache.refused``).
+    refused: tuple[tuple[str, str], ...] = ()
 
     def table(self) -> str:
         """One row per entry: key prefix, functions, size, created, last used, hits."""
@@ -570,16 +693,21 @@ class CacheStats:
             )
         if any(e.loaded for e in self.entries):
             rows.append("* loaded in this process")
+        for name, why in self.refused:
+            rows.append(f"refused {name[:12]}: {why}")
         return "\n".join(rows)
 
     def summary(self) -> str:
         """Directory, entry count and total size (against the cap, if any)."""
         cap = f" of {human_size(self.max_bytes)} cap" if self.max_bytes else ""
         n = len(self.entries)
-        return f"rustcall cache {self.root}: {n} entr{'y' if n == 1 else 'ies'}, {human_size(self.total_size)}{cap}"
+        refused = f"; {len(self.refused)} refused (`%rustcache clear` removes them)" if self.refused else ""
+        return (
+            f"rustcall cache {self.root}: {n} entr{'y' if n == 1 else 'ies'}, {human_size(self.total_size)}{cap}{refused}"
+        )
 
     def __str__(self) -> str:
-        return f"{self.summary()}\n{self.table()}" if self.entries else self.summary()
+        return f"{self.summary()}\n{self.table()}" if self.entries or self.refused else self.summary()
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))

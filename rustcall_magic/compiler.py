@@ -6,7 +6,6 @@ exported signatures, and the toolchain identity is remembered on disk.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
@@ -14,7 +13,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +26,7 @@ from .codegen import glue_fingerprint
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning
 from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
-from .toolchain import get_toolchain, python_abi_tag
+from .toolchain import get_toolchain, host_cpu_identity, python_abi_tag
 
 
 @dataclass(frozen=True)
@@ -231,6 +230,7 @@ class RustCompiler:
             raise TypeError(f"source must be str, not {type(source).__name__}")
         t0 = time.perf_counter()
         opts = self.options(opt_level, debug, edition, target_cpu)
+        limit = self.cache_limit()  # a bad RUSTCALL_CACHE_MAX_BYTES is an error before any build
         quiet = self.quiet if quiet is None else quiet
         cache = self.cache
         cache.ensure()
@@ -239,6 +239,7 @@ class RustCompiler:
             {
                 "source": source,
                 "options": [opts.opt_level, opts.debug, opts.edition, opts.target_cpu],
+                **({"host_cpu": host_cpu_identity()} if opts.target_cpu == "native" else {}),
                 "rustc": tc.version_verbose,
                 "sysroot": tc.sysroot,
                 "python": python_abi_tag(),
@@ -256,7 +257,7 @@ class RustCompiler:
                     entry = cache.valid_entry(key)
                     hit = entry is not None
                 if entry is None:
-                    with build_lock(cache, key):
+                    with cache.locked(key):
                         # Another process may have built it while we waited.
                         if not force:
                             entry = cache.valid_entry(key, repair=True, stacklevel=4)
@@ -264,7 +265,10 @@ class RustCompiler:
                         if entry is None:
                             entry, compile_seconds = self._build(cache, key, source, opts, tc, force)
                     if not hit:
-                        cache.enforce_limit(self.cache_limit(), keep={key} | _loaded_keys(cache))
+                        try:
+                            cache.enforce_limit(limit, keep={key} | _loaded_keys(cache))
+                        except RustCacheError as e:  # the build stands; only the tidying failed
+                            warnings.warn(f"the cache size cap was not applied: {e}", RustcallWarning, stacklevel=3)
                 if hit:
                     cache.touch(entry)
                 t1 = time.perf_counter()
@@ -325,22 +329,6 @@ class RustCompiler:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
         return entry, result.seconds
-
-
-@contextlib.contextmanager
-def build_lock(cache: Cache, key: str) -> Iterator[None]:
-    """The cross-process build lock of *key*; a wait past its timeout is a RustCacheError."""
-    lock = cache.lock(key)
-    try:
-        lock.acquire()
-    except TimeoutError as e:
-        raise RustCacheError(
-            f"waited {lock.timeout:.0f} s for another process building the same cell ({lock.lock_file})"
-        ) from e
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _loaded_keys(cache: Cache) -> set[str]:

@@ -57,7 +57,7 @@ from ._version import __version__
 from .build import BuildOptions, build_cell
 from .cache import Entry, make_key
 from .codegen import GLUE_VERSION, glue_fingerprint
-from .compiler import CellFunctions, RustCompiler, RustModule, build_lock
+from .compiler import CellFunctions, RustCompiler, RustModule
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError
 from .loader import note_linked
 from .signature import FnSig, parse_cell
@@ -929,7 +929,7 @@ def _jit_from_ir(
     entry = None if force else cache.valid_entry(key, kind=ENTRY_KIND)
     codegen_seconds = 0.0
     if entry is None:
-        with contextlib.nullcontext() if locked else build_lock(cache, key):
+        with contextlib.nullcontext() if locked else cache.locked(key):
             entry = None if force else cache.valid_entry(key, kind=ENTRY_KIND, repair=True, stacklevel=5)
             if entry is None:
                 t1 = time.perf_counter()
@@ -1031,7 +1031,7 @@ def jit_source(
     if hit is not None:
         return hit, None
     # One process lowers and optimizes a new cell; the others wait, then link its object.
-    with build_lock(cache, key):
+    with cache.locked(key):
         hit = cached(repair=True)
         if hit is not None:
             return hit, None

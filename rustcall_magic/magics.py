@@ -208,14 +208,13 @@ class RustMagics(Magics):
             print(f"removed {n} entr{'y' if n == 1 else 'ies'} not used for {args.days:g} days")
             return None
         if args.command == "clear":
-            before = len(api.list_cached_libraries(compiler))
             n = api.clear_cache(compiler)
-            kept = before - n
+            kept = sum(e.loaded for e in api.list_cached_libraries(compiler))
             extra = f"; kept {kept} loaded in this process" if kept > 0 else ""
             print(f"removed {n} entr{'y' if n == 1 else 'ies'}{extra}")
             return None
         good, bad = api.verify_cache(compiler)
-        print(f"verified {good + len(bad)} entries: {good} good, {len(bad)} evicted")
+        print(f"verified {good + len(bad)} entries: {good} good, {len(bad)} bad (removed unless said otherwise)")
         for key, problem in bad:
             print(f"  {key[:12]}: {problem}")
         return None

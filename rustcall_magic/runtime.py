@@ -30,7 +30,7 @@ from . import handles
 from ._version import __version__
 from .build import python_cfgs
 from .cache import Cache, Entry, default_cache_dir, make_key
-from .errors import Diagnostic, RustCompileError, RustToolchainError
+from .errors import Diagnostic, RustCacheError, RustCompileError, RustToolchainError
 from .loader import load_extension
 from .toolchain import Toolchain, get_toolchain, python_abi_tag
 
@@ -142,7 +142,7 @@ def load(cache: Cache | None = None) -> ModuleType:
         key = runtime_key(tc, files)
         ent = cache.valid_entry(key)
         if ent is None:
-            with cache.lock(key):
+            with cache.locked(key):
                 ent = cache.valid_entry(key, repair=True, what="cached ownership runtime", stacklevel=4)
                 if ent is None:
                     ent = _build(cache, key, tc, files)
@@ -161,10 +161,13 @@ def _build(cache: Cache, key: str, tc: Toolchain, files: dict[str, bytes]) -> En
     build_dir = cache.new_build_dir(key)
     try:
         src = build_dir / "src"
-        for name, data in files.items():
-            dest = src.parent / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
+        try:
+            for name, data in files.items():
+                dest = src.parent / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+        except OSError as e:
+            raise RustCacheError(f"cannot write the runtime's sources into {build_dir}: {e}") from e
         artifact = build_dir / f"{MODULE_NAME}.so"
         sys.stderr.write("rustcall_magic: building the ownership runtime (first use with this toolchain)...\n")
         t0 = time.perf_counter()

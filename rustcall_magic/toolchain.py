@@ -80,6 +80,27 @@ def find_rustc() -> str:
     return path
 
 
+def host_cpu_identity() -> str:
+    """A hash of this machine's CPU model and feature flags (what ``-C target-cpu=native`` builds for).
+
+    Part of the key of a native build, so a cache shared by machines with other
+    CPUs never hands one an artifact using instructions it lacks.
+    """
+    import platform
+
+    text = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            block = f.read().split("\n\n", 1)[0]  # the first processor
+        text = "\n".join(
+            ln for ln in block.splitlines() if ln.split(":", 1)[0].strip() in ("vendor_id", "model name", "flags", "Features", "CPU part")
+        )
+    except OSError:
+        pass
+    text = text or f"{platform.machine()}|{platform.processor()}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def python_abi_tag() -> str:
     """The running interpreter's extension ABI (e.g. ``cpython-311-x86_64-linux-gnu``).
 

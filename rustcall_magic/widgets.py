@@ -457,7 +457,7 @@ class CacheView(_LiveMixin, w.VBox):
             return
         self.refresh()
         text = self._removed(before, "clear")
-        kept = len(self.stats.entries) if self.stats else 0
+        kept = sum(e.loaded for e in self.stats.entries) if self.stats else 0
         if kept:
             text += f"; kept {kept} loaded in this process"
         self._say(text)
@@ -484,7 +484,7 @@ class CacheView(_LiveMixin, w.VBox):
             self._say(f"verified {good} entr{'y' if good == 1 else 'ies'}: all good")
             return
         problems = "; ".join(f"{k[:12]}: {p}" for k, p in bad)
-        self._say(f"verified {good + len(bad)} entries: {good} good, {len(bad)} evicted ({problems})", error=True)
+        self._say(f"verified {good + len(bad)} entries: {good} good, {len(bad)} bad ({problems})", error=True)
 
     def close(self) -> None:
         """Stop following the cache and close the widgets."""

@@ -345,7 +345,7 @@ def test_rustcache_magic_subcommands(ip, tmp_path: Path, capsys) -> None:
         out = capsys.readouterr().out
         assert "cached_one" in out and "hits" in out and "loaded in this process" in out
         ip.run_line_magic("rustcache", "verify")
-        assert "1 good, 0 evicted" in capsys.readouterr().out
+        assert "1 good, 0 bad" in capsys.readouterr().out
         ip.run_line_magic("rustcache", "clean --days 0")
         assert "removed 0 entries" in capsys.readouterr().out  # the entry is loaded here
         ip.run_line_magic("rustcache", "clear")
@@ -400,3 +400,133 @@ def test_metadata_of_the_wrong_shape_is_a_miss(tmp_path: Path) -> None:
     (m.entry.path / "meta.json").write_text(json.dumps(meta))
     assert rc.list_cached_libraries(compiler(root)) == []
     assert compiler(root).compile(ADD).add(1, 2) == 3
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("functions", [{"name": "add"}]),
+        ("module", 5),
+        ("skipped", "ab"),
+        ("warnings", [{"x": 1}]),
+        ("created", 1e300),
+        ("created", float("nan")),
+        ("artifact", ".."),
+    ],
+)
+def test_consistent_but_wrong_metadata_is_a_miss_not_a_crash(tmp_path: Path, field: str, value) -> None:
+    # The checksum still matches: only the metadata lies. Loading, listing and verifying survive it.
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    meta = json.loads((m.entry.path / "meta.json").read_text())
+    meta[field] = value
+    (m.entry.path / "meta.json").write_text(json.dumps(meta))
+    assert rc.list_cached_libraries(compiler(root)) == []
+    again = compiler(root).compile(ADD)
+    assert not again.info.cache_hit and again.add(2, 3) == 5
+    assert [e.key for e in rc.list_cached_libraries(compiler(root))] == [again.key]
+
+
+def test_refused_entries_are_listed_and_cleared(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    m.entry.path.chmod(0o777)
+    stats = rc.cache_stats(compiler(root))
+    assert stats.entries == () and [name for name, _ in stats.refused] == [m.key]
+    assert "1 refused" in stats.summary() and "writable by group or others" in str(stats)
+    with pytest.raises(rc.RustCacheError, match="writable by group or others"):
+        compiler(root).compile(ADD)
+    assert rc.clear_cache(compiler(root)) == 0  # it was never an entry a process could load
+    assert rc.cache_stats(compiler(root)).refused == ()
+    assert compiler(root).compile(ADD).add(1, 1) == 2
+    # A planted symlink: verify removes the link, not what it points to.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    (root / "entries" / ("f" * 64)).symlink_to(elsewhere, target_is_directory=True)
+    good, bad = rc.verify_cache(compiler(root))
+    assert good == 1 and [k for k, _ in bad] == ["f" * 64] and "symlink" in bad[0][1]
+    assert (elsewhere / "keep.txt").read_text() == "mine" and not (root / "entries" / ("f" * 64)).exists()
+
+
+def test_a_directory_made_unsafe_during_a_session_is_refused(tmp_path: Path) -> None:
+    c = compiler(tmp_path / "c")
+    c.compile(ADD)
+    (tmp_path / "c" / "entries").chmod(0o777)
+    with pytest.raises(rc.RustCacheError, match="writable by group or others"):
+        c.compile(ADD)
+
+
+def test_a_bad_size_cap_fails_before_building(tmp_path: Path, monkeypatch, logged_rustc: Path) -> None:
+    monkeypatch.setenv("RUSTCALL_CACHE_MAX_BYTES", "10MB")
+    with pytest.raises(ValueError, match="RUSTCALL_CACHE_MAX_BYTES"):
+        compiler(tmp_path / "c").compile("pub fn capped() -> i32 { 1 }")
+    assert builds(logged_rustc) == 0
+
+
+def test_native_builds_are_keyed_by_the_host_cpu(tmp_path: Path, monkeypatch) -> None:
+    c = compiler(tmp_path / "c", target_cpu="native")
+    here = c.compile(ADD)
+    monkeypatch.setattr("rustcall_magic.compiler.host_cpu_identity", lambda: "another machine")
+    there = c.compile(ADD)
+    assert here.key != there.key and not there.info.cache_hit
+    assert compiler(tmp_path / "c").compile(ADD).key == compiler(tmp_path / "c").compile(ADD).key
+
+
+#: Runs a child that obeys permission bits even as root (no DAC override), in a read-only cache.
+READ_ONLY_CHILD = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import rustcall_magic as rc
+    warnings.simplefilter("ignore")
+    c = rc.RustCompiler(cache_dir=sys.argv[1], quiet=True)
+    out = {}
+    for name, call in [
+        ("hit", lambda: c.compile(sys.argv[2]).add(2, 2)),
+        ("new cell", lambda: c.compile("pub fn fresh() -> i32 { 9 }").fresh()),
+        ("clear", lambda: rc.clear_cache(c)),
+        ("clean", lambda: rc.cleanup_old_cache(0, c)),
+        ("verify", lambda: rc.verify_cache(c)),
+    ]:
+        try:
+            out[name] = ["ok", repr(call())]
+        except Exception as e:
+            out[name] = [type(e).__name__, str(e)]
+    print(json.dumps(out))
+    """
+)
+
+
+def _without_dac_override() -> list[str]:
+    if os.getuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("as root, needs setpriv to make permission bits apply")
+    caps = "-dac_override,-dac_read_search,-fowner"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+def test_a_read_only_cache_serves_hits_and_says_why_it_cannot_change(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    corrupt_key = compiler(root).compile("pub fn other() -> i32 { 1 }").key
+    corrupt(root / "entries" / corrupt_key / next(p.name for p in (root / "entries" / corrupt_key).glob("*.so")), b"x")
+    for d in (root, root / "entries", root / "locks", root / "tmp"):
+        d.chmod(0o500)
+    try:
+        out = subprocess.run(
+            [*_without_dac_override(), sys.executable, "-c", READ_ONLY_CHILD, str(root), ADD],
+            capture_output=True, text=True, timeout=120, env=dict(os.environ),
+        )  # fmt: skip
+    finally:
+        for d in (root, root / "entries", root / "locks", root / "tmp"):
+            d.chmod(0o700)
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout.strip().splitlines()[-1])
+    assert said["hit"] == ["ok", "4"]
+    for what in ("new cell", "clear", "clean"):
+        assert said[what][0] == "RustCacheError", (what, said[what])
+    assert "could not remove" in said["clear"][1] and "cannot" in said["new cell"][1]
+    verdict = said["verify"][1]
+    assert said["verify"][0] == "ok" and corrupt_key in verdict and "could not remove it" in verdict
+    assert m.add(1, 1) == 2
