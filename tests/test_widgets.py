@@ -15,6 +15,7 @@ from rustcall_magic import api, bench, handles, widgets
 from rustcall_magic import cache as cache_mod
 from rustcall_magic.cache import Cache, make_key
 from rustcall_magic.magics import RustMagics
+from rustcall_magic.signature import UNIT, FnSig
 
 CELL_A = "pub fn wa_one(a: i64) -> i64 { a + 1 }"
 CELL_B = "pub fn wa_two(a: i64) -> i64 { a + 2 }"
@@ -38,7 +39,8 @@ def fake_entry(cache_root: Path, name: str, size: int = 1000) -> str:
     build = cache.new_build_dir(key)
     artifact = build / f"_fake_{name}.so"
     artifact.write_bytes(b"\0" * size)
-    cache.publish(key, build, artifact, {"module": f"_fake_{name}", "functions": [{"name": name}]})
+    sig = FnSig(name, (), UNIT).to_json()
+    cache.publish(key, build, artifact, {"module": f"_fake_{name}", "functions": [sig]})
     return key
 
 
