@@ -138,10 +138,31 @@ def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
 def _wrapper(index: int, sig: FnSig) -> str:
     n = len(sig.params)
     sig_lit = rust_str(sig.text)
+    params = ", ".join(rust_str(p.name) for p in sig.params)
     lines = [
-        "#[allow(unused_unsafe, unused_variables, unused_mut, non_snake_case, clippy::all)]",
-        f"unsafe extern \"C\" fn __rc_w{index}(_m: *mut PyObject, args: *const *mut PyObject, nargs: isize) -> *mut PyObject {{",
+        # A call with keywords binds them here, out of the wrapper (whose fast path stays lean),
+        # and calls the wrapper with the arguments in parameter order.
+        "#[cold]",
+        "#[inline(never)]",
+        "#[allow(unused_unsafe, non_snake_case, clippy::all)]",
+        f"unsafe fn __rc_k{index}(m: *mut PyObject, args: *const *mut PyObject, nargs: isize, "
+        "kwnames: *mut PyObject) -> *mut PyObject {",
         "    unsafe {",
+        f"    if PyTuple_Size(kwnames) == 0 {{ return __rc_w{index}(m, args, nargs, ::std::ptr::null_mut()); }}",
+        f"    const PARAMS: [&str; {n}] = [{params}];",
+        f"    let mut bound: [*mut PyObject; {n}] = [::std::ptr::null_mut(); {n}];",
+        f"    if !bind_keywords({sig_lit}, &PARAMS, args, nargs, kwnames, bound.as_mut_ptr()) {{",
+        "        return ::std::ptr::null_mut();",
+        "    }",
+        f"    __rc_w{index}(m, bound.as_ptr(), {n}, ::std::ptr::null_mut())",
+        "    }",
+        "}",
+        "",
+        "#[allow(unused_unsafe, unused_variables, unused_mut, non_snake_case, clippy::all)]",
+        f"unsafe extern \"C\" fn __rc_w{index}(_m: *mut PyObject, args: *const *mut PyObject, nargs: isize, "
+        "kwnames: *mut PyObject) -> *mut PyObject {",
+        "    unsafe {",
+        f"    if !kwnames.is_null() {{ return __rc_k{index}(_m, args, nargs, kwnames); }}",
         f"    if nargs != {n} {{ return raise_arg_count({sig_lit}, {n}, nargs); }}",
     ]
     for i, p in enumerate(sig.params):
@@ -199,7 +220,7 @@ def generate(module_name: str, cell_source: str, functions: list[FnSig]) -> Gene
     for i, sig in enumerate(functions):
         methods.append(
             f"    PyMethodDef {{ ml_name: {rust_bytes(sig.name)}.as_ptr() as *const c_char, "
-            f"ml_meth: Some(__rc_w{i}), ml_flags: METH_FASTCALL, "
+            f"ml_meth: Some(__rc_w{i}), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
             f"ml_doc: {rust_bytes(docstring(sig))}.as_ptr() as *const c_char }},"
         )
     methods.append(

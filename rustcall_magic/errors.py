@@ -210,6 +210,11 @@ def _raise_arg_count(signature: str, expected: int, got: int) -> None:
     raise TypeError(f"{fn}() takes {expected} argument{plural} but {got} {verb} given; signature: {signature}")
 
 
+def _raise_arg_binding(signature: str, problem: str) -> None:
+    fn = signature.split("(", 1)[0].split()[-1]
+    raise TypeError(f"{fn}() {problem}; signature: {signature}")
+
+
 def _raise_panic(function: str, message: str, file: str | None, line: int, column: int) -> None:
     if file is not None and file.endswith("cell.rs"):
         file = "cell"

@@ -188,6 +188,28 @@ def test_cell_may_use_crate_paths_and_inner_attributes() -> None:
     assert m.warnings == []
 
 
+KEYWORDS = "pub fn axpy(a: f64, x: f64, y: f64) -> f64 { a * x + y }\npub fn nothing() -> i32 { 7 }\n"
+
+
+@pytest.mark.parametrize("backend", ["rust", "llvm"])
+def test_keyword_arguments_bind_by_parameter_name(backend: str) -> None:
+    m = rc.compile_rust(KEYWORDS) if backend == "rust" else rc.jit_rust(KEYWORDS, quiet=True)
+    assert m.axpy(2.0, 3.0, 1.0) == m.axpy(2.0, y=1.0, x=3.0) == m.axpy(y=1.0, a=2.0, x=3.0) == 7.0
+    assert m.nothing() == 7
+    for call, message in [
+        (lambda: m.axpy(2.0, 3.0, a=1.0), r"axpy\(\) got multiple values for argument 'a'"),
+        (lambda: m.axpy(2.0, 3.0, z=1.0), r"unexpected keyword argument 'z'"),
+        (lambda: m.axpy(x=3.0), r"missing 2 required arguments: 'a', 'y'"),
+        (lambda: m.axpy(1.0, 2.0, 3.0, y=4.0), r"got multiple values for argument 'y'"),
+        (lambda: m.axpy(1.0, 2.0, 3.0, 4.0, y=4.0), r"takes 3 arguments but 5 were given"),
+        (lambda: m.nothing(a=1), r"nothing\(\) got an unexpected keyword argument 'a'"),
+        (lambda: m.axpy(a="s", x=1.0, y=1.0), r"argument 1 \(a: f64\) must be float"),
+    ]:
+        with pytest.raises(TypeError, match=message) as info:
+            call()
+        assert "signature: pub fn" in str(info.value) and "_rustcall_" not in str(info.value)
+
+
 def test_a_panic_in_an_extern_c_function_is_a_rust_panic() -> None:
     # Rust aborts when a panic leaves an extern "C" fn: the build makes it "C-unwind".
     m = rc.compile_rust('#[no_mangle]\npub extern "C" fn cp(x: i32) -> i32 { if x < 0 { panic!("negative") } x }')

@@ -23,12 +23,14 @@ pub struct PyObject {
     pub ob_type: *mut PyObject,
 }
 
-pub type PyFastFn = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, isize) -> *mut PyObject;
+/// A `METH_FASTCALL | METH_KEYWORDS` function: positional arguments, then keyword values named by `kwnames`.
+pub type PyFastKwFn =
+    unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, isize, *mut PyObject) -> *mut PyObject;
 
 #[repr(C)]
 pub struct PyMethodDef {
     pub ml_name: *const c_char,
-    pub ml_meth: Option<PyFastFn>,
+    pub ml_meth: Option<PyFastKwFn>,
     pub ml_flags: c_int,
     pub ml_doc: *const c_char,
 }
@@ -55,6 +57,7 @@ pub struct PyModuleDef {
 }
 
 pub const METH_FASTCALL: c_int = 0x0080;
+pub const METH_KEYWORDS: c_int = 0x0002;
 pub const PYTHON_API_VERSION: c_int = 1013;
 
 unsafe extern "C" {
@@ -188,6 +191,7 @@ pub trait IntoPy {
 
 static mut RAISE_ARG_ERROR: *mut PyObject = ::std::ptr::null_mut();
 static mut RAISE_ARG_COUNT: *mut PyObject = ::std::ptr::null_mut();
+static mut RAISE_ARG_BINDING: *mut PyObject = ::std::ptr::null_mut();
 static mut RAISE_PANIC: *mut PyObject = ::std::ptr::null_mut();
 static mut RAISE_RUST_ERROR: *mut PyObject = ::std::ptr::null_mut();
 static mut PY_64: *mut PyObject = ::std::ptr::null_mut();
@@ -205,10 +209,16 @@ pub unsafe fn init_runtime() -> c_int {
     }
     RAISE_ARG_ERROR = PyObject_GetAttrString(m, b"_raise_arg_error\0".as_ptr() as *const c_char);
     RAISE_ARG_COUNT = PyObject_GetAttrString(m, b"_raise_arg_count\0".as_ptr() as *const c_char);
+    RAISE_ARG_BINDING = PyObject_GetAttrString(m, b"_raise_arg_binding\0".as_ptr() as *const c_char);
     RAISE_PANIC = PyObject_GetAttrString(m, b"_raise_panic\0".as_ptr() as *const c_char);
     RAISE_RUST_ERROR = PyObject_GetAttrString(m, b"_raise_rust_error\0".as_ptr() as *const c_char);
     Py_DecRef(m);
-    if RAISE_ARG_ERROR.is_null() || RAISE_ARG_COUNT.is_null() || RAISE_PANIC.is_null() || RAISE_RUST_ERROR.is_null() {
+    if RAISE_ARG_ERROR.is_null()
+        || RAISE_ARG_COUNT.is_null()
+        || RAISE_ARG_BINDING.is_null()
+        || RAISE_PANIC.is_null()
+        || RAISE_RUST_ERROR.is_null()
+    {
         return -1;
     }
     PY_64 = PyLong_FromLongLong(64);
@@ -238,6 +248,65 @@ pub unsafe fn raise_arg_count(signature: &str, expected: isize, got: isize) -> *
         Py_DecRef(r);
     }
     ::std::ptr::null_mut()
+}
+
+/// Binds a call with keyword arguments to the parameters `names`: `out` gets one object per
+/// parameter, positional ones first, then each keyword's by name. False with TypeError raised
+/// for too many arguments, an unknown or repeated name, or a missing one.
+#[cold]
+#[inline(never)]
+pub unsafe fn bind_keywords(
+    signature: &str,
+    names: &[&str],
+    args: *const *mut PyObject,
+    nargs: isize,
+    kwnames: *mut PyObject,
+    out: *mut *mut PyObject,
+) -> bool {
+    let n = names.len();
+    let nkw = PyTuple_Size(kwnames);
+    if nargs as usize > n {
+        raise_arg_count(signature, n as isize, nargs + nkw);
+        return false;
+    }
+    for i in 0..nargs as usize {
+        *out.add(i) = *args.add(i);
+    }
+    for k in 0..nkw {
+        let mut len: isize = 0;
+        let p = PyUnicode_AsUTF8AndSize(PyTuple_GetItem(kwnames, k), &mut len);
+        if p.is_null() {
+            return false;
+        }
+        let key = ::std::str::from_utf8_unchecked(::std::slice::from_raw_parts(p as *const u8, len as usize));
+        match names.iter().position(|name| *name == key) {
+            None => return raise_arg_binding(signature, &format!("got an unexpected keyword argument '{}'", key)),
+            Some(j) if !(*out.add(j)).is_null() => {
+                return raise_arg_binding(signature, &format!("got multiple values for argument '{}'", key))
+            }
+            Some(j) => *out.add(j) = *args.add(nargs as usize + k as usize),
+        }
+    }
+    let missing: Vec<String> = (0..n).filter(|&j| (*out.add(j)).is_null()).map(|j| format!("'{}'", names[j])).collect();
+    if !missing.is_empty() {
+        let s = if missing.len() == 1 { "" } else { "s" };
+        return raise_arg_binding(signature, &format!("missing {} required argument{}: {}", missing.len(), s, missing.join(", ")));
+    }
+    true
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn raise_arg_binding(signature: &str, problem: &str) -> bool {
+    let s = py_str(signature);
+    let p = py_str(problem);
+    let r = PyObject_CallFunctionObjArgs(RAISE_ARG_BINDING, s, p, ::std::ptr::null_mut::<PyObject>());
+    Py_DecRef(s);
+    Py_DecRef(p);
+    if !r.is_null() {
+        Py_DecRef(r);
+    }
+    false
 }
 
 /// Raises the Python exception for a failed argument conversion; always returns NULL.
