@@ -186,7 +186,8 @@ def _raise_arg_error(
         rust_type = _RUST_PATH.sub("", item_type) or rust_type
         expected = _ITEM_EXPECTED.get(rust_type, rust_type)
         what += " item " + "".join(f"[{i}]" for i in path)
-    got = type(obj).__name__
+    kind = type(obj)
+    got = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     dtype = getattr(obj, "dtype", None)
     if dtype is not None and not isinstance(dtype, type):
         got += f" of dtype {dtype}"

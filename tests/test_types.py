@@ -276,7 +276,7 @@ def test_mut_slice_writes_are_visible_zero_copy(buf):
 
 
 def test_wrong_item_type_is_a_type_error_naming_both(buf):
-    with pytest.raises(TypeError, match=r"not ndarray of dtype int64 \(got a buffer of item format 'l'.*f64 needs format 'd'"):
+    with pytest.raises(TypeError, match=r"not numpy.ndarray of dtype int64 \(got a buffer of item format 'l'.*f64 needs format 'd'"):
         buf.total(np.arange(3))
     with pytest.raises(TypeError, match=r"ndarray of dtype float64.*i32 needs format 'i'"):
         buf.sort_i32(np.zeros(3))
@@ -498,3 +498,17 @@ def test_a_mutable_slice_must_not_alias_another_argument() -> None:
     m.copy_into(y, x)  # disjoint buffers are fine
     assert list(y) == [0, 1, 2, 3]
     assert m.add_first(y, [7]) == 7 and y[0] == 8  # a copied list never aliases
+
+
+def test_numpy_bool_scalars_are_bools() -> None:
+    # numpy's bool scalar is not a bool subclass, but it is what a bool array's items are.
+    m = rc.compile_rust("pub fn neg(b: bool) -> bool { !b }\npub fn count(v: &[bool]) -> usize { v.iter().filter(|x| **x).count() }")
+    assert (m.neg(np.True_), m.neg(np.bool_(False))) == (False, True)
+    assert m.count([np.True_, False, np.True_]) == 2
+    with pytest.raises(TypeError, match=r"must be bool, not numpy\.int64 of dtype int64"):
+        m.neg(np.int64(1))
+    box, vec = rc.RustBox(np.True_, "bool"), rc.RustVec([False, False], "bool")
+    vec[1] = np.True_
+    assert (box.value, vec.to_list()) == (True, [False, True])
+    with pytest.raises(TypeError, match=r"bool element must be bool, not numpy\.int8"):
+        rc.RustBox(np.int8(1), "bool")

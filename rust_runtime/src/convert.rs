@@ -53,7 +53,7 @@ pub unsafe fn from_py(dt: DType, o: *mut PyObject) -> Result<Scalar, Raised> {
             } else if o == py_false() {
                 Ok(Scalar::B(false))
             } else {
-                Err(type_error(dt, o))
+                numpy_bool(o).map(Scalar::B).ok_or_else(|| type_error(dt, o))
             }
         }
     }
@@ -67,18 +67,34 @@ pub unsafe fn raise_conv(dt: DType, e: ConvError, o: *mut PyObject) -> Raised {
     }
 }
 
+/// The start of a type object: its header and `tp_name` (stable in every CPython 3.x).
+#[repr(C)]
+struct PyTypeHead {
+    ob_base: PyObject,
+    ob_size: isize,
+    tp_name: *const std::os::raw::c_char,
+}
+
+/// `tp_name` of `o`'s type: a builtin's bare name, else qualified (`numpy.bool`).
 unsafe fn type_name(o: *mut PyObject) -> String {
-    let t = (*o).ob_type;
-    let n = PyObject_GetAttrString(t, b"__name__\0".as_ptr() as *const _);
-    let s = if n.is_null() {
-        PyErr_Clear();
-        "object".to_string()
-    } else {
-        let s = str_bytes(n).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-        Py_DecRef(n);
-        s
-    };
-    s
+    let name = std::ffi::CStr::from_ptr((*((*o).ob_type as *const PyTypeHead)).tp_name);
+    name.to_string_lossy().into_owned()
+}
+
+/// The value of a numpy bool scalar (`numpy.bool`, `numpy.bool_` before numpy 2): not a
+/// subclass of bool, but what a bool array's items are. None for anything else.
+#[cold]
+unsafe fn numpy_bool(o: *mut PyObject) -> Option<bool> {
+    if !matches!(type_name(o).as_str(), "numpy.bool" | "numpy.bool_") {
+        return None;
+    }
+    match PyObject_IsTrue(o) {
+        -1 => {
+            PyErr_Clear();
+            None
+        }
+        v => Some(v == 1),
+    }
 }
 
 unsafe fn type_error(dt: DType, o: *mut PyObject) -> Raised {

@@ -71,6 +71,7 @@ unsafe extern "C" {
     pub fn PyErr_Clear();
     pub fn PyErr_ExceptionMatches(exc: *mut PyObject) -> c_int;
     pub fn PyType_IsSubtype(a: *mut PyObject, b: *mut PyObject) -> c_int;
+    pub fn PyObject_IsTrue(o: *mut PyObject) -> c_int;
 
     pub fn PyLong_AsLongLongAndOverflow(o: *mut PyObject, overflow: *mut c_int) -> c_longlong;
     pub fn PyLong_AsUnsignedLongLong(o: *mut PyObject) -> c_ulonglong;
@@ -718,8 +719,34 @@ impl FromPy for bool {
         } else if o == ::std::ptr::addr_of_mut!(_Py_FalseStruct) {
             Ok(false)
         } else {
-            Err(ArgError::Type(""))
+            numpy_bool(o).ok_or(ArgError::Type(""))
         }
+    }
+}
+
+/// The start of a type object: its header and `tp_name` (stable in every CPython 3.x).
+#[repr(C)]
+struct PyTypeHead {
+    ob_base: PyObject,
+    ob_size: isize,
+    tp_name: *const c_char,
+}
+
+/// The value of a numpy bool scalar (`numpy.bool`, `numpy.bool_` before numpy 2): not a
+/// subclass of bool, but what a bool array's items are. None for anything else.
+#[cold]
+#[inline(never)]
+pub unsafe fn numpy_bool(o: *mut PyObject) -> Option<bool> {
+    let name = ::std::ffi::CStr::from_ptr((*((*o).ob_type as *const PyTypeHead)).tp_name).to_bytes();
+    if name != b"numpy.bool" && name != b"numpy.bool_" {
+        return None;
+    }
+    match PyObject_IsTrue(o) {
+        -1 => {
+            PyErr_Clear();
+            None
+        }
+        v => Some(v == 1),
     }
 }
 
