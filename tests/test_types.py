@@ -512,3 +512,10 @@ def test_numpy_bool_scalars_are_bools() -> None:
     assert (box.value, vec.to_list()) == (True, [False, True])
     with pytest.raises(TypeError, match=r"bool element must be bool, not numpy\.int8"):
         rc.RustBox(np.int8(1), "bool")
+
+
+def test_empty_buffers_of_wide_items(buf) -> None:
+    # An empty array.array's memory pointer need not be aligned: no item is ever read.
+    assert buf.total(array.array("d")) == 0.0 and buf.sum_i64(array.array("q")) == 0
+    buf.scale(array.array("d"), 2.0)
+    assert buf.total(np.empty(0)) == 0.0
