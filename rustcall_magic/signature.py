@@ -294,6 +294,21 @@ def _borrows_object(t: RType) -> bool:
     return bool(row and row.borrows_object) or any(_borrows_object(a) for a in type_args(t))
 
 
+#: Rows whose values are memory of the ownership runtime (its allocator frees them).
+_RUNTIME_MEMORY = frozenset({"Vec<_>", "&mut Vec<_>", "Box<_>", "Rc<_>", "Arc<_>"})
+
+
+def runtime_memory(t: RType) -> RType | None:
+    """The part of *t* that moves memory between a cell and the ownership runtime, if any:
+    a numeric ``Vec`` (a RustVec's buffer), ``&mut Vec`` (may reallocate one), or a
+    ``Box``/``Rc``/``Arc`` by value (at any depth)."""
+    key = pattern(t)
+    args = type_args(t)
+    if key in _RUNTIME_MEMORY and (key not in ("Vec<_>", "&mut Vec<_>") or str(args[0]) in HANDLE_ITEMS):
+        return t
+    return next((found for a in args if (found := runtime_memory(a)) is not None), None)
+
+
 def py_in_text(t: RType) -> str:
     """What Python passes for a parameter of type *t*, for error messages (``"str"``, ``"... or None"``)."""
     row = type_row(t, "param")
@@ -453,6 +468,12 @@ def parse_cell(source: str) -> CellInfo:
     root = tree.root_node
     info = CellInfo(has_syntax_errors=root.has_error)
     children = root.children
+    # Memory of the ownership runtime comes from the process's global allocator: a cell
+    # with its own would free it with another one.
+    own_allocator = any(
+        n.type == "attribute_item" and (a := _first_of(n, "attribute")) is not None and _text(a) == "global_allocator"
+        for n in children
+    )
     for i, node in enumerate(children):
         if node.type != "function_item":
             continue
@@ -523,6 +544,14 @@ def parse_cell(source: str) -> CellInfo:
         ret = rtype_of(ret_node) if ret_node is not None else UNIT
         if type_row(ret, "return") is None:
             info.skipped.append((name, f"return type `{ret}` is not supported"))
+            continue
+        shared = next((m for t in (*(p.type for p in params), ret) if (m := runtime_memory(t)) is not None), None)
+        if own_allocator and shared is not None:
+            info.skipped.append((
+                name,
+                f"the cell sets its own #[global_allocator], and `{shared}` would hand memory between it and "
+                "the ownership runtime's allocator",
+            ))
             continue
         info.functions.append(
             FnSig(

@@ -402,3 +402,32 @@ def test_bool_vec_bytes_are_validated_and_views_are_read_only(lent) -> None:
     v[1] = True
     v.extend(v)
     assert lent.bsum(v) == 6 and len(v) == 6
+
+
+OWN_ALLOCATOR = """\
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 { ALLOCS.fetch_add(1, Relaxed); unsafe { System.alloc(l) } }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) { unsafe { System.dealloc(p, l) } }
+}
+#[global_allocator]
+static A: Counting = Counting;
+pub fn take_box(b: Box<i64>) -> i64 { *b }
+pub fn make_vec(n: usize) -> Vec<i32> { vec![1; n] }
+pub fn length(v: &Vec<i32>) -> usize { v.len() }
+pub fn words(v: Vec<String>) -> usize { v.len() }
+pub fn allocations() -> usize { ALLOCS.load(Relaxed) }
+"""
+
+
+def test_a_cell_with_its_own_allocator_exchanges_no_runtime_memory() -> None:
+    # Handles' memory comes from the process allocator; this cell frees with its own.
+    with pytest.warns(rc.RustcallWarning, match=r"#\[global_allocator\]") as caught:
+        m = rc.compile_rust(OWN_ALLOCATOR)
+    skipped = {str(w.message).split("`")[1] for w in caught}
+    assert skipped == {"take_box", "make_vec"} and set(m.functions) == {"length", "words", "allocations"}
+    assert m.length(rc.RustVec([1, 2, 3], "i32")) == 3 and m.words(["a", "b"]) == 2
+    assert m.allocations() > 0
