@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 
 import pytest
@@ -350,11 +351,16 @@ def test_a_shared_borrow_allows_reads_and_refuses_changes(lent) -> None:
         lambda: v.__setitem__(0, 7),
         lambda: v.extend([5]),
         lambda: v.extend(v),
-        lambda: memoryview(v),
     )
     assert lent.sum(v, x) == 7
-    assert_all_lent(out, 8)
+    assert_all_lent(out, 7)
     assert v.to_list() == [1, 2, 3] and v.state == "alive"
+    # A view is one more shared borrow, as Rust allows beside `&Vec<T>`: read-only, so no
+    # writable one can be had while the call runs.
+    x, out = evil(lambda: (memoryview(v).readonly, memoryview(v).tolist()), lambda: (ctypes.c_int64 * 3).from_buffer(v))
+    assert lent.sum(v, x) == 7
+    assert out[0] == (True, [1, 2, 3])
+    assert isinstance(out[1], TypeError) and "not writable" in str(out[1])
 
 
 def test_a_vec_reserved_for_a_move_is_freed_exactly_once(lent) -> None:
@@ -431,3 +437,30 @@ def test_a_cell_with_its_own_allocator_exchanges_no_runtime_memory() -> None:
     assert skipped == {"take_box", "make_vec"} and set(m.functions) == {"length", "words", "allocations"}
     assert m.length(rc.RustVec([1, 2, 3], "i32")) == 3 and m.words(["a", "b"]) == 2
     assert m.allocations() > 0
+
+
+def test_a_vector_lent_twice_as_shared_borrows() -> None:
+    # `&Vec<T>` and `&[T]` of one vector are two shared borrows, which Rust allows; a `&mut`
+    # beside a shared one is not.
+    m = rc.compile_rust(
+        "pub fn both(v: &Vec<i32>, s: &[i32]) -> i64 { v.iter().chain(s).map(|x| *x as i64).sum() }\n"
+        "pub fn clash(v: &Vec<i32>, s: &mut [i32]) -> usize { s[0] = 9; v.len() }\n"
+    )
+    v = rc.RustVec([1, 2, 3], "i32")
+    assert m.both(v, v) == 12
+    with pytest.raises((RustHandleError, ValueError, TypeError, BufferError)):
+        m.clash(v, v)
+    assert v.to_list() == [1, 2, 3]
+    v.push(4)  # no view outlived the call
+    assert v.to_list() == [1, 2, 3, 4]
+
+
+def test_copying_a_dropped_vector_is_a_handle_error() -> None:
+    v = rc.RustVec([1, 2], "i64")
+    w = rc.create_rust_vec(v)
+    assert (w.to_list(), w.dtype) == ([1, 2], "i64")
+    v.drop()
+    with pytest.raises(RustHandleError, match="dropped"):
+        rc.create_rust_vec(v)
+    with pytest.raises(RustHandleError, match="dropped"):
+        rc.RustVec(v, "i64")

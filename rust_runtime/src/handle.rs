@@ -887,15 +887,23 @@ unsafe extern "C" fn sq_ass_item(o: *mut PyObject, i: isize, v: *mut PyObject) -
 unsafe extern "C" fn bf_getbuffer(o: *mut PyObject, view: *mut Py_buffer, flags: c_int) -> c_int {
     guard("getbuffer", -1, || {
         let h = &mut *(o as *mut Handle);
-        // A view outlives any check: none while a running call holds the vector (it may free it).
-        if check_change(h, "export a buffer view of").is_err() {
+        // A view outlives any check: none while a running call may free or reallocate the vector
+        // (`&mut`, a move). While calls only share it (`&Vec<T>`, as Rust lets `&` borrows
+        // coexist), a read-only view is fine: nothing can reallocate it under the view.
+        let shared = h.borrow != 0 && may_read(h.borrow) && flags & PyBUF_WRITABLE == 0;
+        let allowed = if shared {
+            check_read(h, "export a buffer view of")
+        } else {
+            check_change(h, "export a buffer view of")
+        };
+        if allowed.is_err() {
             (*view).obj = null_mut();
             return -1;
         }
         let dt = dtype_of(h);
         // Bool views are read-only: Python could store bytes other than 0/1, which Rust must never
         // read as a bool. (Reading views, e.g. np.asarray(v), work; writes go through v[i] = x.)
-        let readonly = dt == DType::Bool;
+        let readonly = dt == DType::Bool || shared;
         if readonly && flags & PyBUF_WRITABLE != 0 {
             raise(
                 PyExc_BufferError,
@@ -1151,8 +1159,16 @@ unsafe fn set_vectorcall(t: *mut PyObject, newf: *mut c_void, vc: VectorcallFn) 
 
 /// A new RustVec holding the items of `src` (buffer: one copy; else any iterable).
 pub unsafe fn vec_from(src: *mut PyObject, d: *mut PyObject) -> *mut PyObject {
+    // A RustVec source is copied: it must be readable (not dropped, moved or lent), and gives its dtype.
+    let source = if src.is_null() { None } else { as_kind(src, KIND_VEC) };
+    if let Some(h) = &source {
+        if check_read(h, "copy").is_err() {
+            return null_mut();
+        }
+    }
     let dt = match parse_dtype(d) {
         Ok(Some(dt)) => dt,
+        Ok(None) if source.is_some() => dtype_of(source.as_ref().expect("checked")),
         Ok(None) => match get_buffer(src, false) {
             Some((mut view, vdt)) => {
                 PyBuffer_Release(&mut view);
