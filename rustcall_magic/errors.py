@@ -211,6 +211,14 @@ def _raise_arg_count(signature: str, expected: int, got: int) -> None:
     raise TypeError(f"{fn}() takes {expected} argument{plural} but {got} {verb} given; signature: {signature}")
 
 
+def _note_arg(exc: BaseException, signature: str, index: int, name: str, rust_type: str) -> None:
+    """Add to *exc* (raised while an argument converted) which argument it was."""
+    fn = signature.split("(", 1)[0].split()[-1]
+    note = f"while converting {fn}() argument {index + 1} ({name}: {rust_type}); signature: {signature}"
+    if hasattr(exc, "add_note"):  # Python 3.11+
+        exc.add_note(note)
+
+
 def _raise_arg_binding(signature: str, problem: str) -> None:
     fn = signature.split("(", 1)[0].split()[-1]
     raise TypeError(f"{fn}() {problem}; signature: {signature}")

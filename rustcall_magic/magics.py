@@ -17,7 +17,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Int, TraitError, Unicode, validate
 
 from . import api
 from ._version import __version__
@@ -47,6 +47,26 @@ class RustMagics(Magics):
     max_cache_bytes = Int(0, help="Evict least-recently-used cache entries above this size; 0: no cap.").tag(
         config=True
     )
+
+    @validate("opt_level")
+    def _check_opt_level(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and value not in (0, 1, 2, 3):
+            raise TraitError(f"RustMagics.opt_level must be 0, 1, 2 or 3, not {value!r}")
+        return value
+
+    @validate("edition")
+    def _check_edition(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value and value not in EDITIONS:
+            raise TraitError(f"RustMagics.edition must be one of {', '.join(EDITIONS)}, not {value!r}")
+        return value
+
+    @validate("max_cache_bytes")
+    def _check_max_cache_bytes(self, proposal: Any) -> Any:
+        if proposal["value"] < 0:
+            raise TraitError(f"RustMagics.max_cache_bytes must be >= 0 (0: no cap), not {proposal['value']!r}")
+        return proposal["value"]
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)

@@ -191,6 +191,16 @@ def test_config_traits(ip, tmp_path: Path) -> None:
         magics.cache_dir = ""
 
 
+def test_bad_config_values_are_refused_when_set(ip) -> None:
+    from traitlets import TraitError
+
+    magics = ip.magics_manager.registry["RustMagics"]
+    for trait, value in [("opt_level", 7), ("edition", "2030"), ("max_cache_bytes", -1)]:
+        with pytest.raises(TraitError, match=f"RustMagics.{trait} must be"):
+            setattr(magics, trait, value)
+    assert (magics.opt_level, magics.edition, magics.max_cache_bytes) == (None, "", 0)
+
+
 def test_help_is_the_docstring(ip) -> None:
     doc = ip.magics_manager.magics["cell"]["rust"].__doc__
     assert "In [2]: %%rust" in doc and "--opt-level" in doc

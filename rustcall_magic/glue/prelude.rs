@@ -69,6 +69,9 @@ unsafe extern "C" {
     pub fn Py_DecRef(o: *mut PyObject);
     pub fn PyErr_Occurred() -> *mut PyObject;
     pub fn PyErr_Clear();
+    pub fn PyErr_Fetch(t: *mut *mut PyObject, v: *mut *mut PyObject, tb: *mut *mut PyObject);
+    pub fn PyErr_NormalizeException(t: *mut *mut PyObject, v: *mut *mut PyObject, tb: *mut *mut PyObject);
+    pub fn PyErr_Restore(t: *mut PyObject, v: *mut PyObject, tb: *mut PyObject);
     pub fn PyErr_ExceptionMatches(exc: *mut PyObject) -> c_int;
     pub fn PyType_IsSubtype(a: *mut PyObject, b: *mut PyObject) -> c_int;
     pub fn PyObject_IsTrue(o: *mut PyObject) -> c_int;
@@ -193,6 +196,7 @@ pub trait IntoPy {
 static mut RAISE_ARG_ERROR: *mut PyObject = ::std::ptr::null_mut();
 static mut RAISE_ARG_COUNT: *mut PyObject = ::std::ptr::null_mut();
 static mut RAISE_ARG_BINDING: *mut PyObject = ::std::ptr::null_mut();
+static mut NOTE_ARG: *mut PyObject = ::std::ptr::null_mut();
 static mut RAISE_PANIC: *mut PyObject = ::std::ptr::null_mut();
 static mut RAISE_RUST_ERROR: *mut PyObject = ::std::ptr::null_mut();
 static mut PY_64: *mut PyObject = ::std::ptr::null_mut();
@@ -211,12 +215,14 @@ pub unsafe fn init_runtime() -> c_int {
     RAISE_ARG_ERROR = PyObject_GetAttrString(m, b"_raise_arg_error\0".as_ptr() as *const c_char);
     RAISE_ARG_COUNT = PyObject_GetAttrString(m, b"_raise_arg_count\0".as_ptr() as *const c_char);
     RAISE_ARG_BINDING = PyObject_GetAttrString(m, b"_raise_arg_binding\0".as_ptr() as *const c_char);
+    NOTE_ARG = PyObject_GetAttrString(m, b"_note_arg\0".as_ptr() as *const c_char);
     RAISE_PANIC = PyObject_GetAttrString(m, b"_raise_panic\0".as_ptr() as *const c_char);
     RAISE_RUST_ERROR = PyObject_GetAttrString(m, b"_raise_rust_error\0".as_ptr() as *const c_char);
     Py_DecRef(m);
     if RAISE_ARG_ERROR.is_null()
         || RAISE_ARG_COUNT.is_null()
         || RAISE_ARG_BINDING.is_null()
+        || NOTE_ARG.is_null()
         || RAISE_PANIC.is_null()
         || RAISE_RUST_ERROR.is_null()
     {
@@ -310,6 +316,31 @@ unsafe fn raise_arg_binding(signature: &str, problem: &str) -> bool {
     false
 }
 
+/// Keeps the pending exception (raised by Python code while an argument converted) and adds a
+/// note naming the argument and the signature; returns NULL.
+#[cold]
+#[inline(never)]
+unsafe fn note_arg(signature: &str, index: usize, name: &str, rust_type: &str) -> *mut PyObject {
+    let (mut t, mut v, mut tb) = (::std::ptr::null_mut(), ::std::ptr::null_mut(), ::std::ptr::null_mut());
+    PyErr_Fetch(&mut t, &mut v, &mut tb);
+    if t.is_null() {
+        return ::std::ptr::null_mut();
+    }
+    PyErr_NormalizeException(&mut t, &mut v, &mut tb);
+    let args = [py_str(signature), PyLong_FromLongLong(index as c_longlong), py_str(name), py_str(rust_type)];
+    let r = PyObject_CallFunctionObjArgs(NOTE_ARG, v, args[0], args[1], args[2], args[3], ::std::ptr::null_mut::<PyObject>());
+    for a in args.iter() {
+        Py_DecRef(*a);
+    }
+    if r.is_null() {
+        PyErr_Clear(); // the note is a courtesy: the original exception matters
+    } else {
+        Py_DecRef(r);
+    }
+    PyErr_Restore(t, v, tb);
+    ::std::ptr::null_mut()
+}
+
 /// Raises the Python exception for a failed argument conversion; always returns NULL.
 #[cold]
 #[inline(never)]
@@ -340,7 +371,7 @@ pub unsafe fn raise_arg_error(
         }
     }
     let (code, detail): (c_int, ::std::borrow::Cow<'static, str>) = match err {
-        ArgError::PyErr => return ::std::ptr::null_mut(),
+        ArgError::PyErr => return note_arg(signature, index, name, rust_type),
         ArgError::Type(d) => (CODE_TYPE, d.into()),
         ArgError::Overflow => (CODE_OVERFLOW, "".into()),
         ArgError::Value(d) => (CODE_VALUE, d.into()),
