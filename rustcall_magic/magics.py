@@ -234,9 +234,9 @@ class RustMagics(Magics):
             print(f"removed {n} entr{'y' if n == 1 else 'ies'}{extra}")
             return None
         good, bad = api.verify_cache(compiler)
-        print(f"verified {good + len(bad)} entries: {good} good, {len(bad)} bad (removed unless said otherwise)")
+        print(f"verified {good + len(bad)} entries: {good} good, {len(bad)} bad")
         for key, problem in bad:
-            print(f"  {key[:12]}: {problem}")
+            print(f"  {key[:12]}: {problem}{'' if 'could not remove' in problem else ' (removed)'}")
         return None
 
     def _parse(self, magic: Callable[..., Any], line: str) -> Any:
