@@ -187,7 +187,9 @@ def _raise_arg_error(
         expected = _ITEM_EXPECTED.get(rust_type, rust_type)
         what += " item " + "".join(f"[{i}]" for i in path)
     kind = type(obj)
-    got = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    # Qualified outside builtins and this package: numpy.bool is not bool.
+    plain = kind.__module__ == "builtins" or kind.__module__.split(".")[0] == __name__.split(".")[0]
+    got = kind.__qualname__ if plain else f"{kind.__module__}.{kind.__qualname__}"
     dtype = getattr(obj, "dtype", None)
     if dtype is not None and not isinstance(dtype, type):
         got += f" of dtype {dtype}"
