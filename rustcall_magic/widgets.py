@@ -566,7 +566,7 @@ class BenchView(w.VBox):
 
 
 def _state_badge(state: str, count: int | None = None) -> str:
-    text = state if count is None else f"{state} {count}"
+    text = state if count is None else f"{state} {count:,}"
     return f'<span class="rustcall-badge rustcall-state-{_e(state)}">{_e(text)}</span>'
 
 
