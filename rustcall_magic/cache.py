@@ -207,35 +207,29 @@ class Cache:
             return None
         return Entry(key, path, meta) if _meta_is_sound(meta) else None
 
-    def entries(self) -> Iterator[Entry]:
-        """Every readable, safe entry (unsafe or unreadable ones are skipped)."""
+    def _scan(self) -> Iterator[tuple[Path, Entry | None, str | None]]:
+        """Each name in ``entries/``: (path, its entry or None, why it is refused or None)."""
         try:
             names = sorted(os.listdir(self.entries_dir))
         except OSError:
             return
         for name in names:
             try:
-                entry = self.lookup(name)
-            except RustCacheError:
-                continue
-            if entry is not None:
-                yield entry
+                yield self.entry_path(name), self.lookup(name), None
+            except RustCacheError as e:
+                yield self.entry_path(name), None, str(e)
+
+    def entries(self) -> Iterator[Entry]:
+        """Every readable, safe entry (unsafe or unreadable ones are skipped)."""
+        return (entry for _, entry, _ in self._scan() if entry is not None)
 
     def unreadable(self) -> list[Path]:
         """Entry directories whose metadata cannot be read (candidates for eviction)."""
-        out = []
-        try:
-            names = sorted(os.listdir(self.entries_dir))
-        except OSError:
-            return []
-        for name in names:
-            path = self.entry_path(name)
-            try:
-                if os.path.isdir(path) and self.lookup(name) is None:
-                    out.append(path)
-            except RustCacheError:
-                continue  # refused: see refused()
-        return out
+        return [path for path, entry, why in self._scan() if entry is None and why is None and os.path.isdir(path)]
+
+    def refused(self) -> list[tuple[Path, str]]:
+        """Entries no process may load (a symlink, another user's, writable by others), with why."""
+        return [(path, why) for path, _, why in self._scan() if why is not None]
 
     # -- integrity ------------------------------------------------------------------
 
@@ -398,20 +392,6 @@ class Cache:
         return sum(e.size for e in self.entries())
 
     # -- housekeeping -------------------------------------------------------------
-
-    def refused(self) -> list[tuple[Path, str]]:
-        """Entries no process may load (a symlink, another user's, writable by others), with why."""
-        out = []
-        try:
-            names = sorted(os.listdir(self.entries_dir))
-        except OSError:
-            return []
-        for name in names:
-            try:
-                self.lookup(name)
-            except RustCacheError as e:
-                out.append((self.entry_path(name), str(e)))
-        return out
 
     def remove_where(self, doomed: Callable[[Entry], bool], keep: Collection[str] = ()) -> list[Entry]:
         """Evict every entry for which *doomed* is true, except those whose key is in *keep*.
