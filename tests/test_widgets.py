@@ -321,7 +321,7 @@ def test_handles_view_redraw_reads_only_the_rows_it_shows(monkeypatch) -> None:
         assert keep[-1].id in states and keep[0].id in states and keep[1].id not in states
         alive = handles.stats()["alive"]
         assert f"{alive - widgets.MAX_ROWS:,} older alive" in view.table.value
-        assert f"alive {alive}<" in view.header.value
+        assert f"alive {alive:,}<" in view.header.value
         assert len(view.choice.options) == widgets.MAX_CHOICES
         assert len(repr(view).splitlines()) <= widgets.MAX_ROWS + widgets.MAX_ENDED + 3
     finally:
