@@ -114,10 +114,9 @@ class GlueError:
     line: int
     message: str
     notes: tuple[str, ...]
-    diagnostic: Diagnostic
 
 
-def _glue_error(d: dict[str, object], diag: Diagnostic) -> GlueError | None:
+def _glue_error(d: dict[str, object]) -> GlueError | None:
     spans = d.get("spans") or []
     assert isinstance(spans, list)
     primary = next((s for s in spans if isinstance(s, dict) and s.get("is_primary")), None)
@@ -126,7 +125,7 @@ def _glue_error(d: dict[str, object], diag: Diagnostic) -> GlueError | None:
     children = d.get("children") or []
     assert isinstance(children, list)
     notes = tuple(str(c.get("message", "")) for c in children if isinstance(c, dict))
-    return GlueError(int(primary["line_start"]), str(d.get("message", "")), notes, diag)
+    return GlueError(int(primary["line_start"]), str(d.get("message", "")), notes)
 
 
 def parse_diagnostics(stderr: str) -> tuple[list[Diagnostic], list[Diagnostic], list[str], list[GlueError]]:
@@ -152,9 +151,8 @@ def parse_diagnostics(stderr: str) -> tuple[list[Diagnostic], list[Diagnostic], 
         if not d.get("spans") and (msg.startswith("aborting due to") or "warning emitted" in msg or "warnings emitted" in msg):
             continue
         if level.startswith("error"):
-            diag = _to_diagnostic(d)
-            errors.append(diag)
-            in_glue = _glue_error(d, diag)
+            errors.append(_to_diagnostic(d))
+            in_glue = _glue_error(d)
             if in_glue is not None:
                 glue.append(in_glue)
         elif level == "warning" and not _in_glue(d):
@@ -236,7 +234,6 @@ def build_cell(
     Raises RustCompileError (for a syntax error, with the diagnostics of the cell
     alone, where the appended glue line cannot show) and RustToolchainError.
     """
-    seconds = 0.0
     while True:
         crate = generate(module_name, unwinding_source(source, info), info.functions)
         try:
@@ -252,7 +249,6 @@ def build_cell(
             if cell_errors:  # the glue's complaints about a cell that does not compile are noise
                 raise RustCompileError([d for d in e.diagnostics if d.line is not None]) from None
             raise
-        result.seconds += seconds
         return result, info
 
 

@@ -258,7 +258,6 @@ def _engine(tc: Toolchain) -> Any:
 # ---------------------------------------------------------------------------
 # IR preparation
 
-_TLS_DEF = re.compile(r"^(@(?:\"[^\"]+\"|[-\w.$]+)) = (internal|private) thread_local(?:\([a-z]+\))? ", re.M)
 _GLUE_MARK = "__rustcall_glue"
 
 
