@@ -65,6 +65,7 @@ unsafe extern "C" {
     pub fn PyImport_ImportModule(name: *const c_char) -> *mut PyObject;
     pub fn PyObject_GetAttrString(o: *mut PyObject, name: *const c_char) -> *mut PyObject;
     pub fn PyObject_CallFunctionObjArgs(callable: *mut PyObject, ...) -> *mut PyObject;
+    pub fn PyObject_CallObject(callable: *mut PyObject, args: *mut PyObject) -> *mut PyObject;
     pub fn Py_IncRef(o: *mut PyObject);
     pub fn Py_DecRef(o: *mut PyObject);
     pub fn PyErr_Occurred() -> *mut PyObject;
@@ -239,21 +240,41 @@ pub unsafe fn init_runtime() -> c_int {
     0
 }
 
+/// Calls the Python helper `f` (one of rustcall_magic.errors' raisers) with `args`, new
+/// references it releases, and drops the result: only the exception it leaves set matters.
+/// An argument that could not be made (NULL, its exception set) means no call.
+#[cold]
+#[inline(never)]
+unsafe fn call_helper(f: *mut PyObject, args: &[*mut PyObject]) {
+    let t = if args.iter().any(|a| a.is_null()) { ::std::ptr::null_mut() } else { PyTuple_New(args.len() as isize) };
+    if t.is_null() {
+        for a in args {
+            Py_DecRef(*a); // Py_DecRef accepts NULL
+        }
+        return;
+    }
+    for (i, a) in args.iter().enumerate() {
+        PyTuple_SetItem(t, i as isize, *a); // steals the reference
+    }
+    let r = PyObject_CallObject(f, t);
+    Py_DecRef(t);
+    Py_DecRef(r);
+}
+
+/// A new reference to `o` (for [`call_helper`], which releases what it is given).
+#[inline(always)]
+unsafe fn new_ref(o: *mut PyObject) -> *mut PyObject {
+    Py_IncRef(o);
+    o
+}
+
 // The raise helpers are cold and out of line: inlined, their code made every wrapper's
 // fast path save registers and set up a frame it never uses.
 #[cold]
 #[inline(never)]
 pub unsafe fn raise_arg_count(signature: &str, expected: isize, got: isize) -> *mut PyObject {
-    let s = py_str(signature);
-    let e = PyLong_FromLongLong(expected as c_longlong);
-    let g = PyLong_FromLongLong(got as c_longlong);
-    let r = PyObject_CallFunctionObjArgs(RAISE_ARG_COUNT, s, e, g, ::std::ptr::null_mut::<PyObject>());
-    Py_DecRef(s);
-    Py_DecRef(e);
-    Py_DecRef(g);
-    if !r.is_null() {
-        Py_DecRef(r);
-    }
+    let expected = PyLong_FromLongLong(expected as c_longlong);
+    call_helper(RAISE_ARG_COUNT, &[py_str(signature), expected, PyLong_FromLongLong(got as c_longlong)]);
     ::std::ptr::null_mut()
 }
 
@@ -305,14 +326,7 @@ pub unsafe fn bind_keywords(
 #[cold]
 #[inline(never)]
 unsafe fn raise_arg_binding(signature: &str, problem: &str) -> bool {
-    let s = py_str(signature);
-    let p = py_str(problem);
-    let r = PyObject_CallFunctionObjArgs(RAISE_ARG_BINDING, s, p, ::std::ptr::null_mut::<PyObject>());
-    Py_DecRef(s);
-    Py_DecRef(p);
-    if !r.is_null() {
-        Py_DecRef(r);
-    }
+    call_helper(RAISE_ARG_BINDING, &[py_str(signature), py_str(problem)]);
     false
 }
 
@@ -327,16 +341,9 @@ unsafe fn note_arg(signature: &str, index: usize, name: &str, rust_type: &str) -
         return ::std::ptr::null_mut();
     }
     PyErr_NormalizeException(&mut t, &mut v, &mut tb);
-    let args = [py_str(signature), PyLong_FromLongLong(index as c_longlong), py_str(name), py_str(rust_type)];
-    let r = PyObject_CallFunctionObjArgs(NOTE_ARG, v, args[0], args[1], args[2], args[3], ::std::ptr::null_mut::<PyObject>());
-    for a in args.iter() {
-        Py_DecRef(*a);
-    }
-    if r.is_null() {
-        PyErr_Clear(); // the note is a courtesy: the original exception matters
-    } else {
-        Py_DecRef(r);
-    }
+    let index = PyLong_FromLongLong(index as c_longlong);
+    call_helper(NOTE_ARG, &[new_ref(v), py_str(signature), index, py_str(name), py_str(rust_type)]);
+    PyErr_Clear(); // the note is a courtesy: the original exception is what counts
     PyErr_Restore(t, v, tb);
     ::std::ptr::null_mut()
 }
@@ -391,29 +398,11 @@ pub unsafe fn raise_arg_error(
         py_str(expected),
         PyLong_FromLongLong(code as c_longlong),
         py_str(&detail),
+        new_ref(obj),
         py_path,
         py_str(item_type),
     ];
-    let r = PyObject_CallFunctionObjArgs(
-        RAISE_ARG_ERROR,
-        args[0],
-        args[1],
-        args[2],
-        args[3],
-        args[4],
-        args[5],
-        args[6],
-        obj,
-        args[7],
-        args[8],
-        ::std::ptr::null_mut::<PyObject>(),
-    );
-    for a in args.iter() {
-        Py_DecRef(*a);
-    }
-    if !r.is_null() {
-        Py_DecRef(r);
-    }
+    call_helper(RAISE_ARG_ERROR, &args);
     ::std::ptr::null_mut()
 }
 
@@ -435,17 +424,8 @@ pub unsafe fn raise_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut 
         Some((f, l, c)) => (py_str(&f), l, c),
         None => (none(), 0, 0),
     };
-    let fname = py_str(function);
-    let pmsg = py_str(&msg);
-    let pl = PyLong_FromLongLong(line as c_longlong);
-    let pc = PyLong_FromLongLong(col as c_longlong);
-    let r = PyObject_CallFunctionObjArgs(RAISE_PANIC, fname, pmsg, file, pl, pc, ::std::ptr::null_mut::<PyObject>());
-    for a in [fname, pmsg, file, pl, pc].iter() {
-        Py_DecRef(*a);
-    }
-    if !r.is_null() {
-        Py_DecRef(r);
-    }
+    let (pl, pc) = (PyLong_FromLongLong(line as c_longlong), PyLong_FromLongLong(col as c_longlong));
+    call_helper(RAISE_PANIC, &[py_str(function), py_str(&msg), file, pl, pc]);
     ::std::ptr::null_mut()
 }
 
@@ -851,15 +831,7 @@ unsafe fn is_exact_list_or_tuple(o: *mut PyObject) -> bool {
 
 /// Raises rustcall_magic.errors.RustError(message); always returns NULL.
 pub unsafe fn raise_rust_error(message: &str) -> *mut PyObject {
-    let m = py_str(message);
-    if m.is_null() {
-        return m;
-    }
-    let r = PyObject_CallFunctionObjArgs(RAISE_RUST_ERROR, m, ::std::ptr::null_mut::<PyObject>());
-    Py_DecRef(m);
-    if !r.is_null() {
-        Py_DecRef(r);
-    }
+    call_helper(RAISE_RUST_ERROR, &[py_str(message)]);
     ::std::ptr::null_mut()
 }
 
