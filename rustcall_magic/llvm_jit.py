@@ -394,6 +394,19 @@ def _tls_control(slot: TlsSlot) -> int:
     return ctypes.addressof(block)
 
 
+@functools.cache
+def _libdl() -> ctypes.CDLL:
+    """The process's symbol table and dynamic loader (``dlopen``, ``dlsym``, ``dlinfo``), typed."""
+    dl = ctypes.CDLL(None)
+    dl.dlopen.restype = ctypes.c_void_p
+    dl.dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    dl.dlsym.restype = ctypes.c_void_p
+    dl.dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    dl.dlinfo.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    dl.dlclose.argtypes = [ctypes.c_void_p]
+    return dl
+
+
 _tls_indexes: dict[str, tuple[int, int]] = {}
 
 
@@ -407,13 +420,7 @@ def _tls_index(name: str) -> tuple[int, int] | None:
         return _tls_indexes[name]
     if not sys.platform.startswith("linux") or not _libstd_loaded:
         return None
-    dl = ctypes.CDLL(None)
-    dl.dlopen.restype = ctypes.c_void_p
-    dl.dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    dl.dlsym.restype = ctypes.c_void_p
-    dl.dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    dl.dlinfo.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-    dl.dlclose.argtypes = [ctypes.c_void_p]
+    dl = _libdl()
     rtld_now, rtld_noload, di_tls_modid, di_tls_data = 2, 4, 9, 10
     for path in sorted(_libstd_loaded.values()):
         handle = dl.dlopen(path.encode(), rtld_now | rtld_noload)
@@ -805,13 +812,11 @@ def _rename_shadowing_definitions(llmod: Any) -> None:
     to libc's; in a ``%%rust`` module the dynamic linker finds libc's first. The
     cell's own uses follow the renamed function (IR refers to it, not to its name).
     """
-    process = ctypes.CDLL(None)
-    process.dlsym.restype = ctypes.c_void_p
-    process.dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    external = llvm_binding().Linkage.external
     for fn in llmod.functions:
-        if fn.is_declaration or fn.linkage != llvm_binding().Linkage.external or fn.name.startswith("PyInit_"):
+        if fn.is_declaration or fn.linkage != external or fn.name.startswith("PyInit_"):
             continue
-        if process.dlsym(None, fn.name.encode()):
+        if _libdl().dlsym(None, fn.name.encode()):
             fn.name = f"{fn.name}.rustcall_cell"
 
 
