@@ -408,7 +408,7 @@ class Cache:
             if entry.key in keep or not doomed(entry):
                 continue
             try:
-                if self._evict_locked(entry.key, lambda current, e=entry: current.path == e.path):
+                if self._evict_locked(entry.key, lambda current, e=entry: current is not None and current.path == e.path):
                     removed.append(entry)
             except TimeoutError:
                 continue
@@ -423,14 +423,15 @@ class Cache:
             raise err
         return removed
 
-    def _evict_locked(self, key: str, still: Callable[[Entry], bool]) -> bool:
-        """Under *key*'s build lock, evict its entry if it exists and *still* holds for it.
+    def _evict_locked(self, key: str, still: Callable[[Entry | None], bool]) -> bool:
+        """Under *key*'s build lock, evict its directory if it exists and *still* holds for its
+        entry (None: its metadata is unreadable).
 
         Raises TimeoutError when the lock stays busy, RustCacheError/OSError from the disk.
         """
         with self.lock(key, timeout=30):
-            current = self.lookup(key)
-            if current is None or not still(current) or not self.evict(current):
+            path = self.entry_path(key)
+            if not os.path.lexists(path) or not still(self.lookup(key)) or not self.evict(path):
                 return False
             # At worst a process waiting on this file builds the key once more.
             with contextlib.suppress(OSError):
@@ -449,21 +450,23 @@ class Cache:
         """Evict every entry except those in *keep*, and the refused ones; also leftovers in ``tmp/``
         older than an hour. Raises RustCacheError when some cannot be removed (see :meth:`remove_where`)."""
         self._clean_leftovers()
-        failed = [f"{path.name[:12]}: {e}" for path, e in self._remove_refused()]
+        failed = [f"{path.name[:12]}: {err}" for path, _, err in self._remove_refused() if err]
         removed = self.remove_where(lambda e: True, keep)
         if failed:
             raise RustCacheError(f"could not remove {len(failed)} refused entr{'y' if len(failed) == 1 else 'ies'}: {failed[0]}")
         return removed
 
-    def _remove_refused(self) -> list[tuple[Path, str]]:
-        """Remove the refused entries (never loadable); return those the disk would not let go."""
-        failed = []
-        for path, _ in self.refused():
+    def _remove_refused(self) -> list[tuple[Path, str, str]]:
+        """Remove the refused entries (never loadable): (path, why it was refused, why it could
+        not be removed or "") for each."""
+        out = []
+        for path, why in self.refused():
             try:
                 self.evict(path)
+                out.append((path, why, ""))
             except RustCacheError as e:
-                failed.append((path, str(e)))
-        return failed
+                out.append((path, why, str(e)))
+        return out
 
     def enforce_limit(self, max_bytes: int, keep: Collection[str] = ()) -> list[Entry]:
         """Evict least-recently-used entries until the cache holds at most *max_bytes* (0: no limit)."""
@@ -492,10 +495,7 @@ class Cache:
 
         def evict(key: str, problem: str, still: Callable[[Entry | None], bool]) -> None:
             try:
-                with self.lock(key, timeout=30):
-                    current = self.lookup(key) if os.path.lexists(self.entry_path(key)) else None
-                    if still(current):
-                        self.evict(self.entry_path(key))
+                self._evict_locked(key, still)
                 bad.append((key, problem))
             except TimeoutError:
                 bad.append((key, f"{problem} (being rebuilt by another process)"))
@@ -510,12 +510,8 @@ class Cache:
                 evict(entry.key, problem, lambda cur, e=entry: cur is not None and cur.path == e.path and self.verify(cur) is not None)
         for path in self.unreadable():
             evict(path.name, "metadata is unreadable", lambda cur: cur is None)
-        for path, reason in self.refused():
-            try:
-                self.evict(path)
-                bad.append((path.name, reason))
-            except RustCacheError as e:
-                bad.append((path.name, f"{reason}; could not remove it: {e}"))
+        for path, why, err in self._remove_refused():
+            bad.append((path.name, f"{why}; could not remove it: {err}" if err else why))
         return good, bad
 
     def _clean_leftovers(self, age: float = 3600.0) -> None:
