@@ -13,14 +13,14 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "03_widgets.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "11_widgets.ipynb"
 VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
 
 
 @pytest.fixture(scope="module")
 def executed():
-    """03_widgets.ipynb after a run in a fresh kernel: (notebook, widget models by id)."""
+    """11_widgets.ipynb after a run in a fresh kernel: (notebook, widget models by id)."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     env_before = os.environ.get("PYTHONPATH")
     if not os.environ.get("RUSTCALL_TEST_INSTALLED"):

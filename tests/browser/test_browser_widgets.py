@@ -1,5 +1,5 @@
 """The widgets as a user sees them: JupyterLab in Chromium (driven by Playwright) runs
-notebooks/03_widgets.ipynb; the test asserts what is rendered and saves screenshots of
+notebooks/11_widgets.ipynb; the test asserts what is rendered and saves screenshots of
 the views in the light and the dark theme under test-artifacts/browser/.
 
 Needs Debian's ``chromium`` (/usr/bin/chromium, or ``$RUSTCALL_CHROMIUM``), and jupyterlab +
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "notebooks" / "03_widgets.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "11_widgets.ipynb"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 #: The flags that keep Chromium off the (closed) network here.
 CHROMIUM_ARGS = [
