@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .codegen import CELL_FILE, GeneratedCrate, generate
+from .codegen import CELL_FILE, PRELUDE_CRATE, GeneratedCrate, generate
 from .errors import Diagnostic, RustCacheError, RustCompileError, RustToolchainError
 from .signature import CellInfo, unwinding_source
 from .toolchain import Toolchain
@@ -224,6 +224,7 @@ def build_cell(
     options: BuildOptions,
     output: Path,
     extra_args: Sequence[str] = (),
+    prelude_library: Path | None = None,
 ) -> tuple[BuildResult, CellInfo]:
     """Generate the crate of the cell *source* exporting ``info.functions`` and run rustc on it.
 
@@ -233,9 +234,15 @@ def build_cell(
     and the rest is built again; errors in the cell itself are raised as they are.
     Raises RustCompileError (for a syntax error, with the diagnostics of the cell
     alone, where the appended glue line cannot show) and RustToolchainError.
+    With *prelude_library* (the prebuilt glue library, see ``prelude.py``) the
+    glue links it instead of compiling its own copy of the prelude.
     """
+    if prelude_library is not None:
+        extra_args = [*extra_args, "--extern", f"{PRELUDE_CRATE}={prelude_library}"]
     while True:
-        crate = generate(module_name, unwinding_source(source, info), info.functions)
+        crate = generate(
+            module_name, unwinding_source(source, info), info.functions, linked_prelude=prelude_library is not None
+        )
         try:
             result = run_rustc(crate, build_dir, toolchain, options, output, extra_args)
         except RustCompileError as e:

@@ -24,6 +24,18 @@ GLUE_VERSION = "3"
 
 CELL_FILE = "cell.rs"
 GLUE_FILE = "glue.rs"
+#: Crate name of the prelude when it is linked as a prebuilt library (see ``prelude.py``).
+PRELUDE_CRATE = "rustcall_glue"
+
+#: The head of ``glue.rs`` when the prelude is a linked library: the prelude's names in scope
+#: (``self::`` paths resolve the same in every edition), and its lint settings for the wrappers.
+_LINKED_PRELUDE_HEAD = f"""#![allow(dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals)]
+#![allow(unused_unsafe, unsafe_op_in_unsafe_fn, static_mut_refs, unused_imports)]
+extern crate {PRELUDE_CRATE};
+pub use self::{PRELUDE_CRATE}::*;
+use ::std::any::Any;
+use ::std::os::raw::{{c_char, c_double, c_int, c_longlong, c_ulonglong, c_void}};
+"""
 
 #: The installed package's directory (its glue sources ship beside the modules). Read
 #: directly: importlib.resources costs milliseconds of imports on first use, and a cache
@@ -68,6 +80,15 @@ def glue_fingerprint() -> str:
 def prelude_source() -> str:
     """The static part of the glue (shipped as package data)."""
     return (_PACKAGE_DIR / "glue" / "prelude.rs").read_text(encoding="utf-8")
+
+
+def _static_parts() -> list[str]:
+    return [prelude_source(), (_PACKAGE_DIR / "glue" / "handles.rs").read_text(encoding="utf-8")]
+
+
+def prelude_library_source() -> str:
+    """The static part of the glue as the source of one library crate (``lib.rs`` of :data:`PRELUDE_CRATE`)."""
+    return "\n".join(_static_parts())
 
 
 def rust_bytes(s: str) -> str:
@@ -202,12 +223,19 @@ def _wrapper(index: int, sig: FnSig) -> str:
     return "\n".join(lines)
 
 
-def generate(module_name: str, cell_source: str, functions: list[FnSig]) -> GeneratedCrate:
-    """Generate the crate for *cell_source* exporting *functions* as module *module_name*."""
+def generate(
+    module_name: str, cell_source: str, functions: list[FnSig], *, linked_prelude: bool = False
+) -> GeneratedCrate:
+    """Generate the crate for *cell_source* exporting *functions* as module *module_name*.
+
+    With *linked_prelude* the glue's static part is not pasted into ``glue.rs``
+    but used from the library crate :data:`PRELUDE_CRATE` (which the build must
+    pass with ``--extern``).
+    """
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
-    handles_glue = (_PACKAGE_DIR / "glue" / "handles.rs").read_text(encoding="utf-8")
-    parts = [prelude_source(), handles_glue, "\n// ---- generated for this cell ----\n"]
+    head = [_LINKED_PRELUDE_HEAD] if linked_prelude else _static_parts()
+    parts = [*head, "\n// ---- generated for this cell ----\n"]
     wrappers: dict[str, tuple[int, int]] = {}
     line = 1 + sum(p.count("\n") + 1 for p in parts)  # 1-based; parts are joined by newlines
     for i, sig in enumerate(functions):

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from . import prelude
 from ._version import __version__
 from .build import BuildOptions, build_cell
 from .cache import Cache, Entry, default_cache_dir, make_key
@@ -303,7 +304,10 @@ class RustCompiler:
         module_name = f"_rustcall_{key[:24]}{suffix}"
         build_dir = cache.new_build_dir(key)
         try:
-            result, info = build_cell(source, info, module_name, build_dir, tc, opts, build_dir / f"{module_name}.so")
+            glue_lib = prelude.library(cache, tc, opts)
+            result, info = build_cell(
+                source, info, module_name, build_dir, tc, opts, build_dir / f"{module_name}.so", prelude_library=glue_lib
+            )
             meta = {
                 "module": module_name,
                 "functions": [f.to_json() for f in info.functions],

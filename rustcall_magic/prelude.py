@@ -1,0 +1,132 @@
+"""The fixed part of the generated glue, compiled once per toolchain as a Rust library crate.
+
+Every cell crate needs the glue's prelude (C-API declarations, the type table's
+conversions, keyword binding, the handle ABI): about 2,000 lines that rustc
+would type-check, borrow-check and code-generate again for each cell, four
+fifths of a cold build. Built once as the rlib ``rustcall_glue`` and linked
+with ``--extern``, a cell build only compiles the cell and its wrappers; what a
+wrapper's fast path calls is ``#[inline]`` or generic, so it is still
+instantiated and optimized inside the cell, exactly as when pasted.
+
+The library is an entry of kind :data:`ENTRY_KIND`, keyed by its sources,
+flags, toolchain and Python ABI, in the support cache ``lib/`` inside the
+compile cache: the same private, checked, atomically published storage as cell
+entries (a library linked into cells is code we run), kept apart from the cells'
+entries so that listings, ``clear`` and the size cap deal in cells only.
+Several processes build it once (the per-key lock). The LLVM path keeps pasting
+the prelude as a module: its IR must be whole for the JIT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from ._version import __version__
+from .build import BuildOptions, python_cfgs
+from .cache import Cache, Entry, make_key
+from .codegen import PRELUDE_CRATE, prelude_library_source
+from .errors import Diagnostic, RustCompileError, RustToolchainError
+from .toolchain import Toolchain, host_cpu_identity, python_abi_tag
+
+#: Entry kind recorded in the metadata of the cached library.
+ENTRY_KIND = "glue-rlib"
+
+
+def rustc_flags(options: BuildOptions) -> list[str]:
+    """The library's rustc flags for cells built with *options* (part of its key).
+
+    The edition is the library's own; the cell's does not matter to it. The
+    opt-level is fixed: what the wrappers inline is optimized in the cell at the
+    cell's level, and the rest is cold. The target CPU follows the cell, so a
+    native cell links native glue.
+    """
+    flags = [
+        "--crate-type=rlib",
+        f"--crate-name={PRELUDE_CRATE}",
+        "--edition=2021",
+        "-C",
+        "opt-level=2",
+        "-C",
+        "panic=unwind",
+        *python_cfgs(),
+    ]
+    if options.target_cpu:
+        flags += ["-C", f"target-cpu={options.target_cpu}"]
+    return flags
+
+
+def library_key(tc: Toolchain, options: BuildOptions, source: str) -> str:
+    """Cache key of the library built from *source* for cells built with *options*."""
+    return make_key(
+        {
+            "glue-rlib": hashlib.sha256(source.encode()).hexdigest(),
+            "flags": rustc_flags(options),
+            **({"host_cpu": host_cpu_identity()} if options.target_cpu == "native" else {}),
+            "toolchain": tc.fingerprint,
+            "python": python_abi_tag(),
+            "package": __version__,
+        }
+    )
+
+
+def support_cache(cache: Cache) -> Cache:
+    """The cache of support libraries inside the compile cache *cache* (created on first use)."""
+    libs = Cache(cache.root / "lib")
+    libs.ensure()
+    return libs
+
+
+def library(cache: Cache, tc: Toolchain, options: BuildOptions) -> Path:
+    """The path of the glue library for cells built with *options* in *cache*, building it on first use.
+
+    Raises RustToolchainError when rustc cannot run, RustCompileError when the
+    library does not compile with this toolchain, RustCacheError on disk errors
+    or an unsafe support directory.
+    """
+    cache = support_cache(cache)
+    source = prelude_library_source()
+    key = library_key(tc, options, source)
+    entry = cache.valid_entry(key, kind=ENTRY_KIND)
+    if entry is None:
+        with cache.locked(key):
+            entry = cache.valid_entry(key, kind=ENTRY_KIND, repair=True, what="cached glue library", stacklevel=4)
+            if entry is None:
+                entry = _build(cache, key, tc, options, source)
+    else:
+        cache.touch(entry)  # the size cap evicts least recently used entries: keep the library recent
+    return entry.artifact
+
+
+def _build(cache: Cache, key: str, tc: Toolchain, options: BuildOptions, source: str) -> Entry:
+    build_dir = cache.new_build_dir(key)
+    try:
+        lib_rs = build_dir / "lib.rs"
+        lib_rs.write_text(source, encoding="utf-8")
+        artifact = build_dir / f"lib{PRELUDE_CRATE}.rlib"
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(
+                [tc.rustc, *rustc_flags(options), "-o", str(artifact), str(lib_rs)],
+                cwd=build_dir,
+                capture_output=True,
+                text=True,
+            )
+        except OSError as e:
+            raise RustToolchainError(f"could not run {tc.rustc}: {e}") from e
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0 or not artifact.exists():
+            text = proc.stderr.strip() or f"rustc exited with status {proc.returncode}"
+            raise RustCompileError(
+                [Diagnostic("error", text.splitlines()[0], None, None, None, text + "\n")],
+                summary=f"the generated glue's library does not compile with rustc {tc.release}",
+            )
+        lib_rs.unlink()
+        meta = {"module": "", "kind": ENTRY_KIND, "functions": [], "rustc": tc.release, "build_seconds": round(seconds, 4)}
+        return cache.publish(key, build_dir, artifact, meta)
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
