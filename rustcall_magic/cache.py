@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import stat
+import threading
 import time
 import uuid
 import warnings
@@ -37,6 +38,8 @@ from .errors import RustCacheError, RustcallWarning
 
 META = "meta.json"
 HITS = "hits"
+#: The artifact's identity (size, times, inode, checksum) when its checksum last matched.
+SEAL = "verified"
 #: Bumped when the entry layout or metadata format changes.
 FORMAT = 1
 
@@ -233,8 +236,16 @@ class Cache:
 
     # -- integrity ------------------------------------------------------------------
 
-    def verify(self, entry: Entry) -> str | None:
-        """None when the artifact matches its recorded size and checksum, else what is wrong."""
+    def verify(self, entry: Entry, *, full: bool = False) -> str | None:
+        """None when the artifact matches its recorded size and checksum, else what is wrong.
+
+        The checksum is computed once per artifact file: when it matches, the
+        file's identity (size, modification and change times, inode) is sealed
+        in the entry, and later checks whose file still has that identity skip
+        the hashing. Any write, truncation, replacement or chmod of the file
+        changes its change time, which user code cannot set back. *full*
+        always hashes (``%rustcache verify``).
+        """
         art = entry.artifact
         try:
             st = os.lstat(art)
@@ -244,12 +255,29 @@ class Cache:
             return "artifact is not a regular file"
         if st.st_size != entry.meta.get("size"):
             return f"artifact size is {st.st_size}, expected {entry.meta.get('size')}"
+        seal = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}:{entry.meta.get('sha256')}"
+        seal_path = entry.path / SEAL
+        if not full:
+            try:
+                with open(seal_path, encoding="ascii") as f:
+                    if f.read(256) == seal:
+                        return None
+            except (OSError, ValueError):
+                pass
         try:
             digest = file_sha256(art)
         except OSError as e:
             return f"artifact cannot be read: {e}"
         if digest != entry.meta.get("sha256"):
             return "artifact checksum does not match"
+        tmp = entry.path / f".{SEAL}.{os.getpid()}.{threading.get_ident()}"
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write(seal)
+            os.replace(tmp, seal_path)
+        except OSError:  # a read-only cache still verifies, by hashing every time
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         return None
 
     def valid_entry(
@@ -503,11 +531,15 @@ class Cache:
                 bad.append((key, f"{problem}; could not remove it: {e}"))
 
         for entry in list(self.entries()):
-            problem = self.verify(entry)
+            problem = self.verify(entry, full=True)
             if problem is None:
                 good += 1
             else:
-                evict(entry.key, problem, lambda cur, e=entry: cur is not None and cur.path == e.path and self.verify(cur) is not None)
+                evict(
+                    entry.key,
+                    problem,
+                    lambda cur, e=entry: cur is not None and cur.path == e.path and self.verify(cur, full=True) is not None,
+                )
         for path in self.unreadable():
             evict(path.name, "metadata is unreadable", lambda cur: cur is None)
         for path, why, err in self._remove_refused():

@@ -11,10 +11,11 @@ declarations and the type-table conversions) plus, per function, one
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from .signature import FnSig, holder_type, pass_expr, py_in_text, type_row
@@ -61,20 +62,59 @@ class GeneratedCrate:
         return next((n for n, (a, b) in self.wrappers.items() if a <= glue_line <= b), None)
 
 
-@lru_cache(maxsize=1)
-def glue_fingerprint() -> str:
+_fingerprint: str | None = None
+
+
+def _fingerprint_files() -> list[tuple[str, str]]:
+    glue = _PACKAGE_DIR / "glue"
+    files = [(name, str(glue / name)) for name in sorted(n for n in os.listdir(glue) if n.endswith(".rs"))]
+    return files + [(mod, str(_PACKAGE_DIR / mod)) for mod in ("codegen.py", "signature.py")]
+
+
+def glue_fingerprint(state_dir: Path | None = None) -> str:
     """Hash of everything in the package that shapes generated code (part of every cache key).
 
     Covers the glue sources and the generator modules, so an upgraded or
-    edited package never reuses artifacts built by an older glue.
+    edited package never reuses artifacts built by an older glue. With
+    *state_dir* (the cache directory), the hash is remembered there by the
+    files' identities (path, size, modification time, inode): a fresh process
+    then reads no package file on a cache hit. Computed once per process.
     """
+    global _fingerprint
+    if _fingerprint is not None:
+        return _fingerprint
+    files = _fingerprint_files()
+    stamp = ""
+    memo = os.path.join(state_dir, "glue.json") if state_dir is not None else None
+    if memo is not None:
+        try:
+            ids = []
+            for _, path in files:
+                st = os.stat(path)
+                ids.append(f"{path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+            stamp = hashlib.sha256("\n".join([GLUE_VERSION, *ids]).encode()).hexdigest()
+            with open(memo, encoding="utf-8") as f:
+                known = json.load(f)
+            if isinstance(known, dict) and isinstance(known.get(stamp), str):
+                _fingerprint = known[stamp]
+                return _fingerprint
+        except (OSError, ValueError):
+            pass
     h = hashlib.sha256(GLUE_VERSION.encode())
-    glue = _PACKAGE_DIR / "glue"
-    for name in sorted(n for n in os.listdir(glue) if n.endswith(".rs")):
-        h.update(name.encode() + b"\0" + (glue / name).read_bytes())
-    for mod in ("codegen.py", "signature.py"):
-        h.update(mod.encode() + b"\0" + (_PACKAGE_DIR / mod).read_bytes())
-    return h.hexdigest()
+    for name, path in files:
+        with open(path, "rb") as f:
+            h.update(name.encode() + b"\0" + f.read())
+    _fingerprint = h.hexdigest()
+    if memo is not None and stamp:
+        tmp = f"{memo}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({stamp: _fingerprint}, f)
+            os.replace(tmp, memo)
+        except OSError:  # remembering is an optimisation only
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return _fingerprint
 
 
 def prelude_source() -> str:

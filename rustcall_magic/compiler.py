@@ -245,7 +245,7 @@ class RustCompiler:
                 "sysroot": tc.sysroot,
                 "python": python_abi_tag(),
                 "package": __version__,
-                "glue": glue_fingerprint(),
+                "glue": glue_fingerprint(cache.root),
             }
         )
         entry: Entry | None = None

@@ -833,7 +833,7 @@ def get_llvm_module(
     tc = get_toolchain(cache.root)
     edition = compiler.edition if edition is None else str(edition)
     name_key = make_key(
-        {"source": source, "edition": edition, "rustc": tc.version_verbose, "glue": glue_fingerprint(), "jit": _jit_fingerprint()}
+        {"source": source, "edition": edition, "rustc": tc.version_verbose, "glue": glue_fingerprint(cache.root), "jit": _jit_fingerprint()}
     )
     return lower(source, compiler, edition=edition, module_name=f"_rustcall_ir_{name_key[:24]}", quiet=quiet)
 
@@ -978,7 +978,7 @@ def source_key(source: str, compiler: RustCompiler, config: OptimizationConfig, 
             "sysroot": tc.sysroot,
             "python": python_abi_tag(),
             "package": __version__,
-            "glue": glue_fingerprint(),
+            "glue": glue_fingerprint(compiler.cache.root),
             "jit": _jit_fingerprint(),
             "config": config.to_json(),
             "cpu": cpu,

@@ -127,26 +127,30 @@ def _stat_tuple(path: str | Path) -> list[int] | None:
 
 
 def _rust_toolchain_file() -> str | None:
+    # os.path, not pathlib: this runs on every cache hit.
     try:
-        d = Path.cwd()
+        d = os.getcwd()
     except OSError:
         return None
-    for p in (d, *d.parents):
+    while True:
         for name in ("rust-toolchain", "rust-toolchain.toml"):
-            f = p / name
-            if f.is_file():
-                return str(f)
-    return None
+            f = os.path.join(d, name)
+            if os.path.isfile(f):
+                return f
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
 
 
 def _stamp(rustc: str) -> str:
-    rustup_home = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
+    rustup_home = os.environ.get("RUSTUP_HOME") or os.path.join(os.path.expanduser("~"), ".rustup")
     toolchain_file = _rust_toolchain_file()
     parts = [
         rustc,
         _stat_tuple(rustc),
         os.environ.get("RUSTUP_TOOLCHAIN", ""),
-        _stat_tuple(rustup_home / "settings.toml"),
+        _stat_tuple(os.path.join(rustup_home, "settings.toml")),
         toolchain_file,
         _stat_tuple(toolchain_file) if toolchain_file else None,
     ]

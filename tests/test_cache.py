@@ -530,3 +530,60 @@ def test_a_read_only_cache_serves_hits_and_says_why_it_cannot_change(tmp_path: P
     verdict = said["verify"][1]
     assert said["verify"][0] == "ok" and corrupt_key in verdict and "could not remove it" in verdict
     assert m.add(1, 1) == 2
+
+
+def test_checksum_is_sealed_and_any_change_to_the_artifact_breaks_the_seal(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    # Built and hit in another process: the artifact is changed in place below, and must not be mapped here.
+    child = f"import rustcall_magic as rc\nc = rc.RustCompiler(cache_dir={str(root)!r}, quiet=True)\n"
+    child += f"c.compile({ADD!r})\nassert c.compile({ADD!r}).info.cache_hit\n"
+    subprocess.run([sys.executable, "-c", child], check=True)
+    (entry,) = Cache(root).entries()
+    seal = entry.path / "verified"
+    assert seal.read_text().endswith(entry.meta["sha256"])  # the hit hashed the artifact once and sealed it
+    art = entry.artifact
+    st = os.stat(art)
+    data = bytearray(art.read_bytes())
+    data[len(data) // 3] ^= 0x55
+    with open(art, "r+b") as f:  # in place: same inode and size
+        f.write(bytes(data))
+    os.utime(art, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old modification time
+    with pytest.warns(rc.RustcallWarning, match="artifact checksum does not match"):
+        again = compiler(root).compile(ADD)
+    assert not again.info.cache_hit and again.add(2, 2) == 4
+
+
+def test_a_forged_seal_does_not_skip_the_full_check(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    m = compiler(root).compile(ADD)
+    art = m.entry.artifact
+    data = bytearray(art.read_bytes())
+    data[100] ^= 0xFF
+    corrupt(art, bytes(data))
+    st = os.stat(art)
+    (m.entry.path / "verified").write_text(
+        f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}:{m.entry.meta['sha256']}"
+    )
+    good, bad = rc.verify_cache(compiler(root))  # %rustcache verify always hashes
+    assert good == 0 and bad == [(m.key, "artifact checksum does not match")]
+
+
+def test_glue_library_is_built_once_and_kept_apart_from_cell_entries(tmp_path: Path, logged_rustc: Path) -> None:
+    root = tmp_path / "c"
+    c = compiler(root)
+    assert c.compile(ADD).add(1, 2) == 3
+    assert c.compile(ADD.replace("a + b", "a + b + 1")).add(1, 2) == 4
+    runs = logged_rustc.read_text().splitlines()
+    assert sum("--crate-type=rlib" in r for r in runs) == 1  # the glue library, once
+    assert sum("--extern rustcall_glue=" in r for r in runs) == 2  # both cells link it
+    assert builds(logged_rustc) == 2
+    libs = list((root / "lib" / "entries").iterdir())
+    assert len(libs) == 1 and (libs[0] / "librustcall_glue.rlib").is_file()
+    assert stat.S_IMODE(os.stat(root / "lib").st_mode) == 0o700
+    assert len(rc.list_cached_libraries(c)) == 2  # cells only
+    # A corrupt library is evicted and rebuilt, never linked.
+    rlib = libs[0] / "librustcall_glue.rlib"
+    corrupt(rlib, rlib.read_bytes()[:-10])
+    with pytest.warns(rc.RustcallWarning, match="cached glue library"):
+        assert c.compile(ADD.replace("a + b", "a + b + 2")).add(1, 2) == 5
+    assert sum("--crate-type=rlib" in r for r in logged_rustc.read_text().splitlines()) == 2
