@@ -23,6 +23,9 @@ from .signature import CellInfo, unwinding_source
 from .toolchain import Toolchain
 
 EDITIONS = ("2015", "2018", "2021", "2024")
+#: ``target_cpu`` value asking for rustc's default CPU of the target (artifacts that run on any machine of its
+#: architecture), where the default compiler's is ``"native"``.
+PORTABLE = "portable"
 
 
 def python_cfgs() -> list[str]:
@@ -55,6 +58,8 @@ class BuildOptions:
     target_cpu: str | None = None
 
     def __post_init__(self) -> None:
+        if self.target_cpu == PORTABLE:  # rustc's own default CPU for the target: no -C target-cpu
+            object.__setattr__(self, "target_cpu", None)
         if self.opt_level not in (0, 1, 2, 3):
             raise ValueError(f"opt_level must be 0, 1, 2 or 3, not {self.opt_level!r}")
         if str(self.edition) not in EDITIONS:

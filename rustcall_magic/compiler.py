@@ -21,7 +21,7 @@ from typing import Any
 
 from . import prelude
 from ._version import __version__
-from .build import BuildOptions, build_cell
+from .build import PORTABLE, BuildOptions, build_cell
 from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import glue_fingerprint
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning
@@ -143,7 +143,10 @@ class RustCompiler:
 
     *optimization_level* 0..3, *emit_debug_info*, *edition*, *target_cpu* and
     *cache_dir* (default: ``$RUSTCALL_CACHE_DIR`` or the user cache dir) are the
-    defaults of every :meth:`compile` call; *quiet* hides compiler warnings;
+    defaults of every :meth:`compile` call. *target_cpu* ``"native"`` (the
+    default) builds for this machine's CPU and its SIMD extensions, keyed by the
+    host CPU; ``"portable"`` (or None) uses rustc's default CPU, for artifacts
+    that must run on other machines; *quiet* hides compiler warnings;
     *max_cache_bytes* caps the cache (least recently used entries are evicted
     after a build; default ``$RUSTCALL_CACHE_MAX_BYTES``, else no cap).
     """
@@ -153,7 +156,7 @@ class RustCompiler:
         optimization_level: int = 2,
         emit_debug_info: bool = False,
         edition: str = "2021",
-        target_cpu: str | None = None,
+        target_cpu: str | None = "native",
         cache_dir: str | Path | None = None,
         quiet: bool = False,
         max_cache_bytes: int | None = None,
@@ -164,7 +167,7 @@ class RustCompiler:
         self.optimization_level = optimization_level
         self.emit_debug_info = emit_debug_info
         self.edition = str(edition)
-        self.target_cpu = target_cpu
+        self.target_cpu = None if target_cpu == PORTABLE else target_cpu
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.quiet = quiet
         self._cache: Cache | None = None

@@ -22,7 +22,7 @@ from traitlets import Bool, Int, TraitError, Unicode, validate
 from . import api
 from ._version import __version__
 from .api import get_default_compiler
-from .build import EDITIONS
+from .build import EDITIONS, PORTABLE
 from .compiler import RustCompiler, RustModule
 from .errors import RustcallError, RustcallWarning
 from .external import registered_function, registered_functions
@@ -44,6 +44,9 @@ class RustMagics(Magics):
         config=True
     )
     quiet = Bool(False, help="Hide rustc warnings.").tag(config=True)
+    target_cpu = Unicode(
+        "", help="rustc target-cpu for %%rust: 'native', 'portable' or a CPU name; empty: the default compiler's (native)."
+    ).tag(config=True)
     max_cache_bytes = Int(0, help="Evict least-recently-used cache entries above this size; 0: no cap.").tag(
         config=True
     )
@@ -110,7 +113,10 @@ class RustMagics(Magics):
     @argument("-f", "--force", action="store_true", help="Rebuild even if cached (as a new artifact).")
     @argument("-n", "--name", default=None, help="Also bind the compiled module object as NAME.")
     @argument("--edition", default=None, help="Rust edition: 2015, 2018, 2021 (default) or 2024.")
-    @argument("--target-cpu", default=None, help="rustc target-cpu, e.g. native.")
+    @argument("--target-cpu", default=None, help="rustc target-cpu, e.g. x86-64-v3 (default: native).")
+    @argument(
+        "--portable", action="store_true", help="Build for rustc's default CPU (runs on other machines), not this one."
+    )
     @argument("-q", "--quiet", action="store_true", help="Hide compiler warnings.")
     @argument("--timing", action="store_true", help="Print compile/load time and whether the cache was hit.")
     @line_cell_magic
@@ -157,7 +163,7 @@ class RustMagics(Magics):
             opt_level=opt,
             debug=args.debug or None,
             edition=edition,
-            target_cpu=args.target_cpu,
+            target_cpu=self._target_cpu(args),
             force=args.force,
             quiet=args.quiet or self.quiet,
         )
@@ -238,6 +244,14 @@ class RustMagics(Magics):
         for key, problem in bad:
             print(f"  {key[:12]}: {problem}{'' if 'could not remove' in problem else ' (removed)'}")
         return None
+
+    def _target_cpu(self, args: Any) -> str | None:
+        """The target CPU a %%rust line asks for: --target-cpu, --portable, the config, else the compiler's."""
+        if args.portable and args.target_cpu:
+            raise UsageError("--portable and --target-cpu exclude each other")
+        if args.portable:
+            return PORTABLE
+        return args.target_cpu or self.target_cpu or None
 
     def _parse(self, magic: Callable[..., Any], line: str) -> Any:
         try:

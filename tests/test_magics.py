@@ -274,3 +274,16 @@ def test_reload_ext_keeps_definitions(ip) -> None:
     ip.run_line_magic("load_ext", "rustcall_magic")
     assert sum(getattr(f, "__module__", "") == "rustcall_magic.magics" for f in hooks) == 1
     assert ip.run_line_magic("rust", "survives_reload(3)") == 9
+
+
+def test_cells_build_for_this_cpu_unless_portable(ip) -> None:
+    from IPython.core.error import UsageError
+
+    ip.run_cell_magic("rust", "-q -n native_mod", "pub fn cpu_probe() -> u8 { 1 }")
+    ip.run_cell_magic("rust", "-q --portable -n portable_mod", "pub fn cpu_probe() -> u8 { 1 }")
+    native, portable = ip.user_ns["native_mod"], ip.user_ns["portable_mod"]
+    assert native.entry.meta["options"]["target_cpu"] == "native"
+    assert portable.entry.meta["options"]["target_cpu"] is None
+    assert native.key != portable.key and portable.cpu_probe() == 1
+    with pytest.raises(UsageError, match="exclude each other"):
+        ip.run_cell_magic("rust", "--portable --target-cpu x86-64-v3", "pub fn cpu_probe() -> u8 { 1 }")
