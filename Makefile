@@ -22,7 +22,7 @@ demo: install
 	$(PY) scripts/run_notebook.py notebooks/01_quickstart.ipynb
 
 lint: setup
-	$(VENV)/bin/ruff check rustcall_magic tests benchmarks scripts
+	$(VENV)/bin/ruff check rustcall_magic tests benchmarks scripts setup.py
 	$(VENV)/bin/lint-imports
 
 test-python: install
