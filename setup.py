@@ -63,10 +63,11 @@ def _node_tools() -> tuple[str, str]:
     """Paths of node and npm; raises SetupError naming what is missing or too old."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
-        missing = " and ".join(n for n, p in (("node", node), ("npm", npm)) if not p)
+        missing = [n for n, p in (("node", node), ("npm", npm)) if not p]
+        verb = "are" if len(missing) > 1 else "is"
         raise SetupError(
             f"rustcall_magic: building the JupyterLab extension (labextension/) needs Node.js >= {MIN_NODE} "
-            f"and npm, but {missing} is not on PATH. Install Node.js (e.g. `apt-get install nodejs npm`) "
+            f"and npm, but {' and '.join(missing)} {verb} not on PATH. Install Node.js (e.g. `apt-get install nodejs npm`) "
             "and build again, or install from a wheel or sdist that already contains labextension/prebuilt/."
         )
     version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
@@ -137,7 +138,9 @@ class build_py_with_labextension(build_py):
         super().run()
 
 
-setup(
-    cmdclass={"build_labextension": build_labextension, "build_py": build_py_with_labextension},
-    data_files=labextension_data_files(),
-)
+# setuptools runs this file as __main__; tests import it to check the build step alone.
+if __name__ == "__main__":
+    setup(
+        cmdclass={"build_labextension": build_labextension, "build_py": build_py_with_labextension},
+        data_files=labextension_data_files(),
+    )
