@@ -152,6 +152,17 @@ def test_rust_cells_are_edited_as_rust(lab: Lab) -> None:
             page.keyboard.press("Control+Slash")
             page.wait_for_function(f"() => ({SOURCE_JS})(0) === {RUST_CELL!r}")
 
+            # Enter after the `{` indents the new line one unit: the Rust grammar's block indentation.
+            page.keyboard.press("End")
+            page.keyboard.press("Enter")
+            page.keyboard.type("let n = 1;")
+            lines = page.evaluate(SOURCE_JS, 0).split("\n")
+            assert lines[3] == "    let n = 1;", lines
+            page.evaluate(
+                "s => window.jupyterapp.shell.currentWidget.content.widgets[0].model.sharedModel.setSource(s)",
+                RUST_CELL,
+            )
+
             page.evaluate("() => document.activeElement && document.activeElement.blur()")
             page.wait_for_timeout(200)
             _shoot(page, LIGHT)
