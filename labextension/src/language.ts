@@ -16,6 +16,7 @@ import {
 import {
   Input,
   NodeType,
+  ParseWrapper,
   Parser,
   PartialParse,
   Tree,
@@ -84,7 +85,7 @@ class CellParse implements PartialParse {
 }
 
 class CellParser extends Parser {
-  private readonly wrap;
+  private readonly wrap: ParseWrapper;
 
   constructor(magicParser: Parser, rustParser: Parser) {
     super();
