@@ -47,3 +47,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info rust_runtime/target .pytest_cache .ruff_cache
+	rm -rf labextension/node_modules labextension/lib labextension/build labextension/prebuilt
