@@ -22,7 +22,7 @@ demo: install
 	$(PY) scripts/run_notebook.py notebooks/01_quickstart.ipynb
 
 lint: setup
-	$(VENV)/bin/ruff check rustcall_magic tests benchmarks scripts
+	$(VENV)/bin/ruff check rustcall_magic tests benchmarks scripts setup.py
 	$(VENV)/bin/lint-imports
 
 test-python: install
@@ -47,3 +47,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info rust_runtime/target .pytest_cache .ruff_cache
+	rm -rf labextension/node_modules labextension/lib labextension/build labextension/prebuilt

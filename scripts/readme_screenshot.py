@@ -1,9 +1,10 @@
-"""Compose docs/widgets.png, the README's picture, from the browser test's light-theme shots.
+"""Make the README's pictures from the browser tests' light-theme shots.
 
-Run after the browser test (``pytest tests/browser``), which saves the views it
-rendered in JupyterLab under test-artifacts/browser/. The cache, handles and
-benchmark views are stacked as they appear in a notebook; Debian's chromium
-(or ``$RUSTCALL_CHROMIUM``) renders the page, driven by Playwright.
+Run after the browser tests (``pytest tests/browser``), which save what they
+rendered in JupyterLab under test-artifacts/browser/. docs/widgets.png stacks the
+cache, handles and benchmark views as they appear in a notebook (Debian's
+chromium, or ``$RUSTCALL_CHROMIUM``, renders the page, driven by Playwright);
+docs/rust-cells.png is the shot of two `%%rust` cells and a Python cell.
 
 Usage: python scripts/readme_screenshot.py
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "browser"
 OUT = ROOT / "docs" / "widgets.png"
 VIEWS = ("cache", "handles", "bench")
+RUST_CELLS = ("rust-cells-light.png", ROOT / "docs" / "rust-cells.png")
 
 
 def main() -> int:
     shots = [SHOTS / f"{view}-light.png" for view in VIEWS]
-    missing = [p for p in shots if not p.exists()]
+    missing = [p for p in [*shots, SHOTS / RUST_CELLS[0]] if not p.exists()]
     if missing:
         print(f"{missing[0]} is missing: run `pytest tests/browser` first", file=sys.stderr)
         return 1
@@ -48,6 +51,8 @@ def main() -> int:
         finally:
             browser.close()
     print(f"wrote {OUT.relative_to(ROOT)}")
+    shutil.copy(SHOTS / RUST_CELLS[0], RUST_CELLS[1])
+    print(f"wrote {RUST_CELLS[1].relative_to(ROOT)}")
     return 0
 
 
