@@ -42,7 +42,9 @@ test-rust:
 
 test: lint test-python test-notebooks test-rust
 
+# The peers (numba, Cython, cffi) come with the bench extra.
 bench: install
+	$(PY) -m pip install --quiet '.[bench]'
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:

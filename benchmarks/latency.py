@@ -12,6 +12,7 @@ Run: ``python benchmarks/latency.py``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -53,6 +54,9 @@ def bare_rustc(work: Path, k: int) -> float:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="also write the measurements as JSON to this file")
+    args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rustcall-latency-"))
     os.environ["RUSTCALL_CACHE_DIR"] = str(work / "cache")
     import rustcall_magic as rc
@@ -101,6 +105,14 @@ def main() -> None:
         f"(target <= 1 ms); import rustcall_magic {statistics.median(h['import_ms'] for h in hits):.1f} ms; "
         f"first call {statistics.median(h['first_call_ms'] for h in hits) * 1e3:.0f} us"
     )
+    if args.json:
+        out = {
+            "builds_ms": {label: s * 1e3 for label, s, _ in rows},
+            "first_build_ms": first_s * 1e3,
+            "hit_ms_best": min(h["hit_ms"] for h in hits),
+            "hit_ms_median": statistics.median(h["hit_ms"] for h in hits),
+        }
+        Path(args.json).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

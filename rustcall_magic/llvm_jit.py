@@ -53,6 +53,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from . import prelude
 from ._version import __version__
 from .build import BuildOptions, build_cell
 from .cache import Entry, make_key
@@ -240,6 +241,29 @@ def _load_libstd(tc: Toolchain) -> None:
             _libstd_loaded[tc.sysroot] = libs[0]
 
 
+_glue_loaded: set[str] = set()
+
+
+def _load_glue(path: Path) -> None:
+    """Load the glue library (its prelude as a shared library, see ``prelude.py``) into the process, once.
+
+    The toolchain's libstd must be loaded first: the library needs it by soname.
+    """
+    with _init_lock:
+        if str(path) not in _glue_loaded:
+            llvm_binding().load_library_permanently(str(path))
+            _glue_loaded.add(str(path))
+
+
+def glue_library(compiler: RustCompiler, tc: Toolchain) -> Path:
+    """The glue library JIT'd cells of *compiler* link, loaded into the process (built on first use)."""
+    opts = BuildOptions(FRONTEND_OPT_LEVEL, False, compiler.edition, compiler.target_cpu)
+    path = prelude.library(compiler.cache, tc, opts, "dylib")
+    _load_libstd(tc)
+    _load_glue(path)
+    return path
+
+
 def _engine(tc: Toolchain) -> Any:
     """The process-wide LLJIT (JITLink), with the toolchain's libstd loaded for std symbols."""
     global _lljit
@@ -411,7 +435,7 @@ _tls_indexes: dict[str, tuple[int, int]] = {}
 
 
 def _tls_index(name: str) -> tuple[int, int] | None:
-    """``(module id, offset)`` of the thread-local *name* in the loaded libstd (glibc's dlinfo), or None.
+    """``(module id, offset)`` of the thread-local *name* in the loaded libstd or glue library (glibc's dlinfo), or None.
 
     ``dlsym`` of a thread-local gives this thread's copy; the offset is its distance
     from this thread's block of the library, the same in every thread.
@@ -422,7 +446,7 @@ def _tls_index(name: str) -> tuple[int, int] | None:
         return None
     dl = _libdl()
     rtld_now, rtld_noload, di_tls_modid, di_tls_data = 2, 4, 9, 10
-    for path in sorted(_libstd_loaded.values()):
+    for path in [*sorted(_libstd_loaded.values()), *sorted(_glue_loaded)]:
         handle = dl.dlopen(path.encode(), rtld_now | rtld_noload)
         if not handle:
             continue
@@ -757,10 +781,12 @@ def lower(
     info = parse_cell(source)
     if module_name is None:
         module_name = f"_rustcall_llvm_{uuid.uuid4().hex[:24]}"
+    glue = prelude.library(cache, tc, opts, "dylib")
     build_dir = cache.new_build_dir(hashlib.sha256(source.encode()).hexdigest())
     try:
         out = build_dir / f"{module_name}.ll"
-        # LLVM passes are the user's OptimizationConfig, run by llvmlite.
+        # LLVM passes are the user's OptimizationConfig, run by llvmlite. The glue's prelude is the
+        # shared library loaded into the process: the IR holds the cell and its wrappers only.
         result, info = build_cell(
             source,
             info,
@@ -769,7 +795,8 @@ def lower(
             tc,
             opts,
             out,
-            ["-C", "codegen-units=1", "-C", "no-prepopulate-passes", "--emit=llvm-ir"],
+            ["-C", "codegen-units=1", "-C", "no-prepopulate-passes", "-C", "prefer-dynamic", "--emit=llvm-ir"],
+            prelude_library=glue,
         )
         rustc_seconds, diags = result.seconds, result.warnings
         text = out.read_text(encoding="utf-8")
@@ -784,6 +811,7 @@ def lower(
     with _init_lock:
         raw = llvm.parse_assembly(text)
         _load_libstd(tc)  # thread-locals of libstd are reached through its TLS block
+        _load_glue(glue)
         prepared, user_tls, slots = prepare_ir(text, raw, lambda name: _tls_index(name) is not None)
         llmod = raw if user_tls or prepared == text else llvm.parse_assembly(prepared)
         _rename_shadowing_definitions(llmod)
@@ -1023,7 +1051,7 @@ def jit_source(
         entry = cache.valid_entry(key, kind=ENTRY_KIND, repair=repair, stacklevel=6)
         if entry is not None:
             cache.touch(entry)
-            return _from_entry(entry, tc, config, source, quiet, t0)
+            return _from_entry(entry, compiler, tc, config, source, quiet, t0)
         fallback = cache.valid_entry(key, kind=FALLBACK_KIND, repair=repair, stacklevel=6)
         if fallback is not None:  # decided before, in this process or another: no rustc run to learn it again
             cache.touch(fallback)
@@ -1049,7 +1077,7 @@ def jit_source(
             if entry is not None:  # show the IR, but link the object compiled before
                 cache.touch(entry)
                 mod.optimize(config)
-                return _from_entry(entry, tc, config, source, True, t0, mod), mod
+                return _from_entry(entry, compiler, tc, config, source, True, t0, mod), mod
         mod.optimize(config)
         return _jit_from_ir(mod, key, config, force, t0, locked=True), mod
 
@@ -1068,6 +1096,7 @@ def _record_fallback(cache: Any, key: str, names: list[str]) -> None:
 
 def _from_entry(
     entry: Entry,
+    compiler: RustCompiler,
     tc: Toolchain,
     config: OptimizationConfig,
     source: str,
@@ -1086,6 +1115,7 @@ def _from_entry(
     t1 = time.perf_counter()
     ext = _linked.get(entry.key)
     if ext is None:
+        glue_library(compiler, tc)  # the object's calls into the prelude resolve there
         slots = [TlsSlot(str(a), int(b), int(c), str(t)) for a, b, c, t in entry.meta.get("tls", [])]
         ext = _link(entry.artifact.read_bytes(), entry.module_name, tc, slots)
         note_linked(entry.artifact)

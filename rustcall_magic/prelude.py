@@ -8,7 +8,7 @@ with ``--extern``, a cell build only compiles the cell and its wrappers; what a
 wrapper's fast path calls is ``#[inline]`` or generic, so it is still
 instantiated and optimized inside the cell, exactly as when pasted.
 
-The library is an entry of kind :data:`ENTRY_KIND`, keyed by its sources,
+The library is an entry of a kind of :data:`ENTRY_KINDS`, keyed by its sources,
 flags, toolchain and Python ABI, in the support cache ``lib/`` inside the
 compile cache: the same private, checked, atomically published storage as cell
 entries (a library linked into cells is code we run), kept apart from the cells'
@@ -32,20 +32,21 @@ from .codegen import PRELUDE_CRATE, prelude_library_source
 from .errors import Diagnostic, RustCompileError, RustToolchainError
 from .toolchain import Toolchain, host_cpu_identity, python_abi_tag
 
-#: Entry kind recorded in the metadata of the cached library.
-ENTRY_KIND = "glue-rlib"
+#: Entry kind recorded in the metadata of the cached library, by crate type.
+ENTRY_KINDS = {"rlib": "glue-rlib", "dylib": "glue-dylib"}
 
 
-def rustc_flags(options: BuildOptions) -> list[str]:
+def rustc_flags(options: BuildOptions, tc: Toolchain, crate_type: str = "rlib") -> list[str]:
     """The library's rustc flags for cells built with *options* (part of its key).
 
     The edition is the library's own; the cell's does not matter to it. The
     opt-level is fixed: what the wrappers inline is optimized in the cell at the
     cell's level, and the rest is cold. The target CPU follows the cell, so a
-    native cell links native glue.
+    native cell links native glue. A ``dylib`` (for the JIT, which resolves
+    its symbols in the process) links the toolchain's shared std, found by rpath.
     """
     flags = [
-        "--crate-type=rlib",
+        f"--crate-type={crate_type}",
         f"--crate-name={PRELUDE_CRATE}",
         "--edition=2021",
         "-C",
@@ -56,15 +57,18 @@ def rustc_flags(options: BuildOptions) -> list[str]:
     ]
     if options.target_cpu:
         flags += ["-C", f"target-cpu={options.target_cpu}"]
+    if crate_type == "dylib":
+        libdir = Path(tc.sysroot) / "lib" / "rustlib" / tc.host / "lib"
+        flags += ["-C", "prefer-dynamic", "-C", f"link-arg=-Wl,-rpath,{libdir}"]
     return flags
 
 
-def library_key(tc: Toolchain, options: BuildOptions, source: str) -> str:
+def library_key(tc: Toolchain, options: BuildOptions, source: str, crate_type: str = "rlib") -> str:
     """Cache key of the library built from *source* for cells built with *options*."""
     return make_key(
         {
-            "glue-rlib": hashlib.sha256(source.encode()).hexdigest(),
-            "flags": rustc_flags(options),
+            "glue-library": hashlib.sha256(source.encode()).hexdigest(),
+            "flags": rustc_flags(options, tc, crate_type),
             **({"host_cpu": host_cpu_identity()} if options.target_cpu == "native" else {}),
             "toolchain": tc.fingerprint,
             "python": python_abi_tag(),
@@ -80,37 +84,43 @@ def support_cache(cache: Cache) -> Cache:
     return libs
 
 
-def library(cache: Cache, tc: Toolchain, options: BuildOptions) -> Path:
+def library(cache: Cache, tc: Toolchain, options: BuildOptions, crate_type: str = "rlib") -> Path:
     """The path of the glue library for cells built with *options* in *cache*, building it on first use.
+
+    *crate_type* ``"rlib"`` is linked into each cell's extension module by rustc;
+    ``"dylib"`` is loaded once into the process for JIT-linked cells.
 
     Raises RustToolchainError when rustc cannot run, RustCompileError when the
     library does not compile with this toolchain, RustCacheError on disk errors
     or an unsafe support directory.
     """
+    if crate_type not in ENTRY_KINDS:
+        raise ValueError(f"crate_type must be one of {', '.join(ENTRY_KINDS)}, not {crate_type!r}")
+    kind = ENTRY_KINDS[crate_type]
     cache = support_cache(cache)
     source = prelude_library_source()
-    key = library_key(tc, options, source)
-    entry = cache.valid_entry(key, kind=ENTRY_KIND)
+    key = library_key(tc, options, source, crate_type)
+    entry = cache.valid_entry(key, kind=kind)
     if entry is None:
         with cache.locked(key):
-            entry = cache.valid_entry(key, kind=ENTRY_KIND, repair=True, what="cached glue library", stacklevel=4)
+            entry = cache.valid_entry(key, kind=kind, repair=True, what="cached glue library", stacklevel=4)
             if entry is None:
-                entry = _build(cache, key, tc, options, source)
+                entry = _build(cache, key, tc, options, source, crate_type)
     else:
         cache.touch(entry)  # the size cap evicts least recently used entries: keep the library recent
     return entry.artifact
 
 
-def _build(cache: Cache, key: str, tc: Toolchain, options: BuildOptions, source: str) -> Entry:
+def _build(cache: Cache, key: str, tc: Toolchain, options: BuildOptions, source: str, crate_type: str) -> Entry:
     build_dir = cache.new_build_dir(key)
     try:
         lib_rs = build_dir / "lib.rs"
         lib_rs.write_text(source, encoding="utf-8")
-        artifact = build_dir / f"lib{PRELUDE_CRATE}.rlib"
+        artifact = build_dir / f"lib{PRELUDE_CRATE}.{'so' if crate_type == 'dylib' else 'rlib'}"
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
-                [tc.rustc, *rustc_flags(options), "-o", str(artifact), str(lib_rs)],
+                [tc.rustc, *rustc_flags(options, tc, crate_type), "-o", str(artifact), str(lib_rs)],
                 cwd=build_dir,
                 capture_output=True,
                 text=True,
@@ -125,7 +135,7 @@ def _build(cache: Cache, key: str, tc: Toolchain, options: BuildOptions, source:
                 summary=f"the generated glue's library does not compile with rustc {tc.release}",
             )
         lib_rs.unlink()
-        meta = {"module": "", "kind": ENTRY_KIND, "functions": [], "rustc": tc.release, "build_seconds": round(seconds, 4)}
+        meta = {"module": "", "kind": ENTRY_KINDS[crate_type], "functions": [], "rustc": tc.release, "build_seconds": round(seconds, 4)}
         return cache.publish(key, build_dir, artifact, meta)
     except BaseException:
         shutil.rmtree(build_dir, ignore_errors=True)
