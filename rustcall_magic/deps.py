@@ -142,15 +142,44 @@ def _toml() -> Any:
     return tomllib
 
 
+_SIMPLE_LINE = re.compile(r'^\s*([A-Za-z0-9_-]+)\s*=\s*"([^"\\\x00-\x1f\x7f]*)"\s*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?$')
+_SIMPLE_HEADER = re.compile(r"^\s*\[\s*dependencies\s*\]\s*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?$")
+
+
+def _simple_fragment(text: str) -> dict[str, Any] | None:
+    """The TOML document of a fragment made only of ``name = "version"`` lines (and one
+    ``[dependencies]`` header, comments, blank lines), or None for anything else.
+
+    The common block parses without importing tomllib, which would cost a cache hit
+    a few milliseconds; every other form (and any duplicate) goes to tomllib.
+    """
+    top: dict[str, Any] = {}
+    table = top
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if _SIMPLE_HEADER.match(line):
+            if "dependencies" in top:
+                return None
+            table = top["dependencies"] = {}
+            continue
+        m = _SIMPLE_LINE.match(line)
+        if m is None or m.group(1) in table:
+            return None
+        table[m.group(1)] = m.group(2)
+    return top
+
+
 def parse_fragment(text: str, first_line: int | None = None) -> Dependencies:
     """Dependencies of a manifest fragment: a ``[dependencies]`` table, or its bare ``name = spec`` lines.
 
     Raises RustCompileError (with the cell line when *first_line* is given) for
     invalid TOML or for tables a cell cannot set.
     """
-    tomllib = _toml()
+    doc = _simple_fragment(text)
+    tomllib = _toml() if doc is None else None
     try:
-        doc = tomllib.loads(text)
+        doc = tomllib.loads(text) if tomllib is not None else doc
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         line = first_line + int(m.group(1)) - 1 if (m and first_line) else first_line
@@ -181,11 +210,16 @@ def collect_dependencies(
     ``--dep`` line or mapping.
     """
     deps: Dependencies = {}
-    tomllib = _toml() if dep_lines else None
     block = cell_manifest(source)
     if block is not None:
         deps.update(parse_fragment(*block))
     for line in dep_lines:
+        doc = _simple_fragment(line)
+        if doc is not None and "dependencies" not in doc:
+            for n, s in doc.items():
+                deps[n] = normalize_spec(n, s)
+            continue
+        tomllib = _toml()
         try:
             doc = tomllib.loads(line)
         except tomllib.TOMLDecodeError as e:

@@ -184,6 +184,30 @@ def test_cargo_block_and_dep_lines_merge() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        'rand = "0.8"\n',
+        '[dependencies]\nrand = "0.8" # comment\n\n# note\nregex="1"\n',
+        'rand = "0.8"\n[dependencies]\nregex = "1"\n',
+        'a = "x\\\\y"\n',
+        'a = "1"\na = "2"\n',
+        'a = { version = "1" }\n',
+        '[ dependencies ]\nx-y_z = "=1.2"\n',
+        'a = "1"\n[dependencies]\nb = "2"\n[dependencies]\nc = "3"\n',
+    ],
+)
+def test_quick_fragment_reader_agrees_with_tomllib(text: str) -> None:
+    import tomllib
+
+    quick = deps._simple_fragment(text)
+    try:
+        reference = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        reference = None
+    assert quick is None or quick == reference
+
+
 def test_cell_without_block_has_no_dependencies() -> None:
     assert collect_dependencies("// ```cargo\npub fn f() {}\n") == {}
     assert deps.cell_manifest("pub fn f() {}\n//! ```cargo\n") is None
