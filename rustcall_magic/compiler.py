@@ -24,6 +24,7 @@ from .build import BuildOptions, build_cell
 from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import glue_fingerprint
 from .deps import DepsBuild, ProgressCallback, StderrProgress, Workspace, collect_dependencies, path_fingerprint
+from .deps import enforce_limit as deps_enforce_limit
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning
 from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
@@ -286,7 +287,8 @@ class RustCompiler:
                             entry, compile_seconds = self._build(cache, key, source, opts, tc, force, ws, progress)
                     if not hit:
                         try:
-                            cache.enforce_limit(limit, keep={key} | _loaded_keys(cache))
+                            # Dependency workspaces share the cap with entries, least recently used first.
+                            deps_enforce_limit(cache, limit, {key} | _loaded_keys(cache), {ws.id} if ws else ())
                         except RustCacheError as e:  # the build stands; only the tidying failed
                             warnings.warn(f"the cache size cap was not applied: {e}", RustcallWarning, stacklevel=3)
                 if hit:

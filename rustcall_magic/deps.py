@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -720,6 +720,35 @@ def remove_sets(cache: Cache, doomed: Callable[[DepSet], bool], keep: Iterable[s
         except (TimeoutError, OSError):
             continue
     return removed
+
+
+def enforce_limit(cache: Cache, max_bytes: int, keep_keys: Collection[str] = (), keep_sets: Collection[str] = ()) -> int:
+    """Evict least-recently-used cache entries and dependency sets, together, until they hold at most *max_bytes*.
+
+    0 means no cap. Entries whose key is in *keep_keys* and sets whose id is in
+    *keep_sets* stay. Returns how many were evicted. Raises RustCacheError as
+    :meth:`Cache.remove_where`.
+    """
+    if max_bytes <= 0:
+        return 0
+    entries = list(cache.entries())
+    sets = list_sets(cache)
+    items: list[tuple[float, int, str, bool]] = [(e.last_used, e.size, e.key, False) for e in entries]
+    items += [(st.last_used, st.size, st.id, True) for st in sets]
+    total = sum(size for _, size, _, _ in items)
+    doomed_entries: set[str] = set()
+    doomed_sets: set[str] = set()
+    for _, size, name, is_set in sorted(items):
+        if total <= max_bytes:
+            break
+        if name in (keep_sets if is_set else keep_keys):
+            continue
+        (doomed_sets if is_set else doomed_entries).add(name)
+        total -= size
+    n = len(remove_sets(cache, lambda st: st.id in doomed_sets, keep_sets))
+    if doomed_entries:
+        n += len(cache.remove_where(lambda e: e.key in doomed_entries, keep_keys))
+    return n
 
 
 def sets_table(sets: list[DepSet]) -> str:

@@ -432,6 +432,18 @@ def test_clear_removes_dependency_sets(cargo_home: Path, fresh_cache: Path, tiny
     assert m.via_tiny_again(2) == 3 and m.info.dependencies.compiled == ["tinymath@0.1.0"]
 
 
+def test_size_cap_evicts_the_least_recently_used_dependency_set(cargo_home: Path, tmp_path: Path, tiny_crate: Path) -> None:
+    c = rc.RustCompiler(cache_dir=tmp_path / "capped", max_cache_bytes=1, quiet=True)
+    first = c.compile(TINY_CELL.format(path=tiny_crate, extra=""))
+    (only_first,) = deps.list_sets(c.cache)
+    second = c.compile(TINY_CELL.format(path=tiny_crate, extra=', features = ["double"]'))
+    (only_second,) = deps.list_sets(c.cache)
+    assert only_second.id != only_first.id and only_second.id == second.entry.meta["deps_set"]
+    # Entries loaded in this process are kept; a cell's code does not need its set once linked.
+    assert sorted(e.key for e in c.cache.entries()) == sorted([first.key, second.key])
+    assert first.via_tiny(1) == 2 and second.via_tiny(1) == 4
+
+
 # ---------------------------------------------------------------------------
 # Across processes
 
