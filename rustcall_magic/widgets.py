@@ -809,15 +809,15 @@ class CargoProgressView(w.HBox):
         self.text = ""
 
     def __call__(self, p: Any) -> None:
-        if not self._shown and self._show is not None:
-            self._shown = True
-            self._show(self)
         self.bar.max = max(1, p.total)
         self.bar.value = min(p.done, self.bar.max)
         if p.finished:
             self.bar.bar_style = "success" if p.ok else "danger"
         self.text = p.line()
         self.label.value = self.text.removeprefix("cargo: ")
+        if not self._shown and self._show is not None:
+            self._shown = True
+            self._show(self)
 
     def __repr__(self) -> str:
         return self.text or "cargo: (no build)"
