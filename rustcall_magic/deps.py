@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -521,6 +522,8 @@ class Workspace:
             self.resolve()
             resolved = json.loads((self.path / RESOLVE_FILE).read_text(encoding="utf-8"))
         direct: dict[str, str] = resolved["direct"]
+        for d in (self.path.parent, self.path):  # its rlibs are linked into the cell: refuse a foreign or shared dir
+            Cache._check_dir(d)
         cmd = self._cargo("build", "--release", "--lib", "--locked", "--message-format=json-render-diagnostics")
         externs: dict[str, str] = {}
         native: list[str] = []
@@ -536,27 +539,30 @@ class Workspace:
             raise RustToolchainError(f"could not run {cmd[0]}: {e}") from e
         reader = threading.Thread(target=state.read, args=(proc.stderr,), daemon=True)
         reader.start()
+        # stdout is read on a thread too, so this thread wakes twice a second to report the elapsed time
+        # (one crate can take many seconds) and all progress calls come from the caller's thread.
+        lines: queue.Queue[str | None] = queue.Queue()
+        pump = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        pump.start()
         total = int(resolved.get("packages", 0))
         done: set[str] = set()
         shown = False
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
+            while True:
                 try:
-                    msg = json.loads(line)
-                except ValueError:
-                    continue
+                    line = lines.get(timeout=0.5)
+                except queue.Empty:
+                    line = ""
+                if line is None:
+                    break
+                msg = _json_line(line)
                 reason = msg.get("reason")
                 pkg = str(msg.get("package_id", ""))
-                if reason == "compiler-artifact":
-                    kinds = msg.get("target", {}).get("kind", [])
-                    if "custom-build" in kinds:
-                        continue
+                if reason == "compiler-artifact" and "custom-build" not in msg.get("target", {}).get("kind", []):
                     label = _package_label(pkg)
-                    if label.startswith("rustcall_deps@"):
-                        continue
-                    done.add(pkg)
-                    (report.fresh if msg.get("fresh") else report.compiled).append(label)
+                    if not label.startswith("rustcall_deps@"):
+                        done.add(pkg)
+                        (report.fresh if msg.get("fresh") else report.compiled).append(label)
                     name = next((n for n, p in direct.items() if p == pkg), None)
                     if name is not None:
                         files = msg.get("filenames", [])
@@ -565,12 +571,13 @@ class Workspace:
                         )
                         if lib:
                             externs[name] = lib
-                    if progress is not None and (shown or report.compiled):
-                        shown = True
-                        progress(CargoProgress(len(done), max(total, len(done)), state.current, time.perf_counter() - t0))
                 elif reason == "build-script-executed":
                     native += [f"-L{p}" for p in msg.get("linked_paths", [])]
                     native += [f"-l{lib}" for lib in msg.get("linked_libs", [])]
+                # Only real work is shown: a build where every crate is fresh stays silent.
+                shown = shown or bool(report.compiled) or bool(state.current)
+                if progress is not None and shown:
+                    progress(CargoProgress(len(done), max(total, len(done)), state.current, time.perf_counter() - t0))
             proc.wait()
         except BaseException:
             _stop(proc)
@@ -597,6 +604,25 @@ class Workspace:
         flags += list(dict.fromkeys(native))
         _write_atomic(self.path / EXTERNS_FILE, json.dumps({"flags": flags}))
         return flags
+
+
+def _pump(stream: Iterable[str] | None, out: queue.Queue[str | None]) -> None:
+    """Put each line of *stream* on *out*, then None."""
+    try:
+        for line in stream or ():
+            out.put(line)
+    finally:
+        out.put(None)
+
+
+def _json_line(line: str) -> dict[str, Any]:
+    if not line.startswith("{"):
+        return {}
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return {}
+    return msg if isinstance(msg, dict) else {}
 
 
 class _StderrState:
