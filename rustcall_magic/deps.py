@@ -501,7 +501,13 @@ class Workspace:
             return h
         with self.locked():
             if self.lock_hash() is None:
-                self.resolve()
+                fresh = not self.path.exists()
+                try:
+                    self.resolve()
+                except RustCompileError:
+                    if fresh:  # a typo in a crate name leaves no workspace behind
+                        shutil.rmtree(self.path, ignore_errors=True)
+                    raise
             h = self.lock_hash()
         if h is None:
             raise RustCacheError(f"cargo did not write {self.path / LOCK_FILE}")

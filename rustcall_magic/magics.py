@@ -23,6 +23,7 @@ from . import api
 from ._version import __version__
 from .api import get_default_compiler
 from .build import EDITIONS
+from .cache import human_size
 from .compiler import RustCompiler, RustModule
 from .deps import collect_dependencies, sets_table
 from .errors import RustcallError, RustcallWarning
@@ -247,6 +248,10 @@ class RustMagics(Magics):
                 return None
             stats = api.cache_stats(compiler)
             print(stats.summary())
+            sets = api.dependency_sets(compiler)
+            if sets:
+                size = human_size(sum(s.size for s in sets))
+                print(f"dependency sets: {len(sets)}, {size} (%rustcache deps lists them)")
             return None
         if args.command == "list":
             print(api.cache_stats(compiler))

@@ -405,6 +405,8 @@ def test_resolution_errors_show_cargos_message(cargo_home: Path, dep: dict, text
     assert err.summary.startswith("cargo: ") and text in err.summary
     assert text in err.rendered and "Traceback" not in err.rendered
     assert "failed to select a version" in err.rendered or "no matching package" in err.rendered
+    unresolved = {n: {"version": v} for n, v in dep.items()}
+    assert all(s.crates != unresolved for s in rc.api.dependency_sets())  # no workspace left behind
 
 
 def test_rustcache_deps_lists_and_updates(rand_module, tiny_crate: Path, ip, capsys) -> None:
@@ -413,6 +415,8 @@ def test_rustcache_deps_lists_and_updates(rand_module, tiny_crate: Path, ip, cap
     ip.run_line_magic("rustcache", "deps")
     out = capsys.readouterr().out
     assert "rand 0.8, rayon 1, regex 1, serde_json 1" in out and "tinymath (path)" in out
+    ip.run_line_magic("rustcache", "")
+    assert f"dependency sets: {len(rc.api.dependency_sets())}, " in capsys.readouterr().out
     tiny = next(s for s in rc.api.dependency_sets() if "tinymath" in s.crates)
     ip.run_line_magic("rustcache", f"deps update {tiny.id[:8]}")
     assert capsys.readouterr().out.strip() == f"re-resolved {tiny.id[:12]}: tinymath (path)"
