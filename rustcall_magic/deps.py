@@ -455,6 +455,7 @@ class Workspace:
         try:
             (self.path / "src").mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.path.parent, 0o700)
+            os.chmod(self.path, 0o700)
             (self.path / "src" / "lib.rs").write_text("", encoding="utf-8")
             _write_atomic(self.path / "Cargo.toml", manifest_text(self.deps, self.opt_level, self.debug))
             _write_atomic(self.path / SET_FILE, json.dumps({"deps": self.deps, "opt_level": self.opt_level, "debug": self.debug,

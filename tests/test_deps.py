@@ -198,7 +198,7 @@ def test_cargo_block_and_dep_lines_merge() -> None:
     ],
 )
 def test_quick_fragment_reader_agrees_with_tomllib(text: str) -> None:
-    import tomllib
+    tomllib = deps._toml()
 
     quick = deps._simple_fragment(text)
     try:
@@ -244,7 +244,7 @@ def test_bad_dependency_arguments_are_value_errors() -> None:
 
 
 def test_manifest_text_is_valid_toml() -> None:
-    import tomllib
+    tomllib = deps._toml()
 
     d = {"a-b": {"version": "1", "features": ["x", 'q"uote'], "default-features": False}}
     doc = tomllib.loads(deps.manifest_text(d, 3, True))
@@ -434,6 +434,18 @@ def test_clear_removes_dependency_sets(cargo_home: Path, fresh_cache: Path, tiny
     assert rc.api.dependency_sets() == []
     m = rc.compile_rust(src.replace("via_tiny", "via_tiny_again"), quiet=True)
     assert m.via_tiny_again(2) == 3 and m.info.dependencies.compiled == ["tinymath@0.1.0"]
+
+
+def test_workspace_is_private_and_a_shared_one_is_refused(cargo_home: Path, fresh_cache: Path, tiny_crate: Path) -> None:
+    src = TINY_CELL.format(path=tiny_crate, extra="")
+    rc.compile_rust(src, quiet=True)
+    (ws,) = rc.api.dependency_sets()
+    assert oct(ws.path.stat().st_mode & 0o777) == oct(0o700) and oct(ws.path.parent.stat().st_mode & 0o777) == oct(0o700)
+    ws.path.chmod(0o777)
+    with pytest.raises(rc.RustCacheError, match="writable by"):
+        rc.compile_rust(src.replace("via_tiny", "via_tiny_shared"), quiet=True)
+    ws.path.chmod(0o700)
+    assert rc.compile_rust(src.replace("via_tiny", "via_tiny_private"), quiet=True).via_tiny_private(1) == 2
 
 
 def test_size_cap_evicts_the_least_recently_used_dependency_set(cargo_home: Path, tmp_path: Path, tiny_crate: Path) -> None:
