@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -588,3 +589,36 @@ def test_offline_env_adds_the_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert ws._cargo("build")[-2:] == ["build", "--offline"]
     monkeypatch.setenv("RUSTCALL_CARGO_OFFLINE", "0")
     assert ws._cargo("build")[-1] == "build"
+
+
+def test_notebook_shows_a_progress_bar_for_a_new_set(cargo_home: Path, tiny_crate: Path) -> None:
+    """In a real kernel the first build of a set shows a progress view; nbclient keeps its final state."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    root = Path(__file__).resolve().parents[1]
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("%load_ext rustcall_magic"),
+            nbformat.v4.new_code_cell("%%rust -q\n" + TINY_CELL.format(path=tiny_crate, extra="").replace("via_tiny", "via_tiny_nb")),
+            nbformat.v4.new_code_cell("via_tiny_nb(41)"),
+        ]
+    )
+    env_before = os.environ.get("PYTHONPATH")
+    if not os.environ.get("RUSTCALL_TEST_INSTALLED"):
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env_before]))
+    try:
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    finally:
+        if env_before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = env_before
+    assert nb.cells[2].outputs[0]["data"]["text/plain"] == "42"
+    views = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for o in nb.cells[1].outputs if "data" in o]
+    assert len(views) == 1
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    children = [state[ref.removeprefix("IPY_MODEL_")] for ref in state[views[0]]["state"]["children"]]
+    bar = next(c["state"] for c in children if c["model_name"] == "IntProgressModel")
+    label = next(c["state"] for c in children if c["model_name"] == "LabelModel")
+    assert (bar["value"], bar["max"], bar["bar_style"]) == (1, 1, "success")
+    assert re.fullmatch(r"built 1/1 crates in \d+\.\d s", label["value"])
