@@ -609,7 +609,8 @@ class Workspace:
         for name, lib in sorted(externs.items()):
             flags += ["--extern", f"{name}={lib}"]
         flags += list(dict.fromkeys(native))
-        _write_atomic(self.path / EXTERNS_FILE, json.dumps({"flags": flags}))
+        # The record of a completed build (what %rustcache deps shows as "built"); never read to skip cargo.
+        _write_atomic(self.path / EXTERNS_FILE, json.dumps({"flags": flags, "lock": self.lock_hash()}))
         return flags
 
 
@@ -691,13 +692,15 @@ def _write_atomic(path: Path, text: str) -> None:
 
 @dataclass(frozen=True)
 class DepSet:
-    """One dependency workspace in a cache: id, crates (name -> spec), bytes on disk, last use (epoch s)."""
+    """One dependency workspace in a cache: id, crates (name -> spec), bytes on disk, last use (epoch s),
+    and whether its last cargo build completed (an interrupted or failed one leaves it False)."""
 
     id: str
     path: Path
     crates: dict[str, dict[str, Any]]
     size: int
     last_used: float
+    built: bool = False
 
     def crates_text(self) -> str:
         """``rand 0.8, rayon 1`` (path dependencies as ``name (path)``)."""
@@ -730,7 +733,8 @@ def list_sets(cache: Cache) -> list[DepSet]:
             last = os.stat(path / SET_FILE).st_mtime
         except (OSError, ValueError):
             info, last = {}, 0.0
-        out.append(DepSet(name, path, dict(info.get("deps", {})), _dir_size(path), last))
+        built = os.path.exists(path / EXTERNS_FILE)
+        out.append(DepSet(name, path, dict(info.get("deps", {})), _dir_size(path), last, built))
     return sorted(out, key=lambda s: -s.last_used)
 
 
@@ -785,12 +789,13 @@ def enforce_limit(cache: Cache, max_bytes: int, keep_keys: Collection[str] = (),
 
 
 def sets_table(sets: list[DepSet]) -> str:
-    """A text table of dependency sets: id, crates, size, last used."""
+    """A text table of dependency sets: id, crates, size, last used, built (or only resolved)."""
     if not sets:
         return "no dependency sets"
-    rows = [("id", "crates", "size", "last used")]
+    rows = [("id", "crates", "size", "last used", "state")]
     for s in sets:
         rows.append((s.id[:12], s.crates_text(), human_size(s.size),
-                     time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_used)) if s.last_used else "-"))  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_used)) if s.last_used else "-",
+                     "built" if s.built else "resolved"))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -416,6 +416,8 @@ def test_rustcache_deps_lists_and_updates(rand_module, tiny_crate: Path, ip, cap
     ip.run_line_magic("rustcache", "deps")
     out = capsys.readouterr().out
     assert "rand 0.8, rayon 1, regex 1, serde_json 1" in out and "tinymath (path)" in out
+    assert out.splitlines()[0].split() == ["id", "crates", "size", "last", "used", "state"]
+    assert all(line.endswith("built") for line in out.splitlines()[1:] if "rand 0.8" in line or "tinymath" in line)
     ip.run_line_magic("rustcache", "")
     assert f"dependency sets: {len(rc.api.dependency_sets())}, " in capsys.readouterr().out
     tiny = next(s for s in rc.api.dependency_sets() if "tinymath" in s.crates)
@@ -536,7 +538,8 @@ def test_sigint_during_the_dependency_build_leaves_a_working_cache(cargo_home: P
     assert _processes_under(cache) == []
     assert os.listdir(cache / "entries") == []
     (ws,) = (cache / "deps").iterdir()
-    assert not (ws / deps.EXTERNS_FILE).exists()
+    (listed,) = deps.list_sets(rc.RustCompiler(cache_dir=cache).cache)
+    assert listed.id == ws.name and not listed.built
     from filelock import FileLock
 
     FileLock(str(cache / "locks" / f"deps-{ws.name}.lock"), timeout=0).acquire().lock.release()
