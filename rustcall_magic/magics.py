@@ -306,14 +306,25 @@ class RustMagics(Magics):
         return out
 
     def _progress(self) -> Any:
-        """The cargo progress callback: a progress bar in a notebook, None (one stderr line) elsewhere."""
+        """The cargo progress callback: a progress bar in a notebook, None (one stderr line) elsewhere.
+
+        The view is made at the first report: a cell that needs no cargo work
+        (no dependencies, a cache hit, a built set) creates no widget.
+        """
         if not self._frontend():
             return None
-        from IPython.display import display
+        views: list[Any] = []
 
-        from .widgets import CargoProgressView
+        def report(p: Any) -> None:
+            if not views:
+                from IPython.display import display
 
-        return CargoProgressView(show=display)
+                from .widgets import CargoProgressView
+
+                views.append(CargoProgressView(show=display))
+            views[0](p)
+
+        return report
 
     def _parse(self, magic: Callable[..., Any], line: str) -> Any:
         try:

@@ -604,6 +604,9 @@ def test_notebook_shows_a_progress_bar_for_a_new_set(cargo_home: Path, tiny_crat
             nbformat.v4.new_code_cell("%load_ext rustcall_magic"),
             nbformat.v4.new_code_cell("%%rust -q\n" + TINY_CELL.format(path=tiny_crate, extra="").replace("via_tiny", "via_tiny_nb")),
             nbformat.v4.new_code_cell("via_tiny_nb(41)"),
+            # No cargo work: a dependency-free cell, and the same cell again (a hit) make no widget.
+            nbformat.v4.new_code_cell("%%rust -q\npub fn nb_plain() -> i64 { 7 }"),
+            nbformat.v4.new_code_cell("%%rust -q\n" + TINY_CELL.format(path=tiny_crate, extra="").replace("via_tiny", "via_tiny_nb")),
         ]
     )
     env_before = os.environ.get("PYTHONPATH")
@@ -625,3 +628,5 @@ def test_notebook_shows_a_progress_bar_for_a_new_set(cargo_home: Path, tiny_crat
     label = next(c["state"] for c in children if c["model_name"] == "LabelModel")
     assert (bar["value"], bar["max"], bar["bar_style"]) == (1, 1, "success")
     assert re.fullmatch(r"built 1/1 crates in \d+\.\d s", label["value"])
+    assert [c["model_name"] for c in state.values()].count("HBoxModel") == 1
+    assert nb.cells[3].outputs == [] and nb.cells[4].outputs == []
