@@ -439,6 +439,16 @@ def test_clear_removes_dependency_sets(cargo_home: Path, fresh_cache: Path, tiny
     assert m.via_tiny_again(2) == 3 and m.info.dependencies.compiled == ["tinymath@0.1.0"]
 
 
+def test_clean_removes_sets_not_used_for_days(cargo_home: Path, fresh_cache: Path, tiny_crate: Path) -> None:
+    rc.compile_rust(TINY_CELL.format(path=tiny_crate, extra=""), quiet=True)
+    rc.compile_rust(TINY_CELL.format(path=tiny_crate, extra=', features = ["double"]'), quiet=True)
+    old, recent = sorted(rc.api.dependency_sets(), key=lambda s: s.id)
+    forty_days_ago = time.time() - 40 * 86400
+    os.utime(old.path / deps.SET_FILE, (forty_days_ago, forty_days_ago))
+    rc.cleanup_old_cache(30)
+    assert [s.id for s in rc.api.dependency_sets()] == [recent.id]
+
+
 def test_workspace_is_private_and_a_shared_one_is_refused(cargo_home: Path, fresh_cache: Path, tiny_crate: Path) -> None:
     src = TINY_CELL.format(path=tiny_crate, extra="")
     rc.compile_rust(src, quiet=True)
