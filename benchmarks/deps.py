@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,14 @@ def _median_build(sources: list[str]) -> tuple[float, float]:
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="rustcall-bench-deps-"))
+    try:
+        run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the dependency workspace alone is ~50 MB
+
+
+def run(tmp: Path) -> None:
+    """The measurements, in the private directory *tmp*."""
     os.environ["RUSTCALL_CACHE_DIR"] = str(tmp / "cache")
     if REGISTRY.is_dir():
         home = tmp / "cargo-home"
