@@ -9,12 +9,18 @@ Usable without IPython::
 
 from __future__ import annotations
 
+import time
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from . import deps as deps_mod
 from .cache import Cache, CachedLibrary, CacheStats
 from .compiler import RustCompiler, RustModule
+from .deps import DepSet, ProgressCallback
+from .errors import RustcallWarning
 from .external import register_function as register_function  # re-exported: part of the API
 from .loader import loaded_paths
 
@@ -54,16 +60,23 @@ def compile_rust(
     edition: str | None = None,
     target_cpu: str | None = None,
     quiet: bool | None = None,
+    dependencies: Mapping[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> RustModule:
     """Compile a cell of Rust (or load it from the cache) and return its functions.
 
     Options left as None take the default compiler's values (opt-level 2,
-    edition 2021). Raises RustCompileError, RustToolchainError,
-    RustCacheError or ValueError; see :meth:`RustCompiler.compile`.
+    edition 2021). *dependencies* maps crate names to a version (``"0.8"``) or
+    a table (``{"version": "1", "features": ["derive"]}``, ``{"path": "..."}``),
+    added to the cell's own ``//! ```cargo`` block; cargo builds them once per
+    set, reporting to *progress* (default: one updating stderr line). Raises
+    RustCompileError, RustToolchainError, RustCacheError or ValueError; see
+    :meth:`RustCompiler.compile`.
     """
     return get_default_compiler().compile(
-        src, opt_level=opt_level, debug=debug, edition=edition, target_cpu=target_cpu, force=force, quiet=quiet
-    )
+        src, opt_level=opt_level, debug=debug, edition=edition, target_cpu=target_cpu, force=force, quiet=quiet,
+        dependencies=dependencies, progress=progress,
+    )  # fmt: skip
 
 
 def cache_dir() -> Path:
@@ -103,23 +116,53 @@ def cache_stats(compiler: RustCompiler | None = None) -> CacheStats:
 
 
 def cleanup_old_cache(days: float = 30, compiler: RustCompiler | None = None) -> int:
-    """Remove entries not used for more than *days* days (last use = build or hit); return how many.
+    """Remove entries and dependency sets not used for more than *days* days (last use = build or hit); return how many.
 
     Entries loaded in this process are kept. Raises ValueError for negative *days*,
     RustCacheError when the disk refuses to remove some (after removing the others).
     """
     cache = _cache(compiler)
-    return len(cache.clean_older_than(days, keep=_loaded_keys(cache)))
+    removed = len(cache.clean_older_than(days, keep=_loaded_keys(cache)))
+    cutoff = time.time() - days * 86400
+    return removed + len(deps_mod.remove_sets(cache, lambda s: s.last_used < cutoff))
 
 
 def clear_cache(compiler: RustCompiler | None = None) -> int:
-    """Remove every entry not loaded in this process (and refused ones); return how many were removed.
+    """Remove every entry not loaded in this process (and refused ones) and every dependency set; return how many.
 
     Functions already loaded keep working either way. Raises RustCacheError when
     the disk refuses to remove some (after removing the others).
     """
     cache = _cache(compiler)
-    return len(cache.clear(keep=_loaded_keys(cache)))
+    removed = len(cache.clear(keep=_loaded_keys(cache)))
+    return removed + len(deps_mod.remove_sets(cache, lambda s: True))
+
+
+def dependency_sets(compiler: RustCompiler | None = None) -> list[DepSet]:
+    """The cache's dependency workspaces (id, crates, size on disk, last used), most recently used first."""
+    return deps_mod.list_sets(_cache(compiler))
+
+
+def update_dependencies(set_id: str | None = None, compiler: RustCompiler | None = None) -> list[DepSet]:
+    """Re-resolve dependency sets (all, or those whose id starts with *set_id*): ``cargo update``, a new ``Cargo.lock``.
+
+    Cells built against the old lock file are rebuilt on their next run. Returns
+    the sets updated. Raises KeyError when *set_id* matches none,
+    RustCompileError with cargo's message when resolution fails.
+    """
+    c = compiler or get_default_compiler()
+    cache = _cache(c)
+    sets = [s for s in deps_mod.list_sets(cache) if set_id is None or s.id.startswith(set_id)]
+    if set_id is not None and not sets:
+        raise KeyError(f"no dependency set {set_id!r}")
+    from .toolchain import get_toolchain
+
+    tc = get_toolchain(cache.root)
+    for s in sets:
+        ws = deps_mod.Workspace.reopen(cache, s, tc)
+        with ws.locked():
+            ws.resolve(update=True)
+    return sets
 
 
 def verify_cache(compiler: RustCompiler | None = None) -> tuple[int, list[tuple[str, str]]]:
@@ -141,6 +184,7 @@ def jit_rust(
     force: bool = False,
     edition: str | None = None,
     quiet: bool | None = None,
+    dependencies: Mapping[str, Any] | None = None,
 ) -> JitModule | RustModule:
     """JIT-compile a cell through LLVM IR optimized under *config* and return its functions.
 
@@ -148,14 +192,43 @@ def jit_rust(
     Object code is cached: an identical call in a fresh process runs neither
     rustc nor the optimizer. Thread-locals (``thread_local!``, std's behind
     ``HashMap``) work per thread; a cell with one the JIT cannot reach is built
-    by :func:`compile_rust` instead, with a RustcallWarning. Raises
+    by :func:`compile_rust` instead, with a RustcallWarning, and so is a cell
+    with crate *dependencies* (see :func:`jit_fallback`). Raises
     RustCompileError, RustToolchainError (no rustc, no llvmlite, LLVM versions
     differ), RustCacheError, TypeError for a bad *config*.
     """
+    fallback = jit_fallback(src, get_default_compiler(), dependencies, edition=edition, force=force, quiet=quiet)
+    if fallback is not None:
+        return fallback
     from .llvm_jit import jit_source
 
     module, _ = jit_source(src, get_default_compiler(), config, edition=edition, force=force, quiet=quiet)
     return module
+
+
+def jit_fallback(
+    src: str,
+    compiler: RustCompiler,
+    dependencies: Mapping[str, Any] | None = None,
+    dep_lines: Sequence[str] = (),
+    **options: Any,
+) -> RustModule | None:
+    """For a cell with crate dependencies: warn and build it as :func:`compile_rust` does; else None.
+
+    The JIT links the cell's own object code only: the dependencies are rlibs
+    built by cargo for rustc's linker, so such a cell is compiled by rustc
+    into an extension module instead (the same functions and glue).
+    """
+    found = deps_mod.collect_dependencies(src, dep_lines, dependencies)
+    if not found:
+        return None
+    warnings.warn(
+        f"this cell depends on crates ({', '.join(found)}): the LLVM JIT path links the cell's own code only, "
+        "and the dependencies are rlibs built by cargo for rustc's linker, so the cell is built as by %%rust",
+        RustcallWarning,
+        stacklevel=3,
+    )
+    return compiler.compile(src, dependencies=dependencies, dep_lines=dep_lines, **options)
 
 
 def get_llvm_module(src: str, *, edition: str | None = None, quiet: bool | None = None) -> LLVMModule:

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +24,8 @@ from ._version import __version__
 from .build import PORTABLE, BuildOptions, build_cell
 from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import glue_fingerprint
+from .deps import DepsBuild, ProgressCallback, StderrProgress, Workspace, collect_dependencies, path_fingerprint
+from .deps import enforce_limit as deps_enforce_limit
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning
 from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
@@ -39,6 +41,8 @@ class CompileInfo:
     load_seconds: float
     total_seconds: float
     key: str
+    #: What cargo did for the cell's crate dependencies (None: no dependencies, or a cache hit).
+    dependencies: DepsBuild | None = None
 
 
 class CellFunctions:
@@ -221,14 +225,23 @@ class RustCompiler:
         target_cpu: str | None = None,
         force: bool = False,
         quiet: bool | None = None,
+        dependencies: Mapping[str, Any] | None = None,
+        dep_lines: Sequence[str] = (),
+        progress: ProgressCallback | None = None,
     ) -> RustModule:
         """Compile *source* (or load it from the cache) and return its functions.
 
+        Crate dependencies come from the cell's leading ``//! ```cargo`` block,
+        *dep_lines* (``'rand = "0.8"'``) and *dependencies* (name -> version or
+        table); cargo builds them once per set into a workspace of the cache,
+        reporting to *progress* (default: one updating stderr line).
         Raises RustCompileError when rustc rejects the cell (its diagnostics,
-        with cell line numbers), RustToolchainError when rustc is missing,
-        RustCacheError when the cache is unsafe or unwritable, ValueError on
-        bad options. Functions with unsupported types are skipped with a
-        RustcallWarning; rustc's warnings go to stderr unless *quiet*.
+        with cell line numbers) or cargo cannot resolve or build the
+        dependencies (its message), RustToolchainError when rustc (or cargo,
+        for dependencies) is missing, RustCacheError when the cache is unsafe
+        or unwritable, ValueError on bad options. Functions with unsupported
+        types are skipped with a RustcallWarning; rustc's warnings go to stderr
+        unless *quiet*.
         """
         if not isinstance(source, str):
             raise TypeError(f"source must be str, not {type(source).__name__}")
@@ -239,8 +252,16 @@ class RustCompiler:
         cache = self.cache
         cache.ensure()
         tc = get_toolchain(cache.root)
+        deps = collect_dependencies(source, dep_lines, dependencies)
+        ws: Workspace | None = None
+        dep_parts: dict[str, Any] = {}
+        if deps:
+            host = host_cpu_identity() if opts.target_cpu == "native" else None
+            ws = Workspace(cache, deps, tc, opts.opt_level, opts.debug, opts.target_cpu, host)
+            dep_parts = {"deps": ws.id, "cargo_lock": ws.ensure_resolved(), "path_deps": path_fingerprint(deps)}
         key = make_key(
             {
+                **dep_parts,
                 "source": source,
                 "options": [opts.opt_level, opts.debug, opts.edition, opts.target_cpu],
                 **({"host_cpu": host_cpu_identity()} if opts.target_cpu == "native" else {}),
@@ -267,10 +288,11 @@ class RustCompiler:
                             entry = cache.valid_entry(key, repair=True, stacklevel=4)
                             hit = entry is not None
                         if entry is None:
-                            entry, compile_seconds = self._build(cache, key, source, opts, tc, force)
+                            entry, compile_seconds = self._build(cache, key, source, opts, tc, force, ws, progress)
                     if not hit:
                         try:
-                            cache.enforce_limit(limit, keep={key} | _loaded_keys(cache))
+                            # Dependency workspaces share the cap with entries, least recently used first.
+                            deps_enforce_limit(cache, limit, {key} | _loaded_keys(cache), {ws.id} if ws else ())
                         except RustCacheError as e:  # the build stands; only the tidying failed
                             warnings.warn(f"the cache size cap was not applied: {e}", RustcallWarning, stacklevel=3)
                 if hit:
@@ -293,12 +315,20 @@ class RustCompiler:
             warnings.warn(f"Rust function `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
         if diags and not quiet:
             sys.stderr.write("".join(d.rendered for d in diags))
-        info = CompileInfo(hit, compile_seconds, load_seconds, time.perf_counter() - t0, key)
+        built = ws.last_build if (ws is not None and not hit) else None
+        info = CompileInfo(hit, compile_seconds, load_seconds, time.perf_counter() - t0, key, built)
         return RustModule(ext, sigs, entry, info, diags, skipped, source)
 
     @staticmethod
     def _build(
-        cache: Cache, key: str, source: str, opts: BuildOptions, tc: Any, force: bool
+        cache: Cache,
+        key: str,
+        source: str,
+        opts: BuildOptions,
+        tc: Any,
+        force: bool,
+        ws: Workspace | None = None,
+        progress: ProgressCallback | None = None,
     ) -> tuple[Entry, float]:
         info = parse_cell(source)
         # A forced build gets a new module name: the loaded image of the old
@@ -308,9 +338,18 @@ class RustCompiler:
         build_dir = cache.new_build_dir(key)
         try:
             glue_lib = prelude.library(cache, tc, opts)
-            result, info = build_cell(
-                source, info, module_name, build_dir, tc, opts, build_dir / f"{module_name}.so", prelude_library=glue_lib
-            )
+            output = build_dir / f"{module_name}.so"
+            if ws is None:
+                result, info = build_cell(
+                    source, info, module_name, build_dir, tc, opts, output, prelude_library=glue_lib
+                )
+            else:
+                # The workspace lock spans the cell's rustc run too: its -L dir must not change under it.
+                with ws.locked():
+                    flags = ws.build(progress if progress is not None else StderrProgress())
+                    result, info = build_cell(
+                        source, info, module_name, build_dir, tc, opts, output, flags, prelude_library=glue_lib
+                    )
             meta = {
                 "module": module_name,
                 "functions": [f.to_json() for f in info.functions],
@@ -326,6 +365,7 @@ class RustCompiler:
                     "target_cpu": opts.target_cpu,
                 },
                 "source": source,
+                **({"dependencies": ws.deps, "deps_set": ws.id} if ws is not None else {}),
                 "rustc": tc.release,
                 "build_seconds": round(result.seconds, 4),
             }

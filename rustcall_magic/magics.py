@@ -23,7 +23,9 @@ from . import api
 from ._version import __version__
 from .api import get_default_compiler
 from .build import EDITIONS, PORTABLE
+from .cache import human_size
 from .compiler import RustCompiler, RustModule
+from .deps import collect_dependencies, sets_table
 from .errors import RustcallError, RustcallWarning
 from .external import registered_function, registered_functions
 from .signature import FnSig
@@ -119,6 +121,10 @@ class RustMagics(Magics):
     )
     @argument("-q", "--quiet", action="store_true", help="Hide compiler warnings.")
     @argument("--timing", action="store_true", help="Print compile/load time and whether the cache was hit.")
+    @argument(
+        "--dep", action="append", default=[], metavar="'NAME = \"VER\"'",
+        help="A crate dependency as a Cargo manifest line (repeatable); built by cargo once per set.",
+    )  # fmt: skip
     @line_cell_magic
     def rust(self, line: str, cell: str | None = None) -> Any:
         """Compile a cell of Rust and bind its ``pub fn`` items as fast Python callables.
@@ -128,6 +134,13 @@ class RustMagics(Magics):
         Identical cells are loaded from the compile cache without running rustc.
         Panics raise RustPanic; compile errors raise RustCompileError with
         rustc's messages at the cell's line numbers.
+
+        Crates: a leading ``//! ```cargo`` block (a ``[dependencies]``
+        fragment) or ``--dep 'rand = "0.8"'`` makes cargo build the
+        dependencies, once per set (a progress bar shows while it works); the
+        cell is then built against them. cargo's own configuration is used
+        (``CARGO_HOME``, source replacement, ``[net] offline``);
+        ``RUSTCALL_CARGO_OFFLINE=1`` adds ``--offline``.
 
         As a line magic, ``%rust NAME(args) [-> TYPE]`` calls the latest
         ``%%rust`` definition of NAME; with ``-> TYPE`` it first checks that
@@ -146,6 +159,13 @@ class RustMagics(Magics):
 
             In [4]: %rust add(10, 20) -> i64
             Out[4]: 30
+
+            In [5]: %%rust
+               ...: //! ```cargo
+               ...: //! rand = "0.8"
+               ...: //! ```
+               ...: use rand::{Rng, SeedableRng};
+               ...: pub fn roll(seed: u64) -> u32 { rand::rngs::StdRng::seed_from_u64(seed).gen_range(1..=6) }
         """
         if cell is None:
             return self._call(line)
@@ -166,6 +186,8 @@ class RustMagics(Magics):
             target_cpu=self._target_cpu(args),
             force=args.force,
             quiet=args.quiet or self.quiet,
+            dep_lines=self._dep_lines(args.dep),
+            progress=self._progress(),
         )
         self._bind(module, args.name)
         if not (args.quiet or self.quiet):
@@ -188,9 +210,10 @@ class RustMagics(Magics):
         "command",
         nargs="?",
         default="summary",
-        choices=["summary", "list", "clean", "clear", "verify"],
+        choices=["summary", "list", "clean", "clear", "verify", "deps"],
         help="What to do (default: summary).",
     )
+    @argument("args", nargs="*", help="deps: `update [ID]` re-resolves the dependency sets (all, or one).")
     @argument("--days", type=float, default=30.0, help="clean: remove entries not used for this many days.")
     @line_magic
     def rustcache(self, line: str) -> Any:
@@ -200,7 +223,11 @@ class RustMagics(Magics):
         ``list`` one row per entry (key, functions, size, created, last used,
         hits); ``clean [--days N]`` removes entries not used for N days
         (default 30); ``clear`` removes every entry not loaded in this process;
-        ``verify`` re-checks every checksum and evicts bad entries. In a
+        ``verify`` re-checks every checksum and evicts bad entries. ``deps``
+        lists the crate dependency sets (crates, size on disk, last used);
+        ``deps update [ID]`` re-resolves them (a new ``Cargo.lock``; cells are
+        rebuilt against it on their next run). ``clean`` and ``clear`` remove
+        dependency sets too. In a
         notebook, ``%rustcache`` alone shows a live view of the cache with
         Clean / Clear / Verify / Refresh buttons (``RUSTCALL_WIDGETS=0``: text).
 
@@ -215,6 +242,10 @@ class RustMagics(Magics):
         """
         args = self._parse(self.rustcache, line)
         compiler = self.compiler()
+        if args.args and args.command != "deps":
+            raise UsageError(f"%rustcache {args.command} takes no arguments, got {' '.join(args.args)!r}")
+        if args.command == "deps":
+            return self._rustcache_deps(args.args, compiler)
         if args.command == "summary":
             if self._frontend():
                 from .widgets import CacheView
@@ -223,6 +254,10 @@ class RustMagics(Magics):
                 return None
             stats = api.cache_stats(compiler)
             print(stats.summary())
+            sets = api.dependency_sets(compiler)
+            if sets:
+                size = human_size(sum(s.size for s in sets))
+                print(f"dependency sets: {len(sets)}, {size} (%rustcache deps lists them)")
             return None
         if args.command == "list":
             print(api.cache_stats(compiler))
@@ -252,6 +287,58 @@ class RustMagics(Magics):
         if args.portable:
             return PORTABLE
         return args.target_cpu or self.target_cpu or None
+
+    @staticmethod
+    def _rustcache_deps(words: list[str], compiler: RustCompiler) -> None:
+        if not words:
+            print(sets_table(api.dependency_sets(compiler)))
+            return
+        if words[0] != "update" or len(words) > 2:
+            raise UsageError("usage: %rustcache deps [update [ID]]")
+        try:
+            sets = api.update_dependencies(words[1] if len(words) == 2 else None, compiler)
+        except KeyError as e:
+            raise UsageError(str(e.args[0])) from None
+        for s in sets:
+            print(f"re-resolved {s.id[:12]}: {s.crates_text()}")
+        if not sets:
+            print("no dependency sets")
+
+    @staticmethod
+    def _dep_lines(deps: list[str]) -> list[str]:
+        """The ``--dep`` values, each checked to be a manifest line (UsageError if not)."""
+        out = []
+        for d in deps:
+            text = d.strip()
+            if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" and "=" in text[1:-1]:
+                text = text[1:-1]  # quotes kept by magic_arguments' own splitting
+            try:
+                collect_dependencies("", [text])
+            except ValueError as e:
+                raise UsageError(f"--dep: {e}") from None
+            out.append(text)
+        return out
+
+    def _progress(self) -> Any:
+        """The cargo progress callback: a progress bar in a notebook, None (one stderr line) elsewhere.
+
+        The view is made at the first report: a cell that needs no cargo work
+        (no dependencies, a cache hit, a built set) creates no widget.
+        """
+        if not self._frontend():
+            return None
+        views: list[Any] = []
+
+        def report(p: Any) -> None:
+            if not views:
+                from IPython.display import display
+
+                from .widgets import CargoProgressView
+
+                views.append(CargoProgressView(show=display))
+            views[0](p)
+
+        return report
 
     def _parse(self, magic: Callable[..., Any], line: str) -> Any:
         try:
@@ -320,6 +407,10 @@ class RustMagics(Magics):
     @argument("-n", "--name", default=None, help="Also bind the JIT-compiled module object as NAME.")
     @argument("-q", "--quiet", action="store_true", help="Hide compiler warnings.")
     @argument("--timing", action="store_true", help="Print rustc/optimize/codegen/link times and cache use.")
+    @argument(
+        "--dep", action="append", default=[], metavar="'NAME = \"VER\"'",
+        help="A crate dependency (repeatable); such a cell is built as by %%%%rust, with a warning.",
+    )  # fmt: skip
     @line_cell_magic
     def rust_llvm(self, line: str, cell: str | None = None) -> Any:
         """Compile a cell of Rust through LLVM IR, optimized by llvmlite, JIT-linked into this process.
@@ -372,15 +463,23 @@ class RustMagics(Magics):
             changes["enable_licm"] = False
         config = OptimizationConfig(**{**config.to_json(), **changes})
         show = args.show_ir or args.show_asm
-        module, ir_module = jit_source(
-            cell,
-            self.compiler(),
-            config,
-            edition=self.edition or None,
-            force=args.force,
-            quiet=args.quiet or self.quiet,
-            keep_module=show,
-        )
+        dep_lines = self._dep_lines(args.dep)
+        fallback = api.jit_fallback(
+            cell, self.compiler(), None, dep_lines, edition=self.edition or None, force=args.force,
+            quiet=args.quiet or self.quiet, progress=self._progress(),
+        )  # fmt: skip
+        if fallback is not None:
+            module, ir_module = fallback, None
+        else:
+            module, ir_module = jit_source(
+                cell,
+                self.compiler(),
+                config,
+                edition=self.edition or None,
+                force=args.force,
+                quiet=args.quiet or self.quiet,
+                keep_module=show,
+            )
         ns = self.shell.user_ns
         defs = self._llvm_definitions()
         for fname, sig in module.signatures.items():
@@ -441,7 +540,10 @@ class RustMagics(Magics):
 
         origin = self.modules[rust_at]
         options = origin.entry.meta.get("options", {}) if origin.entry is not None else {}
-        module, _ = jit_source(origin.source, self.compiler(), edition=options.get("edition"), quiet=True)
+        recorded = origin.entry.meta.get("dependencies") if origin.entry is not None else None
+        module: Any = api.jit_fallback(origin.source, self.compiler(), recorded, edition=options.get("edition"), quiet=True)
+        if module is None:
+            module, _ = jit_source(origin.source, self.compiler(), edition=options.get("edition"), quiet=True)
         for fname, sig in module.signatures.items():
             defs[fname] = (module[fname], sig, origin.source, rust_at + 1)
         return defs[name][0], defs[name][1]

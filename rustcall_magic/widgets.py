@@ -789,3 +789,35 @@ class HandlesView(_LiveMixin, w.VBox):
             return "HandlesView()"
         return handles.snapshot_table(replace(snap, alive=snap.alive[len(snap.alive) - min(len(snap.alive), MAX_ROWS) :]))
 
+
+
+class CargoProgressView(w.HBox):
+    """A progress bar over a cargo build: crates done / total, the crate being compiled, elapsed time.
+
+    Called with each :class:`~rustcall_magic.deps.CargoProgress` report (it is a
+    progress callback). It is displayed by *show* (e.g. IPython's ``display``)
+    on the first report only, so a build with nothing to compile shows nothing.
+    """
+
+    def __init__(self, show: Callable[[Any], None] | None = None) -> None:
+        self.bar = w.IntProgress(value=0, min=0, max=1, description="cargo", bar_style="info")
+        self.label = w.Label("")
+        super().__init__([self.bar, self.label])
+        self._show = show
+        self._shown = False
+        #: The last report's text (the same line a terminal shows).
+        self.text = ""
+
+    def __call__(self, p: Any) -> None:
+        self.bar.max = max(1, p.total)
+        self.bar.value = min(p.done, self.bar.max)
+        if p.finished:
+            self.bar.bar_style = "success" if p.ok else "danger"
+        self.text = p.line()
+        self.label.value = self.text.removeprefix("cargo: ")
+        if not self._shown and self._show is not None:
+            self._shown = True
+            self._show(self)
+
+    def __repr__(self) -> str:
+        return self.text or "cargo: (no build)"
