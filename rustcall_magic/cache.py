@@ -255,14 +255,14 @@ class Cache:
             return "artifact is not a regular file"
         if st.st_size != entry.meta.get("size"):
             return f"artifact size is {st.st_size}, expected {entry.meta.get('size')}"
-        seal = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}:{entry.meta.get('sha256')}"
+        seal = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}:{entry.meta.get('sha256')}".encode()
         seal_path = entry.path / SEAL
         if not full:
             try:
-                with open(seal_path, encoding="ascii") as f:
+                with open(seal_path, "rb") as f:  # bytes: a text codec would be imported on a fresh process's hit
                     if f.read(256) == seal:
                         return None
-            except (OSError, ValueError):
+            except OSError:
                 pass
         try:
             digest = file_sha256(art)
@@ -272,7 +272,7 @@ class Cache:
             return "artifact checksum does not match"
         tmp = entry.path / f".{SEAL}.{os.getpid()}.{threading.get_ident()}"
         try:
-            with open(tmp, "w", encoding="ascii") as f:
+            with open(tmp, "wb") as f:
                 f.write(seal)
             os.replace(tmp, seal_path)
         except OSError:  # a read-only cache still verifies, by hashing every time

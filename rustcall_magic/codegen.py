@@ -85,6 +85,7 @@ def glue_fingerprint(state_dir: Path | None = None) -> str:
         return _fingerprint
     files = _fingerprint_files()
     stamp = ""
+    known: object = {}
     memo = os.path.join(state_dir, "glue.json") if state_dir is not None else None
     if memo is not None:
         try:
@@ -99,17 +100,21 @@ def glue_fingerprint(state_dir: Path | None = None) -> str:
                 _fingerprint = known[stamp]
                 return _fingerprint
         except (OSError, ValueError):
-            pass
+            known = {}
     h = hashlib.sha256(GLUE_VERSION.encode())
     for name, path in files:
         with open(path, "rb") as f:
             h.update(name.encode() + b"\0" + f.read())
     _fingerprint = h.hexdigest()
     if memo is not None and stamp:
+        # Several installations (a venv, a checkout) may share one cache: keep the latest few.
+        kept = {k: v for k, v in known.items() if isinstance(v, str)} if isinstance(known, dict) else {}
+        kept = dict(list(kept.items())[-7:])
+        kept[stamp] = _fingerprint
         tmp = f"{memo}.{os.getpid()}.tmp"
         try:
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({stamp: _fingerprint}, f)
+                json.dump(kept, f)
             os.replace(tmp, memo)
         except OSError:  # remembering is an optimisation only
             with contextlib.suppress(OSError):
