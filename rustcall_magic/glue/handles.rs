@@ -56,29 +56,29 @@ pub struct RtAbi {
     pub mark_moved: unsafe extern "C" fn(*mut PyObject),
 }
 
-const RT_ABI_VERSION: u32 = 1;
-const KIND_BOX: u8 = 0;
-const KIND_RC: u8 = 1;
-const KIND_ARC: u8 = 2;
-const KIND_VEC: u8 = 3;
-const ACCESS_SHARED: u8 = 0;
-const ACCESS_MUT: u8 = 1;
-const ACCESS_MOVE: u8 = 2;
-const BORROW_EXCLUSIVE: u8 = 255;
-const KIND_NAMES: [&str; 4] = ["RustBox", "RustRc", "RustArc", "RustVec"];
+pub const RT_ABI_VERSION: u32 = 1;
+pub const KIND_BOX: u8 = 0;
+pub const KIND_RC: u8 = 1;
+pub const KIND_ARC: u8 = 2;
+pub const KIND_VEC: u8 = 3;
+pub const ACCESS_SHARED: u8 = 0;
+pub const ACCESS_MUT: u8 = 1;
+pub const ACCESS_MOVE: u8 = 2;
+pub const BORROW_EXCLUSIVE: u8 = 255;
+pub const KIND_NAMES: [&str; 4] = ["RustBox", "RustRc", "RustArc", "RustVec"];
 
-static mut RT_ABI: *const RtAbi = ::std::ptr::null();
-static mut RT_HANDLE_ERROR: *mut PyObject = ::std::ptr::null_mut();
-static mut RT_NAME: *mut PyObject = ::std::ptr::null_mut();
+pub static mut RT_ABI: *const RtAbi = ::std::ptr::null();
+pub static mut RT_HANDLE_ERROR: *mut PyObject = ::std::ptr::null_mut();
+pub static mut RT_NAME: *mut PyObject = ::std::ptr::null_mut();
 
-unsafe fn rt_raise(exc: *mut PyObject, msg: &str) {
+pub unsafe fn rt_raise(exc: *mut PyObject, msg: &str) {
     let m = py_str(msg);
     __rc_handle_ffi::PyErr_SetObject(exc, m);
     Py_DecRef(m);
 }
 
 /// The runtime's table if the runtime is already loaded in this process (no error set otherwise).
-unsafe fn rt_loaded() -> Option<&'static RtAbi> {
+pub unsafe fn rt_loaded() -> Option<&'static RtAbi> {
     if !RT_ABI.is_null() {
         return Some(&*RT_ABI);
     }
@@ -124,7 +124,7 @@ unsafe fn rt_loaded() -> Option<&'static RtAbi> {
 }
 
 /// The runtime's table, loading (at first use: building) the runtime; Err with an exception set.
-unsafe fn rt_abi() -> Result<&'static RtAbi, ArgError> {
+pub unsafe fn rt_abi() -> Result<&'static RtAbi, ArgError> {
     if let Some(a) = rt_loaded() {
         return Ok(a);
     }
@@ -171,10 +171,10 @@ handle_elem!(i8 => 0, "i8"; i16 => 1, "i16"; i32 => 2, "i32"; i64 => 3, "i64"; u
 // Same size and alignment as i64/u64 on the 64-bit platforms CPython's layout is declared for.
 handle_elem!(isize => 3, "i64"; usize => 7, "u64");
 
-const DTYPE_NAMES: [&str; 11] = ["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f32", "f64", "bool"];
+pub const DTYPE_NAMES: [&str; 11] = ["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f32", "f64", "bool"];
 
 /// `o` as a handle of `kind` holding `T`, usable with `access`; errors explain what is wrong.
-unsafe fn handle_arg<T: HandleElem>(o: *mut PyObject, kind: u8, access: u8) -> Result<*mut RtHandle, ArgError> {
+pub unsafe fn handle_arg<T: HandleElem>(o: *mut PyObject, kind: u8, access: u8) -> Result<*mut RtHandle, ArgError> {
     let abi = rt_abi()?;
     if (*o).ob_type != abi.types[kind as usize] {
         return Err(ArgError::Type(""));

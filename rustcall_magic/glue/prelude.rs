@@ -194,14 +194,14 @@ pub trait IntoPy {
 // ---------------------------------------------------------------------------
 // Runtime state created once at module init.
 
-static mut RAISE_ARG_ERROR: *mut PyObject = ::std::ptr::null_mut();
-static mut RAISE_ARG_COUNT: *mut PyObject = ::std::ptr::null_mut();
-static mut RAISE_ARG_BINDING: *mut PyObject = ::std::ptr::null_mut();
-static mut NOTE_ARG: *mut PyObject = ::std::ptr::null_mut();
-static mut RAISE_PANIC: *mut PyObject = ::std::ptr::null_mut();
-static mut RAISE_RUST_ERROR: *mut PyObject = ::std::ptr::null_mut();
-static mut PY_64: *mut PyObject = ::std::ptr::null_mut();
-static mut PY_MASK64: *mut PyObject = ::std::ptr::null_mut();
+pub static mut RAISE_ARG_ERROR: *mut PyObject = ::std::ptr::null_mut();
+pub static mut RAISE_ARG_COUNT: *mut PyObject = ::std::ptr::null_mut();
+pub static mut RAISE_ARG_BINDING: *mut PyObject = ::std::ptr::null_mut();
+pub static mut NOTE_ARG: *mut PyObject = ::std::ptr::null_mut();
+pub static mut RAISE_PANIC: *mut PyObject = ::std::ptr::null_mut();
+pub static mut RAISE_RUST_ERROR: *mut PyObject = ::std::ptr::null_mut();
+pub static mut PY_64: *mut PyObject = ::std::ptr::null_mut();
+pub static mut PY_MASK64: *mut PyObject = ::std::ptr::null_mut();
 
 ::std::thread_local! {
     static PANIC_LOCATION: ::std::cell::RefCell<Option<(String, u32, u32)>> = ::std::cell::RefCell::new(None);
@@ -245,7 +245,7 @@ pub unsafe fn init_runtime() -> c_int {
 /// An argument that could not be made (NULL, its exception set) means no call.
 #[cold]
 #[inline(never)]
-unsafe fn call_helper(f: *mut PyObject, args: &[*mut PyObject]) {
+pub unsafe fn call_helper(f: *mut PyObject, args: &[*mut PyObject]) {
     let t = if args.iter().any(|a| a.is_null()) { ::std::ptr::null_mut() } else { PyTuple_New(args.len() as isize) };
     if t.is_null() {
         for a in args {
@@ -263,7 +263,7 @@ unsafe fn call_helper(f: *mut PyObject, args: &[*mut PyObject]) {
 
 /// A new reference to `o` (for [`call_helper`], which releases what it is given).
 #[inline(always)]
-unsafe fn new_ref(o: *mut PyObject) -> *mut PyObject {
+pub unsafe fn new_ref(o: *mut PyObject) -> *mut PyObject {
     Py_IncRef(o);
     o
 }
@@ -325,7 +325,7 @@ pub unsafe fn bind_keywords(
 
 #[cold]
 #[inline(never)]
-unsafe fn raise_arg_binding(signature: &str, problem: &str) -> bool {
+pub unsafe fn raise_arg_binding(signature: &str, problem: &str) -> bool {
     call_helper(RAISE_ARG_BINDING, &[py_str(signature), py_str(problem)]);
     false
 }
@@ -334,7 +334,7 @@ unsafe fn raise_arg_binding(signature: &str, problem: &str) -> bool {
 /// note naming the argument and the signature; returns NULL.
 #[cold]
 #[inline(never)]
-unsafe fn note_arg(signature: &str, index: usize, name: &str, rust_type: &str) -> *mut PyObject {
+pub unsafe fn note_arg(signature: &str, index: usize, name: &str, rust_type: &str) -> *mut PyObject {
     let (mut t, mut v, mut tb) = (::std::ptr::null_mut(), ::std::ptr::null_mut(), ::std::ptr::null_mut());
     PyErr_Fetch(&mut t, &mut v, &mut tb);
     if t.is_null() {
@@ -439,7 +439,7 @@ pub unsafe fn raise_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut 
 /// inline, without two calls into the interpreter per argument.
 #[cfg(any(rc_pylong = "size", rc_pylong = "tag"))]
 #[repr(C)]
-struct PyLongHead {
+pub struct PyLongHead {
     ob_refcnt: isize,
     ob_type: *mut PyObject,
     /// "size": signed digit count (3.10, 3.11); "tag": ndigits << 3 | sign (3.12+).
@@ -449,7 +449,7 @@ struct PyLongHead {
 
 #[cfg(rc_pylong = "size")]
 #[inline(always)]
-unsafe fn small_exact_long(o: *mut PyObject) -> Option<i64> {
+pub unsafe fn small_exact_long(o: *mut PyObject) -> Option<i64> {
     if (*o).ob_type != ::std::ptr::addr_of_mut!(PyLong_Type) {
         return None;
     }
@@ -469,7 +469,7 @@ unsafe fn small_exact_long(o: *mut PyObject) -> Option<i64> {
 
 #[cfg(rc_pylong = "tag")]
 #[inline(always)]
-unsafe fn small_exact_long(o: *mut PyObject) -> Option<i64> {
+pub unsafe fn small_exact_long(o: *mut PyObject) -> Option<i64> {
     if (*o).ob_type != ::std::ptr::addr_of_mut!(PyLong_Type) {
         return None;
     }
@@ -483,12 +483,12 @@ unsafe fn small_exact_long(o: *mut PyObject) -> Option<i64> {
 
 #[cfg(not(any(rc_pylong = "size", rc_pylong = "tag")))]
 #[inline(always)]
-unsafe fn small_exact_long(_o: *mut PyObject) -> Option<i64> {
+pub unsafe fn small_exact_long(_o: *mut PyObject) -> Option<i64> {
     None
 }
 
 #[inline(always)]
-unsafe fn long_as_i64(o: *mut PyObject) -> Result<i64, ArgError> {
+pub unsafe fn long_as_i64(o: *mut PyObject) -> Result<i64, ArgError> {
     match small_exact_long(o) {
         Some(v) => Ok(v),
         None => long_as_i64_slow(o),
@@ -497,7 +497,7 @@ unsafe fn long_as_i64(o: *mut PyObject) -> Result<i64, ArgError> {
 
 /// Any int-like object (`__index__`), or an int of more than one digit.
 #[inline(never)]
-unsafe fn long_as_i64_slow(o: *mut PyObject) -> Result<i64, ArgError> {
+pub unsafe fn long_as_i64_slow(o: *mut PyObject) -> Result<i64, ArgError> {
     let mut overflow: c_int = 0;
     let v = PyLong_AsLongLongAndOverflow(o, &mut overflow);
     if overflow != 0 {
@@ -510,7 +510,7 @@ unsafe fn long_as_i64_slow(o: *mut PyObject) -> Result<i64, ArgError> {
 }
 
 #[inline(always)]
-unsafe fn long_as_u64(o: *mut PyObject) -> Result<u64, ArgError> {
+pub unsafe fn long_as_u64(o: *mut PyObject) -> Result<u64, ArgError> {
     match small_exact_long(o) {
         Some(v) if v >= 0 => Ok(v as u64),
         Some(_) => Err(ArgError::Overflow),
@@ -520,7 +520,7 @@ unsafe fn long_as_u64(o: *mut PyObject) -> Result<u64, ArgError> {
 
 /// Any int-like object (`__index__`), or an int of more than one digit.
 #[inline(never)]
-unsafe fn long_as_u64_slow(o: *mut PyObject) -> Result<u64, ArgError> {
+pub unsafe fn long_as_u64_slow(o: *mut PyObject) -> Result<u64, ArgError> {
     let mut overflow: c_int = 0;
     let v = PyLong_AsLongLongAndOverflow(o, &mut overflow);
     if overflow == 0 {
@@ -545,7 +545,7 @@ unsafe fn long_as_u64_slow(o: *mut PyObject) -> Result<u64, ArgError> {
 }
 
 /// Splits a Python int that does not fit in 64 bits into (high >> 64, low 64 bits).
-unsafe fn long_split(o: *mut PyObject) -> Result<(*mut PyObject, u64), ArgError> {
+pub unsafe fn long_split(o: *mut PyObject) -> Result<(*mut PyObject, u64), ArgError> {
     let idx = PyNumber_Index(o);
     if idx.is_null() {
         return Err(ArgError::Type(""));
@@ -627,7 +627,7 @@ impl FromPy for u128 {
     }
 }
 
-unsafe fn join_hi_lo(hi: *mut PyObject, lo: u64) -> *mut PyObject {
+pub unsafe fn join_hi_lo(hi: *mut PyObject, lo: u64) -> *mut PyObject {
     if hi.is_null() {
         return hi;
     }
@@ -666,7 +666,7 @@ impl IntoPy for u128 {
 
 /// A float object: the header and the value (one layout in every CPython 3.x).
 #[repr(C)]
-struct PyFloatObject {
+pub struct PyFloatObject {
     ob_refcnt: isize,
     ob_type: *mut PyObject,
     ob_fval: c_double,
@@ -737,7 +737,7 @@ impl FromPy for bool {
 
 /// The start of a type object: its header and `tp_name` (stable in every CPython 3.x).
 #[repr(C)]
-struct PyTypeHead {
+pub struct PyTypeHead {
     ob_base: PyObject,
     ob_size: isize,
     tp_name: *const c_char,
@@ -801,30 +801,30 @@ impl IntoPy for () {
 // Small helpers for the rich types below.
 
 #[inline(always)]
-unsafe fn type_is(o: *mut PyObject, t: *mut PyObject) -> bool {
+pub unsafe fn type_is(o: *mut PyObject, t: *mut PyObject) -> bool {
     let ot = (*o).ob_type;
     ot == t || PyType_IsSubtype(ot, t) != 0
 }
 
 #[inline(always)]
-unsafe fn is_none(o: *mut PyObject) -> bool {
+pub unsafe fn is_none(o: *mut PyObject) -> bool {
     o == ::std::ptr::addr_of_mut!(_Py_NoneStruct)
 }
 
 #[inline(always)]
-unsafe fn is_list(o: *mut PyObject) -> bool {
+pub unsafe fn is_list(o: *mut PyObject) -> bool {
     type_is(o, ::std::ptr::addr_of_mut!(PyList_Type))
 }
 
 #[inline(always)]
-unsafe fn is_tuple(o: *mut PyObject) -> bool {
+pub unsafe fn is_tuple(o: *mut PyObject) -> bool {
     type_is(o, ::std::ptr::addr_of_mut!(PyTuple_Type))
 }
 
 /// Exactly a list or a tuple: two pointer compares, for the fast paths of buffer arguments
 /// (subclasses are found on the slow path, where PyType_IsSubtype's MRO walk costs nothing).
 #[inline(always)]
-unsafe fn is_exact_list_or_tuple(o: *mut PyObject) -> bool {
+pub unsafe fn is_exact_list_or_tuple(o: *mut PyObject) -> bool {
     let t = (*o).ob_type;
     t == ::std::ptr::addr_of_mut!(PyList_Type) || t == ::std::ptr::addr_of_mut!(PyTuple_Type)
 }
@@ -836,7 +836,7 @@ pub unsafe fn raise_rust_error(message: &str) -> *mut PyObject {
 }
 
 /// Copies a list or tuple item by item (each item converted with `T::from_py`).
-unsafe fn seq_to_vec<T: FromPy>(o: *mut PyObject) -> Result<Vec<T>, ArgError> {
+pub unsafe fn seq_to_vec<T: FromPy>(o: *mut PyObject) -> Result<Vec<T>, ArgError> {
     let list = is_list(o);
     let n = if list { PyList_Size(o) } else { PyTuple_Size(o) };
     let mut v: Vec<T> = Vec::with_capacity(n.max(0) as usize);
@@ -859,7 +859,7 @@ unsafe fn seq_to_vec<T: FromPy>(o: *mut PyObject) -> Result<Vec<T>, ArgError> {
     Ok(v)
 }
 
-unsafe fn list_from_iter<T: IntoPy, I: ExactSizeIterator<Item = T>>(it: I) -> *mut PyObject {
+pub unsafe fn list_from_iter<T: IntoPy, I: ExactSizeIterator<Item = T>>(it: I) -> *mut PyObject {
     let list = PyList_New(it.len() as isize);
     if list.is_null() {
         return list;
@@ -1055,7 +1055,7 @@ impl Drop for BufHold {
 // takes the buffer-protocol path, which also composes the error messages.
 
 #[repr(C)]
-struct NpArrayHead {
+pub struct NpArrayHead {
     ob_base: PyObject,
     data: *mut c_void,
     nd: c_int,
@@ -1067,7 +1067,7 @@ struct NpArrayHead {
 }
 
 #[repr(C)]
-struct NpDescrHead {
+pub struct NpDescrHead {
     ob_base: PyObject,
     typeobj: *mut PyObject,
     kind: u8,
@@ -1077,18 +1077,18 @@ struct NpDescrHead {
     type_num: c_int,
 }
 
-const NPY_C_CONTIGUOUS: c_int = 0x0001;
-const NPY_ALIGNED: c_int = 0x0100;
-const NPY_WRITEABLE: c_int = 0x0400;
-const NPY_WARN_ON_WRITE: c_int = 1 << 31;
+pub const NPY_C_CONTIGUOUS: c_int = 0x0001;
+pub const NPY_ALIGNED: c_int = 0x0100;
+pub const NPY_WRITEABLE: c_int = 0x0400;
+pub const NPY_WARN_ON_WRITE: c_int = 1 << 31;
 /// NPY_BOOL..NPY_DOUBLE: the builtin numeric types, whose type char is their buffer format code.
-const NPY_LAST_NUMERIC: c_int = 12;
+pub const NPY_LAST_NUMERIC: c_int = 12;
 
-static mut NDARRAY_TYPE: *mut PyObject = ::std::ptr::null_mut();
+pub static mut NDARRAY_TYPE: *mut PyObject = ::std::ptr::null_mut();
 
 #[cold]
 #[inline(never)]
-unsafe fn note_ndarray_type(t: *mut PyObject) {
+pub unsafe fn note_ndarray_type(t: *mut PyObject) {
     // PyTypeObject: ob_refcnt, ob_type, ob_size, then tp_name.
     let name = *((t as *const u8).add(3 * ::std::mem::size_of::<usize>()) as *const *const c_char);
     if !name.is_null() && ::std::ffi::CStr::from_ptr(name).to_bytes() == b"numpy.ndarray" {
@@ -1096,7 +1096,7 @@ unsafe fn note_ndarray_type(t: *mut PyObject) {
     }
 }
 
-fn np_char_size(c: u8) -> usize {
+pub fn np_char_size(c: u8) -> usize {
     match c {
         b'?' | b'b' | b'B' => 1,
         b'h' | b'H' => 2,
@@ -1110,7 +1110,7 @@ fn np_char_size(c: u8) -> usize {
 }
 
 #[inline(always)]
-unsafe fn ndarray_items<T: BufElem>(o: *mut PyObject, writable: bool) -> Option<(*mut c_void, usize)> {
+pub unsafe fn ndarray_items<T: BufElem>(o: *mut PyObject, writable: bool) -> Option<(*mut c_void, usize)> {
     let a = o as *const NpArrayHead;
     let flags = (*a).flags;
     let need = NPY_C_CONTIGUOUS | NPY_ALIGNED | if writable { NPY_WRITEABLE } else { 0 };
@@ -1147,7 +1147,7 @@ pub trait ArgHolder: Sized {
 }
 
 #[inline(always)]
-unsafe fn format_matches(fmt: *const c_char, codes: &[u8]) -> bool {
+pub unsafe fn format_matches(fmt: *const c_char, codes: &[u8]) -> bool {
     let mut p = fmt as *const u8;
     if p.is_null() {
         return codes.contains(&b'B');
@@ -1162,7 +1162,7 @@ unsafe fn format_matches(fmt: *const c_char, codes: &[u8]) -> bool {
     c != 0 && *p.add(1) == 0 && codes.contains(&c)
 }
 
-unsafe fn format_text(fmt: *const c_char) -> String {
+pub unsafe fn format_text(fmt: *const c_char) -> String {
     if fmt.is_null() {
         return "B".to_string();
     }
@@ -1171,7 +1171,7 @@ unsafe fn format_text(fmt: *const c_char) -> String {
 
 /// Checks an acquired buffer's items against T (format, size, alignment, validity).
 #[inline(always)]
-unsafe fn check_items<T: BufElem>(v: &Py_buffer) -> Result<(), ArgError> {
+pub unsafe fn check_items<T: BufElem>(v: &Py_buffer) -> Result<(), ArgError> {
     if !T::CODES.is_empty() {
         if !format_matches(v.format, T::CODES) || v.itemsize as usize != ::std::mem::size_of::<T>() {
             return Err(format_error::<T>(v));
@@ -1191,7 +1191,7 @@ unsafe fn check_items<T: BufElem>(v: &Py_buffer) -> Result<(), ArgError> {
 
 #[cold]
 #[inline(never)]
-unsafe fn format_error<T: BufElem>(v: &Py_buffer) -> ArgError {
+pub unsafe fn format_error<T: BufElem>(v: &Py_buffer) -> ArgError {
     let codes: Vec<String> = T::CODES.iter().map(|c| format!("'{}'", *c as char)).collect();
     ArgError::Msg(CODE_TYPE, format!(
         "got a buffer of item format '{}' ({}-byte items), {} needs format {} ({}-byte items)",
@@ -1201,7 +1201,7 @@ unsafe fn format_error<T: BufElem>(v: &Py_buffer) -> ArgError {
 /// Why a buffer request failed, found by asking again for any (strided) buffer.
 #[cold]
 #[inline(never)]
-unsafe fn buffer_failure<T: BufElem>(o: *mut PyObject, writable: bool) -> ArgError {
+pub unsafe fn buffer_failure<T: BufElem>(o: *mut PyObject, writable: bool) -> ArgError {
     PyErr_Clear();
     let mut view: Py_buffer = ::std::mem::zeroed();
     if PyObject_GetBuffer(o, &mut view, PyBUF_RECORDS_RO) != 0 {
@@ -1600,7 +1600,7 @@ tuples! {
 
 /// Fills `buf` (when the object is a buffer) and returns the pointer to pass.
 #[inline(always)]
-unsafe fn ptr_from_py<T: BufElem>(buf: &mut BufHold, o: *mut PyObject, writable: bool) -> Result<*mut T, ArgError> {
+pub unsafe fn ptr_from_py<T: BufElem>(buf: &mut BufHold, o: *mut PyObject, writable: bool) -> Result<*mut T, ArgError> {
     if is_none(o) {
         return Ok(::std::ptr::null_mut());
     }
