@@ -235,7 +235,7 @@ def build_cell(
     alone, where the appended glue line cannot show) and RustToolchainError.
     """
     while True:
-        crate = generate(module_name, unwinding_source(source, info), info.functions)
+        crate = generate(module_name, unwinding_source(source, info), info.functions, info.types)
         try:
             result = run_rustc(crate, build_dir, toolchain, options, output, extra_args)
         except RustCompileError as e:

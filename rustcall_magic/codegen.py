@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from .signature import FnSig, holder_type, pass_expr, py_in_text, type_row
+from .signature import UNIT, FnSig, Param, RType, UserType, holder_type, pass_expr, py_in_text, type_row
 
 #: Bumped whenever generated code changes shape; part of every cache key.
-GLUE_VERSION = "3"
+GLUE_VERSION = "4"
 
 CELL_FILE = "cell.rs"
 GLUE_FILE = "glue.rs"
@@ -96,7 +97,7 @@ def rust_str(s: str) -> str:
 
 def docstring(sig: FnSig) -> str:
     """The callable's ``__doc__``: a Python text signature, the Rust signature, the doc comment."""
-    py_params = ", ".join(p.name for p in sig.params)
+    py_params = ", ".join([*(["$self"] if sig.receiver else []), *(p.name for p in sig.params)])
     parts = [f"{sig.name}({py_params})\n--\n\n{sig.text}"]
     if sig.doc:
         parts.append(sig.doc)
@@ -135,9 +136,25 @@ def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
     ]
 
 
-def _wrapper(index: int, sig: FnSig) -> str:
+#: Holder of the receiver, by receiver text, and how it is handed to the method.
+_RECEIVERS = {"&self": ("UserRef", "get()"), "&mut self": ("UserMut", "get_mut()"), "self": ("UserArg", "take()")}
+
+
+def _wrapper(index: int | str, sig: FnSig, call: Callable[[list[str]], str] | None = None) -> str:
+    """The ``METH_FASTCALL`` wrapper ``__rc_w{index}`` of *sig* (and its keyword binder ``__rc_k{index}``).
+
+    *call* makes the Rust expression from the argument expressions; by default
+    it calls the cell's function itself. A method's receiver is the wrapper's
+    first C argument (``_m``), borrowed or moved before the arguments convert.
+    """
     n = len(sig.params)
     sig_lit = rust_str(sig.text)
+    if call is None:
+        target = f"super::{sig.owner}::{sig.rust_path}" if sig.owner else f"super::{sig.rust_path}"
+
+        def call(args: list[str]) -> str:
+            return f"{target}({', '.join(args)})"
+
     params = ", ".join(rust_str(p.name) for p in sig.params)
     lines = [
         # A call with keywords binds them here, out of the wrapper (whose fast path stays lean),
@@ -165,6 +182,12 @@ def _wrapper(index: int, sig: FnSig) -> str:
         f"    if !kwnames.is_null() {{ return __rc_k{index}(_m, args, nargs, kwnames); }}",
         f"    if nargs != {n} {{ return raise_arg_count({sig_lit}, {n}, nargs); }}",
     ]
+    self_arg: list[str] = []
+    if sig.receiver:
+        holder, use = _RECEIVERS[sig.receiver]
+        lines.append(f"    let mut s_: {holder}<super::{sig.owner}> = ArgHolder::empty();")
+        lines.append("    if let Err(e) = ArgHolder::fill(&mut s_, _m) { return raise_self_error(e); }")
+        self_arg = [f"s_.{use}"]
     for i, p in enumerate(sig.params):
         row = type_row(p.type, "param")
         assert row is not None and row.py_in is not None
@@ -185,16 +208,21 @@ def _wrapper(index: int, sig: FnSig) -> str:
                 f"{{ Ok(v) => v, Err(e) => {on_error} }};"
             )
     lines += _alias_check(sig, sig_lit)
-    call_args = ", ".join(pass_expr(p.type, f"a{i}") for i, p in enumerate(sig.params))
+    call_args = [*self_arg, *(pass_expr(p.type, f"a{i}") for i, p in enumerate(sig.params))]
+    # A panic while a `&mut` borrow of an instance is held poisons that instance.
+    poison = [f"a{i}" for i, p in enumerate(sig.params) if holder_type(p.type).startswith("UserMut<")]
+    if sig.receiver == "&mut self":
+        poison.insert(0, "s_")
+    on_panic = "".join(f"{v}.poison({rust_str(sig.name)}); " for v in poison)
     # The closure borrows the holders (it moves only what the call takes by value): they
     # stay in the wrapper's frame, so buffer guards are released when the wrapper returns,
     # after a caught panic too. The result is converted inside the closure because an
     # error type's Display is user code that may panic.
     lines += [
         "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| "
-        f"IntoPy::into_py(super::{sig.rust_path}({call_args})))) {{",
+        f"IntoPy::into_py({call(call_args)}))) {{",
         "        Ok(r) => r,",
-        f"        Err(p) => raise_panic({rust_str(sig.name)}, p),",
+        f"        Err(p) => {{ {on_panic}raise_panic({rust_str(sig.name)}, p) }}",
         "    }",
         "    }",
         "}",
@@ -202,19 +230,209 @@ def _wrapper(index: int, sig: FnSig) -> str:
     return "\n".join(lines)
 
 
-def generate(module_name: str, cell_source: str, functions: list[FnSig]) -> GeneratedCrate:
-    """Generate the crate for *cell_source* exporting *functions* as module *module_name*."""
+def class_docstring(ut: UserType) -> str:
+    """A class's ``__doc__``: the constructor's text signature, the Rust declaration, the doc comment."""
+    ctor = ut.constructor
+    if ctor is not None:
+        params = [p.name for p in ctor.params]
+    elif ut.fieldwise:
+        params = [_field_param(f.name) for f in ut.fields]
+    else:
+        params = []
+    parts = [f"{ut.name}({', '.join(params)})\n--\n\n{ut.text}"]
+    if ctor is not None:
+        parts.append(f"Constructor: {ctor.text}")
+    if ut.doc:
+        parts.append(ut.doc)
+    return "\n\n".join(parts)
+
+
+def _field_param(name: str) -> str:
+    """The Python parameter name of a field (a tuple struct's ``0`` is ``_0``)."""
+    return f"_{name}" if name.isdigit() else name
+
+
+def _user_type(k: int, ut: UserType, module_name: str) -> tuple[list[str], str, dict[str, int]]:
+    """The glue of one exported struct: (items, PyInit statements, index of each wrapper's item by
+    qualified method name)."""
+    t = f"super::{ut.name}"
+    out = [
+        f"static mut __RC_T{k}: *mut PyObject = ::std::ptr::null_mut();",
+        f"unsafe impl UserType for {t} {{",
+        f"    const NAME: &'static str = {rust_str(ut.name)};",
+        f"    const SEND: bool = Probe::<{t}>::IS_SEND;",
+        f"    const COPY: bool = Probe::<{t}>::IS_COPY;",
+        "    #[inline(always)]",
+        f"    unsafe fn type_object() -> *mut PyObject {{ __RC_T{k} }}",
+        "}",
+        f"impl FromPy for {t} {{",
+        "    #[inline(always)]",
+        "    unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> { user_from_py::<Self>(o) }",
+        "}",
+        f"impl IntoPy for {t} {{",
+        "    #[inline(always)]",
+        "    unsafe fn into_py(self) -> *mut PyObject { user_into_py(self) }",
+        "}",
+        f"impl VecItem for {t} {{}}",
+        f"impl VecIntoPy for {t} {{}}",
+    ]
+    wrappers: dict[str, int] = {}
+    methods = []
+    ctor = ut.constructor
+    self_t = RType("user", ut.name)
+    for j, m in enumerate(ut.methods):
+        if m is ctor:
+            continue
+        ident = f"m{k}_{j}"
+        wrappers[f"{ut.name}.{m.name}"] = len(out)
+        out.append(_wrapper(ident, m))
+        flags = "METH_FASTCALL | METH_KEYWORDS" + ("" if m.receiver else " | METH_STATIC")
+        methods.append(
+            f"        PyMethodDef {{ ml_name: {rust_bytes(m.name)}.as_ptr() as *const c_char, "
+            f"ml_meth: Some(__rc_w{ident}), ml_flags: {flags}, "
+            f"ml_doc: {rust_bytes(docstring(m))}.as_ptr() as *const c_char }},"
+        )
+    # Construction: `new`, else the fields in order (every field pub), else Default, else refused.
+    new_fn = "None"
+    default_first = (
+        f"    if let Some(d) = Probe::<{t}>::DEFAULT {{\n"
+        "        if PyTuple_Size(a) == 0 && (kw.is_null() || __rc_type_ffi::PyDict_Size(kw) == 0) { return d(); }\n"
+        "    }"
+    )
+    ctor_call: Callable[[list[str]], str] | None = None
+    if ctor is not None:
+        ctor_sig = ctor
+    elif ut.fieldwise:
+        params = tuple(Param(_field_param(f.name), f.type) for f in ut.fields)
+        ctor_sig = FnSig(ut.name, params, self_t, owner="")
+        names = [f.name for f in ut.fields]
+
+        def ctor_call(args: list[str]) -> str:
+            if ut.shape == "named":
+                return f"{t} {{ " + ", ".join(f"{n}: {a}" for n, a in zip(names, args)) + " }"
+            if ut.shape == "tuple":
+                return f"{t}(" + ", ".join(args) + ")"
+            return t
+
+    else:
+        ctor_sig = None
+    if ctor_sig is not None:
+        ident = f"c{k}"
+        code = _wrapper(ident, ctor_sig, ctor_call)
+        wrappers[f"{ut.name}.new" if ctor is not None else ut.name] = len(out)
+        out.append(code)
+        body = f"    call_with_tuple(__rc_w{ident}, a, kw)"
+    else:
+        body = f"    us_no_new::<{t}>(t, a, kw)"
+    out.append(
+        "#[allow(unused_variables)]\n"
+        f"unsafe extern \"C\" fn __rc_new{k}(t: *mut PyObject, a: *mut PyObject, kw: *mut PyObject) -> *mut PyObject {{\n"
+        f"{default_first if ctor is None else ''}\n{body}\n}}"
+    )
+    new_fn = f"Some(__rc_new{k})"
+    # Properties: pub fields, read as a clone, set like an argument.
+    getset = []
+    for f in ut.properties:
+        rt, fl = f.type.rust(), f"{ut.name}.{f.name}"
+        sig_lit = rust_str(f"field {fl}: {f.type}")
+        out.append(
+            f"unsafe extern \"C\" fn __rc_g{k}_{f.name}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
+            f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
+            "    if let Err(e) = ArgHolder::fill(&mut h, o) { return raise_self_error(e); }\n"
+            "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| "
+            f"IntoPy::into_py(::std::clone::Clone::clone(&h.get().{f.name})))) {{\n"
+            f"        Ok(r) => r,\n        Err(p) => raise_panic({rust_str(fl)}, p),\n    }}\n}}\n"
+            f"unsafe extern \"C\" fn __rc_s{k}_{f.name}(o: *mut PyObject, v: *mut PyObject, _c: *mut c_void) -> c_int {{\n"
+            "    if v.is_null() {\n"
+            f"        us_raise(__rc_type_ffi::PyExc_TypeError, {rust_str(f'cannot delete field {fl}')});\n"
+            "        return -1;\n    }\n"
+            f"    let val: {rt} = match <{rt} as FromPy>::from_py(v) {{\n"
+            "        Ok(x) => x,\n"
+            f"        Err(e) => {{ raise_arg_error({sig_lit}, 0, {rust_str(f.name)}, {rust_str(str(f.type))}, "
+            f"{rust_str(py_in_text(f.type))}, e, v); return -1; }}\n    }};\n"
+            f"    let mut h: UserMut<{t}> = ArgHolder::empty();\n"
+            "    if let Err(e) = ArgHolder::fill(&mut h, o) { raise_self_error(e); return -1; }\n"
+            f"    let old = ::std::mem::replace(&mut h.get_mut().{f.name}, val);\n"
+            "    // The old value's Drop is user code.\n"
+            "    let _ = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || drop(old)));\n"
+            "    0\n}"
+        )
+        getset.append(
+            f"        __rc_type_ffi::PyGetSetDef {{ name: {rust_bytes(f.name)}.as_ptr() as *const c_char, "
+            f"get: Some(__rc_g{k}_{f.name}), set: Some(__rc_s{k}_{f.name}), "
+            f"doc: {rust_bytes(f'{f.name}: {f.type}')}.as_ptr() as *const c_char, closure: ::std::ptr::null_mut() }},"
+        )
+    # `pub fn len(&self) -> usize` is also `len(obj)`.
+    len_fn = "None"
+    if any(m.name == "len" and m.receiver == "&self" and not m.params and str(m.ret) == "usize" for m in ut.methods):
+        out.append(
+            f"unsafe extern \"C\" fn __rc_len{k}(o: *mut PyObject) -> isize {{\n"
+            f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
+            "    if let Err(e) = ArgHolder::fill(&mut h, o) { raise_self_error(e); return -1; }\n"
+            f"    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {t}::len(h.get()))) {{\n"
+            "        Ok(n) if n <= isize::MAX as usize => n as isize,\n"
+            "        Ok(_) => { us_raise(PyExc_OverflowError, \"len() is larger than sys.maxsize\"); -1 }\n"
+            "        Err(p) => { raise_panic(\"len\", p); -1 }\n    }\n}"
+        )
+        len_fn = f"Some(__rc_len{k})"
+    init = (
+        f"        __RC_T{k} = make_type::<{t}>(m, TypeParts {{\n"
+        f"            name: {rust_bytes(f'{module_name}.{ut.name}')},\n"
+        f"            doc: {rust_bytes(class_docstring(ut))},\n"
+        f"            new: {new_fn},\n"
+        "            methods: vec![\n" + "\n".join(methods) + "\n            ],\n"
+        "            getset: vec![\n" + "\n".join(getset) + "\n            ],\n"
+        f"            len: {len_fn},\n"
+        f"        }}, probes_of!({t}));\n"
+        f"        if __RC_T{k}.is_null() {{ Py_DecRef(m); return ::std::ptr::null_mut(); }}"
+    )
+    return out, init, wrappers
+
+
+def _split_call(call: str) -> str:
+    """*call* with its ``{args[i]}`` slots filled from the wrapper's ``{args}`` list at generation time."""
+    return call.replace("{args[", "\0").replace("]}", "\1")
+
+
+def generate(
+    module_name: str, cell_source: str, functions: list[FnSig], types: list[UserType] | tuple[()] = ()
+) -> GeneratedCrate:
+    """Generate the crate for *cell_source* exporting *functions* and *types* as module *module_name*."""
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
     handles_glue = (_PACKAGE_DIR / "glue" / "handles.rs").read_text(encoding="utf-8")
-    parts = [prelude_source(), handles_glue, "\n// ---- generated for this cell ----\n"]
+    parts = [prelude_source(), handles_glue]
+    if types:
+        parts.append((_PACKAGE_DIR / "glue" / "structs.rs").read_text(encoding="utf-8"))
+    parts.append("\n// ---- generated for this cell ----\n")
     wrappers: dict[str, tuple[int, int]] = {}
     line = 1 + sum(p.count("\n") + 1 for p in parts)  # 1-based; parts are joined by newlines
-    for i, sig in enumerate(functions):
-        code = _wrapper(i, sig)
-        wrappers[sig.name] = (line, line + code.count("\n"))
+
+    def add(code: str, name: str | None = None) -> None:
+        nonlocal line
+        if name is not None:
+            wrappers[name] = (line, line + code.count("\n"))
         line += code.count("\n") + 1
         parts.append(code)
+
+    for i, sig in enumerate(functions):
+        add(_wrapper(i, sig), sig.name)
+    type_inits = []
+    for k, ut in enumerate(types):
+        items, init, named = _user_type(k, ut, module_name)
+        where = {j: name for name, j in named.items()}
+        for j, code in enumerate(items):
+            add(code, where.get(j))
+        type_inits.append(init)
+    if types:
+        names = "".join(
+            f"        PyTuple_SetItem(names, {k}, py_str({rust_str(ut.name)}));\n" for k, ut in enumerate(types)
+        )
+        type_inits.append(
+            f"        let names = PyTuple_New({len(types)});\n{names}"
+            "        if __rc_type_ffi::PyModule_AddObject(m, b\"__rustcall_types__\\0\".as_ptr() as *const c_char, names) != 0 {\n"
+            "            Py_DecRef(m); return ::std::ptr::null_mut();\n        }"
+        )
     n = len(functions)
     methods = []
     for i, sig in enumerate(functions):
@@ -227,6 +445,14 @@ def generate(module_name: str, cell_source: str, functions: list[FnSig]) -> Gene
         "    PyMethodDef { ml_name: ::std::ptr::null(), ml_meth: None, ml_flags: 0, ml_doc: ::std::ptr::null() },"
     )
     parts.append(f"static mut METHODS: [PyMethodDef; {n + 1}] = [\n" + "\n".join(methods) + "\n];")
+    if types:
+        init_types = (
+            "if init_user_types() != 0 { return ::std::ptr::null_mut(); }\n"
+            "        let m = PyModule_Create2(::std::ptr::addr_of_mut!(MODULE_DEF), PYTHON_API_VERSION);\n"
+            "        if m.is_null() { return m; }\n" + "\n".join(type_inits) + "\n        m"
+        )
+    else:
+        init_types = "PyModule_Create2(::std::ptr::addr_of_mut!(MODULE_DEF), PYTHON_API_VERSION)"
     parts.append(
         f"""
 static mut MODULE_DEF: PyModuleDef = PyModuleDef {{
@@ -250,7 +476,7 @@ pub unsafe extern "C" fn PyInit_{module_name}() -> *mut PyObject {{
     unsafe {{
         if init_runtime() != 0 {{ return ::std::ptr::null_mut(); }}
         MODULE_DEF.m_methods = ::std::ptr::addr_of_mut!(METHODS) as *mut PyMethodDef;
-        PyModule_Create2(::std::ptr::addr_of_mut!(MODULE_DEF), PYTHON_API_VERSION)
+        {init_types}
     }}
 }}
 """
