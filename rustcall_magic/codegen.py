@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .signature import UNIT, FnSig, Param, RType, UserType, holder_type, pass_expr, py_in_text, type_row
+from .signature import FnSig, Param, RType, UserType, holder_type, pass_expr, py_in_text, type_row
 
 #: Bumped whenever generated code changes shape; part of every cache key.
 GLUE_VERSION = "4"
@@ -309,7 +309,7 @@ def _user_type(k: int, ut: UserType, module_name: str) -> tuple[list[str], str, 
 
         def ctor_call(args: list[str]) -> str:
             if ut.shape == "named":
-                return f"{t} {{ " + ", ".join(f"{n}: {a}" for n, a in zip(names, args)) + " }"
+                return f"{t} {{ " + ", ".join(f"{n}: {a}" for n, a in zip(names, args, strict=True)) + " }"
             if ut.shape == "tuple":
                 return f"{t}(" + ", ".join(args) + ")"
             return t
@@ -383,6 +383,7 @@ def _user_type(k: int, ut: UserType, module_name: str) -> tuple[list[str], str, 
         "            methods: vec![\n" + "\n".join(methods) + "\n            ],\n"
         "            getset: vec![\n" + "\n".join(getset) + "\n            ],\n"
         f"            len: {len_fn},\n"
+        f"            match_args: &[{', '.join(rust_str(f.name) for f in ut.properties)}],\n"
         f"        }}, probes_of!({t}));\n"
         f"        if __RC_T{k}.is_null() {{ Py_DecRef(m); return ::std::ptr::null_mut(); }}"
     )

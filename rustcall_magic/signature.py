@@ -13,10 +13,10 @@ boundary and what Python sees; the glue (``glue/prelude.rs``) implements one
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from collections.abc import Callable
 
 # ---------------------------------------------------------------------------
 # Types

@@ -56,6 +56,7 @@ pub mod __rc_type_ffi {
         pub fn PyModule_AddObject(m: *mut PyObject, name: *const c_char, o: *mut PyObject) -> c_int;
         pub fn PyDict_Next(d: *mut PyObject, pos: *mut isize, k: *mut *mut PyObject, v: *mut *mut PyObject) -> c_int;
         pub fn PyDict_Size(d: *mut PyObject) -> isize;
+        pub fn PyObject_SetAttrString(o: *mut PyObject, name: *const c_char, v: *mut PyObject) -> c_int;
         pub static mut _Py_NotImplementedStruct: PyObject;
         pub static mut PyExc_TypeError: *mut PyObject;
         pub static mut PyExc_ValueError: *mut PyObject;
@@ -84,7 +85,6 @@ pub const Py_tp_str: c_int = 70;
 pub const Py_tp_getset: c_int = 73;
 pub const METH_STATIC: c_int = 0x0020;
 const Py_TPFLAGS_DEFAULT: u32 = 1 << 18;
-const Py_TPFLAGS_IMMUTABLETYPE: u32 = 1 << 8;
 
 // Zero is never a live state: memory the interpreter allocated without our
 // constructor (it cannot happen while tp_new is always set) reads as unusable.
@@ -824,6 +824,8 @@ pub struct TypeParts {
     pub methods: Vec<PyMethodDef>,
     pub getset: Vec<PyGetSetDef>,
     pub len: Option<LenFn>,
+    /// Field names for positional `case S(a, b)` patterns.
+    pub match_args: &'static [&'static str],
 }
 
 macro_rules! slot {
@@ -897,12 +899,26 @@ pub unsafe fn make_type<T: UserType>(m: *mut PyObject, parts: TypeParts, probes:
         name: parts.name.as_ptr() as *const c_char,
         basicsize: ::std::mem::size_of::<Inst<T>>() as c_int,
         itemsize: 0,
-        flags: Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+        // Not Py_TPFLAGS_BASETYPE: an instance's layout is exactly `Inst<T>`. Not immutable
+        // either: `__match_args__` is set after creation, like a Python class's attribute.
+        flags: Py_TPFLAGS_DEFAULT,
         slots: slots.as_mut_ptr(),
     };
     let t = __rc_type_ffi::PyType_FromSpec(&mut spec);
     if t.is_null() {
         return t;
+    }
+    if !parts.match_args.is_empty() {
+        let names = PyTuple_New(parts.match_args.len() as isize);
+        for (k, n) in parts.match_args.iter().enumerate() {
+            PyTuple_SetItem(names, k as isize, py_str(n));
+        }
+        let ok = __rc_type_ffi::PyObject_SetAttrString(t, b"__match_args__\0".as_ptr() as *const c_char, names);
+        Py_DecRef(names);
+        if ok != 0 {
+            Py_DecRef(t);
+            return ::std::ptr::null_mut();
+        }
     }
     let short = parts.name.iter().rposition(|&c| c == b'.').map(|k| &parts.name[k + 1..]).unwrap_or(parts.name);
     Py_IncRef(t);
