@@ -28,7 +28,7 @@ mod inner {
     pub fn nested(a: i32) -> i32 { a }
 }
 
-pub struct Point { x: f64 }
+struct Point { x: f64 }  // private: not exported, nor are functions taking it
 impl Point {
     pub fn method(&self) -> f64 { self.x }
 }

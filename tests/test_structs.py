@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 
 import pytest
 
@@ -590,3 +591,14 @@ def test_unsupported_parts_are_skipped_with_warnings(ip) -> None:
     with pytest.raises(TypeError, match="no constructor"):
         ns["Fine"](1)  # `h` is pub but its type does not cross
     assert not hasattr(ns["Fine"], "weird")
+
+
+@pytest.mark.parametrize("edition", ["2015", "2018", "2024"])
+def test_struct_glue_compiles_under_every_edition(edition: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RustcallWarning)
+        m = rc.compile_rust(SHAPES_CELL, edition=edition, opt_level=0, quiet=True)
+    v = m.Vec2(3, 4)
+    assert (v.norm(), repr(v), str(v)) == (5.0, "Vec2 { x: 3.0, y: 4.0 }", "(3, 4)")
+    assert list(m.Countdown(2)) == [2, 1]
+    assert len({m.Tracked(1), m.Tracked(1)}) == 1

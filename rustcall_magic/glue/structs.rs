@@ -512,16 +512,30 @@ pub unsafe extern "C" fn us_no_new<T: UserType>(
     ::std::ptr::null_mut()
 }
 
+/// The item array of a tuple (`PyTupleObject.ob_item`, after the variable-size object head).
+#[inline(always)]
+unsafe fn tuple_items(t: *mut PyObject) -> *const *mut PyObject {
+    (t as *const u8).add(::std::mem::size_of::<PyObject>() + ::std::mem::size_of::<isize>()) as *const *mut PyObject
+}
+
 /// Calls the fastcall constructor `f` with a `tp_new`'s argument tuple and keyword dict.
+#[inline(always)]
 pub unsafe fn call_with_tuple(f: PyFastKwFn, args: *mut PyObject, kwds: *mut PyObject) -> *mut PyObject {
     let n = PyTuple_Size(args);
-    let nkw = if kwds.is_null() { 0 } else { __rc_type_ffi::PyDict_Size(kwds) };
+    if kwds.is_null() || __rc_type_ffi::PyDict_Size(kwds) == 0 {
+        return f(::std::ptr::null_mut(), tuple_items(args), n, ::std::ptr::null_mut());
+    }
+    call_with_keywords(f, args, kwds)
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn call_with_keywords(f: PyFastKwFn, args: *mut PyObject, kwds: *mut PyObject) -> *mut PyObject {
+    let n = PyTuple_Size(args);
+    let nkw = __rc_type_ffi::PyDict_Size(kwds);
     let mut all: Vec<*mut PyObject> = Vec::with_capacity((n + nkw) as usize);
     for k in 0..n {
         all.push(PyTuple_GetItem(args, k));
-    }
-    if nkw == 0 {
-        return f(::std::ptr::null_mut(), all.as_ptr(), n, ::std::ptr::null_mut());
     }
     let names = PyTuple_New(nkw);
     if names.is_null() {
@@ -920,7 +934,8 @@ pub unsafe fn make_type<T: UserType>(m: *mut PyObject, parts: TypeParts, probes:
             return ::std::ptr::null_mut();
         }
     }
-    let short = parts.name.iter().rposition(|&c| c == b'.').map(|k| &parts.name[k + 1..]).unwrap_or(parts.name);
+    let name: &'static [u8] = parts.name; // (closures of editions before 2021 capture whole variables)
+    let short = name.iter().rposition(|&c| c == b'.').map(|k| &name[k + 1..]).unwrap_or(name);
     Py_IncRef(t);
     if __rc_type_ffi::PyModule_AddObject(m, short.as_ptr() as *const c_char, t) != 0 {
         Py_DecRef(t);
