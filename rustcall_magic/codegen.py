@@ -395,6 +395,72 @@ def _split_call(call: str) -> str:
     return call.replace("{args[", "\0").replace("]}", "\1")
 
 
+def _user_enum(k: int, ut: UserType) -> tuple[list[str], str, dict[str, int]]:
+    """The glue of one fieldless enum (an enum.Enum class): conversions, method wrappers, PyInit statements."""
+    t = f"super::{ut.name}"
+    n = len(ut.variants)
+    from_arms = "\n".join(
+        f"        if o == m[{i}] {{ return Ok({t}::{v}); }}" for i, (v, _) in enumerate(ut.variants)
+    )
+    into_arms = "\n".join(f"            {t}::{v} => {i}," for i, (v, _) in enumerate(ut.variants))
+    out = [
+        f"static mut __RC_E{k}: [*mut PyObject; {n}] = [::std::ptr::null_mut(); {n}];",
+        f"static mut __RC_EC{k}: *mut PyObject = ::std::ptr::null_mut();",
+        f"impl FromPy for {t} {{",
+        "    #[inline(always)]",
+        "    unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> {",
+        f"        let m = &*::std::ptr::addr_of!(__RC_E{k});",
+        from_arms,
+        f"        Err(enum_mismatch(o, __RC_EC{k}, {rust_str(ut.name)}))",
+        "    }",
+        "}",
+        f"impl IntoPy for {t} {{",
+        "    #[inline(always)]",
+        "    unsafe fn into_py(self) -> *mut PyObject {",
+        "        let i: usize = match self {",
+        into_arms,
+        "        };",
+        f"        new_ref((*::std::ptr::addr_of!(__RC_E{k}))[i])",
+        "    }",
+        "}",
+        f"impl VecItem for {t} {{}}",
+        f"impl VecIntoPy for {t} {{}}",
+    ]
+    wrappers: dict[str, int] = {}
+    methods = []
+    self_t = RType("enum", ut.name)
+    for j, m in enumerate(ut.methods):
+        # A member is the method's first argument (an instancemethod binds it), converted by value.
+        params = ((Param("self", self_t),) if m.receiver else ()) + m.params
+        flat = FnSig(m.name, params, m.ret, m.doc, m.line, rust_name=m.rust_name)
+        target = f"{t}::{m.rust_path}"
+        borrow = "&" if m.receiver == "&self" else ""
+
+        def call(args: list[str], target: str = target, borrow: str = borrow, has_self: bool = bool(m.receiver)) -> str:
+            if has_self:
+                args = [borrow + args[0], *args[1:]]
+            return f"{target}({', '.join(args)})"
+
+        ident = f"e{k}_{j}"
+        wrappers[f"{ut.name}.{m.name}"] = len(out)
+        out.append(_wrapper(ident, flat, call))
+        methods.append(
+            f"            (PyMethodDef {{ ml_name: {rust_bytes(m.name)}.as_ptr() as *const c_char, "
+            f"ml_meth: Some(__rc_w{ident}), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
+            f"ml_doc: {rust_bytes(docstring(flat).replace(flat.text, m.text, 1))}.as_ptr() as *const c_char }}, "
+            f"{'false' if m.receiver else 'true'}),"
+        )
+    variants = ", ".join(f"({rust_str(v)}, {d}i64)" for v, d in ut.variants)
+    doc = f"{ut.text}" + (f"\n\n{ut.doc}" if ut.doc else "")
+    init = (
+        f"        __RC_EC{k} = make_enum(m, {rust_str(ut.name)}, {rust_str(doc)}, &[{variants}], vec![\n"
+        + "\n".join(methods)
+        + f"\n        ], &mut *::std::ptr::addr_of_mut!(__RC_E{k}));\n"
+        f"        if __RC_EC{k}.is_null() {{ Py_DecRef(m); return ::std::ptr::null_mut(); }}"
+    )
+    return out, init, wrappers
+
+
 def generate(
     module_name: str, cell_source: str, functions: list[FnSig], types: list[UserType] | tuple[()] = ()
 ) -> GeneratedCrate:
@@ -420,7 +486,7 @@ def generate(
         add(_wrapper(i, sig), sig.name)
     type_inits = []
     for k, ut in enumerate(types):
-        items, init, named = _user_type(k, ut, module_name)
+        items, init, named = _user_enum(k, ut) if ut.kind == "enum" else _user_type(k, ut, module_name)
         where = {j: name for name, j in named.items()}
         for j, code in enumerate(items):
             add(code, where.get(j))

@@ -13,7 +13,7 @@ boundary and what Python sees; the glue (``glue/prelude.rs``) implements one
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -29,7 +29,8 @@ class RType:
     ``kind`` is one of ``path`` (a named type, with optional generic ``args``),
     ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``tuple``, ``unit``,
     ``ptr`` (``*const T`` / ``*mut T``), ``never``, ``user`` (an exported
-    struct or enum of the cell, ``name`` being its name), or ``other``
+    struct of the cell, ``name`` being its name), ``enum`` (an exported fieldless
+    enum of the cell), or ``other``
     (anything we do not model; ``name`` then holds its source text).
     """
 
@@ -47,7 +48,7 @@ class RType:
 
     def render(self, user: Callable[[str], str]) -> str:
         """The type as Rust text, a user type's name written by *user*."""
-        if self.kind == "user":
+        if self.kind in ("user", "enum"):
             return user(self.name)
         if self.kind == "path":
             return f"{self.name}<{', '.join(a.render(user) for a in self.args)}>" if self.args else self.name
@@ -159,6 +160,8 @@ TYPE_TABLE: dict[str, TypeRow] = {
     "{user}": TypeRow("a `{0}` instance (moved)", "{0}", "UserArg<{0}>", "{v}.take()", nests=True),
     "&{user}": TypeRow("a `{0}` instance (borrowed)", None, "UserRef<{0}>", "{v}.get()"),
     "&mut {user}": TypeRow("a `{0}` instance (mutably borrowed)", None, "UserMut<{0}>", "{v}.get_mut()"),
+    # A cell's fieldless enums are enum.Enum classes whose members pass and return by value.
+    "{enum}": TypeRow("a `{0}` member", "{0}"),
     "Option<_>": TypeRow("{0} or None", "value or None"),
     "Result<_, _>": TypeRow(None, "value (Err raises RustError)", checked_args=1),
     "(..)": TypeRow("a tuple", "tuple"),
@@ -238,8 +241,8 @@ def pattern(t: RType) -> str:
     """
     if t.kind == "path" and t.args:
         return f"{t.name}<{', '.join('_' for _ in t.args)}>"
-    if t.kind == "user":
-        return "{user}"
+    if t.kind in ("user", "enum"):
+        return "{" + t.kind + "}"
     if t.kind == "ref":
         inner = t.args[0]
         prefix = "&mut " if t.mutable else "&"
@@ -265,7 +268,7 @@ def type_args(t: RType) -> tuple[RType, ...]:
         inner = t.args[0]
         if inner.kind == "slice":
             return inner.args
-        if inner.kind in ("path", "user") and not inner.args:
+        if inner.kind in ("path", "user", "enum") and not inner.args:
             return ()
         return type_args(inner)
     if t.kind in ("path", "slice", "ptr", "tuple"):
@@ -346,7 +349,7 @@ def py_in_text(t: RType) -> str:
 
 def _row_args(t: RType) -> tuple[RType, ...]:
     """What ``{0}``... stand for in *t*'s row: its type arguments, or the user type itself."""
-    if t.kind == "user":
+    if t.kind in ("user", "enum"):
         return (t,)
     if t.kind == "ref" and t.args[0].kind == "user":
         return (t.args[0],)
@@ -460,9 +463,10 @@ class Field:
 
 @dataclass
 class UserType:
-    """An exported ``pub struct`` of a cell, with the ``pub`` items of its inherent impls.
+    """An exported ``pub struct`` or fieldless ``pub enum`` of a cell, with the ``pub`` items
+    of its inherent impls.
 
-    ``shape`` is ``named``, ``tuple`` or ``unit``. ``methods`` holds every
+    ``shape`` is ``named``, ``tuple``, ``unit`` or ``enum``. ``methods`` holds every
     exported associated function (``receiver`` says which take ``self``);
     ``traits`` the traits named by ``#[derive]`` and ``impl Trait for``.
     """
@@ -474,10 +478,19 @@ class UserType:
     line: int = 0
     traits: list[str] = field(default_factory=list)
     methods: list[FnSig] = field(default_factory=list)
+    #: A fieldless enum's (variant, discriminant) pairs; its ``shape`` is ``enum``.
+    variants: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """``user`` for a struct, ``enum`` for a fieldless enum (the :class:`RType` kind of its uses)."""
+        return "enum" if self.shape == "enum" else "user"
 
     @property
     def text(self) -> str:
         """The declaration as Rust text, e.g. ``pub struct Point { pub x: f64, pub y: f64 }``."""
+        if self.shape == "enum":
+            return f"pub enum {self.name} {{ " + ", ".join(f"{v} = {d}" for v, d in self.variants) + " }"
         def one(f: Field) -> str:
             vis = "pub " if f.public else ""
             return f"{vis}{f.type}" if self.shape == "tuple" else f"{vis}{f.name}: {f.type}"
@@ -583,7 +596,7 @@ def parse_cell(source: str) -> CellInfo:
         for n in children
     )
     types = _collect_types(children, info)
-    users = frozenset(types)
+    users = {n: t.kind for n, t in types.items()}
     for i, node in enumerate(children):
         if node.type == "impl_item":
             _collect_impl(node, types, users, info, own_allocator)
@@ -645,7 +658,7 @@ def _is_pub(node: Any) -> bool:
 
 
 def _fn_types(
-    node: Any, users: frozenset[str], self_name: str | None, own_allocator: bool
+    node: Any, users: Mapping[str, str], self_name: str | None, own_allocator: bool
 ) -> tuple[tuple[Param, ...], RType, str] | str:
     """(parameters, return type, receiver) of function item *node*, or why it cannot be exported."""
     tparams = node.child_by_field_name("type_parameters")
@@ -711,17 +724,23 @@ def _collect_types(children: list[Any], info: CellInfo) -> dict[str, UserType]:
             if name_node is None:
                 continue
             name = _text(name_node)
-            if node.type == "enum_item":
-                info.skipped.append((name, "`pub enum` types are not exported yet"))
-            elif node.child_by_field_name("type_parameters") is not None:
+            if node.child_by_field_name("type_parameters") is not None:
                 tp = _text(node.child_by_field_name("type_parameters"))
-                info.skipped.append((name, f"a struct with generic or lifetime parameters (`{tp}`) cannot be exported"))
+                what = "an enum" if node.type == "enum_item" else "a struct"
+                info.skipped.append((name, f"{what} with generic or lifetime parameters (`{tp}`) cannot be exported"))
+            elif node.type == "enum_item" and isinstance(reason := _enum_variants(node), str):
+                info.skipped.append((name, reason))
             else:
                 found[name] = (i, node)
-    users = frozenset(found)
+    users = {n: "enum" if node.type == "enum_item" else "user" for n, (_, node) in found.items()}
     types: dict[str, UserType] = {}
     for name, (i, node) in found.items():
         attrs, doc = _leading_attrs_and_doc(children, i)
+        if node.type == "enum_item":
+            variants = _enum_variants(node)
+            assert not isinstance(variants, str)
+            types[name] = UserType(name, "enum", (), doc, node.start_point[0] + 1, _derives(attrs), variants=variants)
+            continue
         body = node.child_by_field_name("body")
         fields: list[Field] = []
         shape = "unit"
@@ -746,8 +765,32 @@ def _collect_types(children: list[Any], info: CellInfo) -> dict[str, UserType]:
     return types
 
 
+def _enum_variants(node: Any) -> tuple[tuple[str, int], ...] | str:
+    """(variant, discriminant) of a fieldless enum, or why the enum is not exported."""
+    body = node.child_by_field_name("body")
+    out: list[tuple[str, int]] = []
+    nxt = 0
+    for v in body.children if body is not None else ():
+        if v.type != "enum_variant":
+            continue
+        vname = _text(v.child_by_field_name("name"))
+        if v.child_by_field_name("body") is not None:
+            return f"enums with data (variant `{vname}`) are not exported yet; fieldless enums are"
+        value = v.child_by_field_name("value")
+        if value is not None:
+            try:
+                nxt = int("".join(_text(value).split()).replace("_", ""), 0)
+            except ValueError:
+                return f"the discriminant of `{vname}` is not an integer literal"
+        out.append((vname, nxt))
+        nxt += 1
+    if not out:
+        return "an enum without variants has no values"
+    return tuple(out)
+
+
 def _collect_impl(
-    node: Any, types: dict[str, UserType], users: frozenset[str], info: CellInfo, own_allocator: bool
+    node: Any, types: dict[str, UserType], users: Mapping[str, str], info: CellInfo, own_allocator: bool
 ) -> None:
     """Adds the ``pub fn`` items of an inherent impl (or the trait name of a trait impl) to its type."""
     ty = node.child_by_field_name("type")
@@ -779,6 +822,9 @@ def _collect_impl(
             info.skipped.append((qual, parsed))
             continue
         params, ret, receiver = parsed
+        if ut.kind == "enum" and receiver == "&mut self":
+            info.skipped.append((qual, "the members of an exported enum are immutable Python values (`&mut self`)"))
+            continue
         _, doc = _leading_attrs_and_doc(items, i)
         ut.methods.append(
             FnSig(
@@ -868,17 +914,18 @@ def _text(node: Any) -> str:
     return node.text.decode("utf-8")
 
 
-def rtype_of(node: Any, users: frozenset[str] = frozenset(), self_name: str | None = None) -> RType:
+def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(), self_name: str | None = None) -> RType:
     """Canonical :class:`RType` of a tree-sitter type node.
 
-    Names in *users* (the cell's exported types) and ``Self`` inside the impl of
-    *self_name* become ``user`` types.
+    Names in *users* (the cell's exported types: name -> ``user`` or ``enum``) and
+    ``Self`` inside the impl of *self_name* become types of that kind.
     """
     t = node.type
+    kinds = users if isinstance(users, Mapping) else dict.fromkeys(users, "user")
     if t == "type_identifier" and self_name is not None and _text(node) == "Self":
-        return RType("user", self_name)
-    if t == "type_identifier" and _text(node) in users:
-        return RType("user", _text(node))
+        return RType(kinds.get(self_name, "user"), self_name)
+    if t == "type_identifier" and _text(node) in kinds:
+        return RType(kinds[_text(node)], _text(node))
     if t == "primitive_type":
         return RType("path", _text(node))
     if t == "unit_type":

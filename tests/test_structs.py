@@ -575,7 +575,8 @@ impl Fine {
     pub fn weird(&self, m: std::collections::HashMap<i32, i32>) -> usize { m.len() }
     pub fn generic<T: Copy>(&self, t: T) -> T { t }
 }
-pub enum Later { A, B }
+pub enum Later { A(i32), B }
+pub enum Weird { A = 1 << 2 }
 """
 
 
@@ -587,7 +588,9 @@ def test_unsupported_parts_are_skipped_with_warnings(ip) -> None:
     assert "`Fine.weird`" in text and "HashMap" in text
     assert "`Fine.generic`" in text
     assert "Holder" not in ns
+    assert "`Later`" in text and "enums with data" in text
     assert "Later" not in ns
+    assert "`Weird`" in text and "not an integer literal" in text
     with pytest.raises(TypeError, match="no constructor"):
         ns["Fine"](1)  # `h` is pub but its type does not cross
     assert not hasattr(ns["Fine"], "weird")
@@ -602,3 +605,95 @@ def test_struct_glue_compiles_under_every_edition(edition: str) -> None:
     assert (v.norm(), repr(v), str(v)) == (5.0, "Vec2 { x: 3.0, y: 4.0 }", "(3, 4)")
     assert list(m.Countdown(2)) == [2, 1]
     assert len({m.Tracked(1), m.Tracked(1)}) == 1
+
+
+# -- fieldless enums -------------------------------------------------------------------------
+
+ENUM_CELL = """
+/// A traffic light.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Light { Red, Amber = 5, Green }
+
+impl Light {
+    /// The light after this one.
+    pub fn next(&self) -> Light { match self { Light::Red => Light::Green, Light::Green => Light::Amber, Light::Amber => Light::Red } }
+    pub fn all() -> Vec<Light> { vec![Light::Red, Light::Amber, Light::Green] }
+    pub fn code(self, k: i32) -> i32 { self as i32 * k }
+    pub fn cycle(&mut self) { *self = self.next(); }
+}
+
+pub fn is_stop(l: Light) -> bool { l == Light::Red }
+pub fn pair() -> (Light, Option<Light>) { (Light::Amber, None) }
+pub fn count_red(ls: Vec<Light>) -> usize { ls.iter().filter(|l| **l == Light::Red).count() }
+
+pub struct Car { pub light: Light, pub speed: f64 }
+impl Car { pub fn stopped(&self) -> bool { self.light == Light::Red && self.speed == 0.0 } }
+"""
+
+
+def test_fieldless_enum_is_an_enum_class(ip) -> None:
+    import enum
+
+    with pytest.warns(RustcallWarning, match="`Light.cycle`.*immutable"):
+        ns = run(ip, ENUM_CELL)
+    Light = ns["Light"]
+    assert issubclass(Light, enum.Enum)
+    assert [(m.name, m.value) for m in Light] == [("Red", 0), ("Amber", 5), ("Green", 6)]
+    assert Light(5) is Light.Amber
+    assert "pub enum Light { Red = 0, Amber = 5, Green = 6 }" in Light.__doc__
+    assert "A traffic light." in Light.__doc__
+    assert not hasattr(Light, "cycle")
+
+
+def test_enum_members_pass_and_return_by_value(ip) -> None:
+    ns = run(ip, ENUM_CELL)
+    Light = ns["Light"]
+    assert ns["is_stop"](Light.Red) is True
+    assert ns["is_stop"](Light.Green) is False
+    assert ns["pair"]() == (Light.Amber, None)
+    assert ns["count_red"]([Light.Red, Light.Green, Light.Red]) == 2
+    assert Light.Red.next() is Light.Green
+    assert Light.all() == list(Light)
+    assert Light.Amber.code(2) == 10
+    assert "The light after this one." in Light.next.__doc__
+    car = ns["Car"](Light.Green, 0.0)
+    assert car.light is Light.Green and not car.stopped()
+    car.light = Light.Red
+    assert car.stopped()
+    match car.light:
+        case Light.Red:
+            seen = "red"
+        case _:
+            seen = "other"
+    assert seen == "red"
+
+
+def test_enum_bad_input(ip) -> None:
+    ns = run(ip, ENUM_CELL)
+    with pytest.raises(TypeError, match="must be a `Light` member, not int"):
+        ns["is_stop"](0)
+    with pytest.raises(TypeError, match="must be a `Light` member, not str"):
+        ns["is_stop"]("Red")
+    other = rc.compile_rust(ENUM_CELL + "\n// another cell\n").Light
+    with pytest.raises(TypeError, match="member of another cell"):
+        ns["is_stop"](other.Red)
+
+
+# -- %%rust_llvm ---------------------------------------------------------------------------
+
+
+def test_rust_llvm_exports_the_same_classes(ip) -> None:
+    ip.run_cell_magic("rust_llvm", "", SHAPES_CELL + "\n// jit\n")
+    ns = ip.user_ns
+    V, T = ns["Vec2"], ns["Tracked"]
+    assert V(3, 4).norm() == 5.0
+    assert sorted([V(2, 0), V(1, 0)]) == [V(1, 0), V(2, 0)]
+    before = ns["drops"]()
+    with T(1) as t:
+        assert t.len() == 2
+    assert ns["drops"]() == before + 1
+    v = V(1, 1)
+    with pytest.raises(RustPanic):
+        v.explode(20.0)
+    with pytest.raises(RustHandleError, match="poisoned"):
+        v.norm()

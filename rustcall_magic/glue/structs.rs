@@ -57,6 +57,11 @@ pub mod __rc_type_ffi {
         pub fn PyDict_Next(d: *mut PyObject, pos: *mut isize, k: *mut *mut PyObject, v: *mut *mut PyObject) -> c_int;
         pub fn PyDict_Size(d: *mut PyObject) -> isize;
         pub fn PyObject_SetAttrString(o: *mut PyObject, name: *const c_char, v: *mut PyObject) -> c_int;
+        pub fn PyCFunction_NewEx(def: *mut super::PyMethodDef, s: *mut PyObject, m: *mut PyObject) -> *mut PyObject;
+        pub fn PyInstanceMethod_New(f: *mut PyObject) -> *mut PyObject;
+        pub fn PyStaticMethod_New(f: *mut PyObject) -> *mut PyObject;
+        pub fn PyDict_New() -> *mut PyObject;
+        pub fn PyDict_SetItemString(d: *mut PyObject, k: *const c_char, v: *mut PyObject) -> c_int;
         pub static mut _Py_NotImplementedStruct: PyObject;
         pub static mut PyExc_TypeError: *mut PyObject;
         pub static mut PyExc_ValueError: *mut PyObject;
@@ -981,4 +986,122 @@ macro_rules! probes_of {
             neg: Probe::<$t>::NEG,
         }
     };
+}
+
+// ---- fieldless enums --------------------------------------------------------
+// A fieldless `pub enum` is an enum.Enum subclass (rustcall_magic.usertypes) whose
+// members are the values: a conversion is a pointer comparison with the members
+// the module's init kept, a return hands out a new reference to one of them.
+
+/// TypeError detail for an object that is not a member of this cell's enum `name`.
+#[cold]
+#[inline(never)]
+pub unsafe fn enum_mismatch(o: *mut PyObject, cls: *mut PyObject, name: &str) -> ArgError {
+    let t = (*o).ob_type;
+    if t != cls && PyType_IsSubtype(t, cls) == 0 {
+        let q = PyObject_GetAttrString(t, b"__qualname__\0".as_ptr() as *const c_char);
+        let mut n: isize = 0;
+        let s = if q.is_null() { ::std::ptr::null() } else { PyUnicode_AsUTF8AndSize(q, &mut n) };
+        let same = !s.is_null() && ::std::slice::from_raw_parts(s as *const u8, n as usize) == name.as_bytes();
+        Py_DecRef(q);
+        PyErr_Clear();
+        if same {
+            return ArgError::Msg(
+                CODE_TYPE,
+                format!(
+                    "got a `{}` member of another cell, but this function takes the `{}` of its own cell \
+                     (re-running a cell defines a new class)",
+                    name, name
+                ),
+            );
+        }
+    }
+    ArgError::Type("")
+}
+
+/// Makes the enum class of a fieldless enum, keeps its members in `members` (in variant
+/// order) and adds it to module `m`. `methods`: (definition, static?) per exported fn.
+pub unsafe fn make_enum(
+    m: *mut PyObject,
+    name: &str,
+    doc: &str,
+    variants: &[(&str, i64)],
+    methods: Vec<(PyMethodDef, bool)>,
+    members: &mut [*mut PyObject],
+) -> *mut PyObject {
+    let helpers = PyImport_ImportModule(b"rustcall_magic.usertypes\0".as_ptr() as *const c_char);
+    if helpers.is_null() {
+        return helpers;
+    }
+    let make = PyObject_GetAttrString(helpers, b"make_enum\0".as_ptr() as *const c_char);
+    Py_DecRef(helpers);
+    if make.is_null() {
+        return make;
+    }
+    let module_name = PyObject_GetAttrString(m, b"__name__\0".as_ptr() as *const c_char);
+    let list = PyList_New(variants.len() as isize);
+    for (k, (v, d)) in variants.iter().enumerate() {
+        let pair = PyTuple_New(2);
+        PyTuple_SetItem(pair, 0, py_str(v));
+        PyTuple_SetItem(pair, 1, PyLong_FromLongLong(*d as c_longlong));
+        PyList_SetItem(list, k as isize, pair);
+    }
+    let dict = __rc_type_ffi::PyDict_New();
+    for (def, is_static) in methods {
+        // The function object keeps a pointer to its definition: it lives as long as the process.
+        let def: &'static mut PyMethodDef = Box::leak(Box::new(def));
+        let f = __rc_type_ffi::PyCFunction_NewEx(def, ::std::ptr::null_mut(), module_name);
+        let d = if f.is_null() {
+            f
+        } else if is_static {
+            __rc_type_ffi::PyStaticMethod_New(f)
+        } else {
+            __rc_type_ffi::PyInstanceMethod_New(f)
+        };
+        Py_DecRef(f);
+        if d.is_null() || __rc_type_ffi::PyDict_SetItemString(dict, def.ml_name, d) != 0 {
+            Py_DecRef(d);
+            Py_DecRef(dict);
+            Py_DecRef(list);
+            Py_DecRef(module_name);
+            Py_DecRef(make);
+            return ::std::ptr::null_mut();
+        }
+        Py_DecRef(d);
+    }
+    let (pyname, pydoc) = (py_str(name), py_str(doc));
+    let cls = PyObject_CallFunctionObjArgs(
+        make,
+        module_name,
+        pyname,
+        pydoc,
+        list,
+        dict,
+        ::std::ptr::null_mut::<PyObject>(),
+    );
+    Py_DecRef(make);
+    Py_DecRef(module_name);
+    Py_DecRef(pyname);
+    Py_DecRef(pydoc);
+    Py_DecRef(list);
+    Py_DecRef(dict);
+    if cls.is_null() {
+        return cls;
+    }
+    for (k, (v, _)) in variants.iter().enumerate() {
+        let vname = format!("{}\0", v);
+        members[k] = PyObject_GetAttrString(cls, vname.as_ptr() as *const c_char); // kept for good
+        if members[k].is_null() {
+            Py_DecRef(cls);
+            return ::std::ptr::null_mut();
+        }
+    }
+    let mname = format!("{}\0", name);
+    Py_IncRef(cls);
+    if __rc_type_ffi::PyModule_AddObject(m, mname.as_ptr() as *const c_char, cls) != 0 {
+        Py_DecRef(cls);
+        Py_DecRef(cls);
+        return ::std::ptr::null_mut();
+    }
+    cls
 }
