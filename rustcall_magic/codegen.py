@@ -262,6 +262,7 @@ def _user_type(k: int, ut: UserType, module_name: str) -> tuple[list[str], str, 
         f"    const NAME: &'static str = {rust_str(ut.name)};",
         f"    const SEND: bool = Probe::<{t}>::IS_SEND;",
         f"    const COPY: bool = Probe::<{t}>::IS_COPY;",
+        f"    const DEBUG: Option<ReprFn> = Probe::<{t}>::REPR;",
         "    #[inline(always)]",
         f"    unsafe fn type_object() -> *mut PyObject {{ __RC_T{k} }}",
         "}",
@@ -507,6 +508,14 @@ def generate(
             f"    PyMethodDef {{ ml_name: {rust_bytes(sig.name)}.as_ptr() as *const c_char, "
             f"ml_meth: Some(__rc_w{i}), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
             f"ml_doc: {rust_bytes(docstring(sig))}.as_ptr() as *const c_char }},"
+        )
+    if any(ut.kind == "user" for ut in types):
+        n += 1
+        methods.append(
+            "    PyMethodDef { ml_name: b\"_rustcall_instances\\0\".as_ptr() as *const c_char, "
+            "ml_meth: Some(us_instances), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
+            "ml_doc: b\"(id, kind, state, preview) of every struct instance whose object exists\\0\".as_ptr() "
+            "as *const c_char },"
         )
     methods.append(
         "    PyMethodDef { ml_name: ::std::ptr::null(), ml_meth: None, ml_flags: 0, ml_doc: ::std::ptr::null() },"

@@ -24,6 +24,7 @@ from .build import BuildOptions, build_cell
 from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import glue_fingerprint
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning
+from .handles import add_instance_source
 from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
 from .toolchain import get_toolchain, host_cpu_identity, python_abi_tag
@@ -69,6 +70,9 @@ class CellFunctions:
         self.skipped = list(skipped or [])
         # The module's init made one class per exported struct and named them here.
         self.types: dict[str, type] = {n: getattr(ext, n) for n in getattr(ext, "__rustcall_types__", ())}
+        instances = getattr(ext, "_rustcall_instances", None)
+        if instances is not None:
+            add_instance_source(ext.__name__, instances)
         for name in [*self.signatures, *self.types]:
             # Attributes of the module object win; such a function is m["name"].
             if name not in self.__dict__ and not hasattr(type(self), name) and not name.startswith("_"):

@@ -198,18 +198,43 @@ def _row(t: tuple[Any, ...]) -> HandleRow:
     return HandleRow(hid, kind, dtype, state, int(strong), _preview(kind, state, raw), format_origin(filename, line))
 
 
+#: Cell modules with exported structs, by module name: their ``_rustcall_instances()``.
+_instance_sources: dict[str, Callable[[], list[tuple[int, str, str, str]]]] = {}
+
+
+def add_instance_source(module_name: str, rows: Callable[[], list[tuple[int, str, str, str]]]) -> None:
+    """List the struct instances of cell module *module_name* in the registry's rows.
+
+    *rows* returns one ``(id, kind, state, preview)`` tuple per instance whose
+    Python object exists (the id is the object's ``id()``; kind the struct's name).
+    """
+    _instance_sources[module_name] = rows
+
+
+def instance_rows(include_ended: bool = True) -> list[HandleRow]:
+    """Rows of the struct instances of every loaded cell module (alive, and with
+    *include_ended* also moved, dropped or poisoned ones whose objects still exist)."""
+    out = []
+    for rows in list(_instance_sources.values()):
+        for hid, kind, state, preview in rows():
+            if include_ended or state == "alive":
+                out.append(HandleRow(hid, kind, "", state, 1 if state in ("alive", "poisoned") else 0, preview, "-"))
+    return out
+
+
 def live_handles(include_ended: bool = True) -> list[HandleRow]:
     """Rows of the handle registry, oldest first: every alive handle and, with
     *include_ended*, the most recently ended ones (dropped, moved or collected;
-    the last 100 by default, see :func:`set_history`).
+    the last 100 by default, see :func:`set_history`); then the instances of
+    cells' structs (kind = the struct's name, state ``alive``, ``moved``,
+    ``dropped`` or ``poisoned``; listed while their Python objects exist).
 
     Builds one row per alive handle; views use :func:`snapshot`, whose cost is
-    set by how many rows it returns. Returns an empty list while the runtime is
-    not loaded (no handle exists yet).
+    set by how many rows it returns. Handles are listed once the runtime is loaded
+    (none exists before).
     """
-    if _ext is None:
-        return []
-    return [_row(t) for t in _ext._rows(include_ended)]
+    rows = [_row(t) for t in _ext._rows(include_ended)] if _ext is not None else []
+    return rows + instance_rows(include_ended)
 
 
 @dataclass(frozen=True)
@@ -256,14 +281,29 @@ def snapshot(max_alive: int = 200, max_ended: int = 100) -> HandlesSnapshot:
     if max_alive < 0 or max_ended < 0:
         raise ValueError("max_alive and max_ended must be >= 0")
     if _ext is None:
-        return HandlesSnapshot((), (), dict.fromkeys(STATES, 0), 0)
-    alive, ended, counts = _ext._select(0, max_alive, max_ended)
-    return HandlesSnapshot(
-        tuple(_row(t) for t in alive),
-        tuple(_row(t) for t in ended),
-        dict(zip(STATES, counts[:4], strict=True)),
-        counts[4],
-    )
+        snap = HandlesSnapshot((), (), dict.fromkeys(STATES, 0), 0)
+    else:
+        alive, ended, counts = _ext._select(0, max_alive, max_ended)
+        snap = HandlesSnapshot(
+            tuple(_row(t) for t in alive),
+            tuple(_row(t) for t in ended),
+            dict(zip(STATES, counts[:4], strict=True)),
+            counts[4],
+        )
+    extra = instance_rows()
+    if not extra:
+        return snap
+    # Struct instances: the alive (and poisoned) ones beside the alive handles, the
+    # moved and dropped ones whose objects still exist beside the ended handles.
+    counts = dict(snap.counts)
+    for r in extra:
+        key = "alive" if r.state == "poisoned" else r.state
+        counts[key] = counts.get(key, 0) + 1
+    live = [r for r in extra if r.state in ("alive", "poisoned")]
+    gone = [r for r in extra if r.state not in ("alive", "poisoned")]
+    alive_rows = (snap.alive + tuple(live))[-max_alive:] if max_alive else ()
+    ended_rows = (snap.ended + tuple(gone))[-max_ended:] if max_ended else ()
+    return HandlesSnapshot(alive_rows, ended_rows, counts, snap.created)
 
 
 def set_history(n: int) -> None:

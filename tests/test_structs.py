@@ -697,3 +697,45 @@ def test_rust_llvm_exports_the_same_classes(ip) -> None:
         v.explode(20.0)
     with pytest.raises(RustHandleError, match="poisoned"):
         v.norm()
+
+
+# -- the live-handle registry ----------------------------------------------------------------
+
+
+def _rows_of(*objs: object) -> list[tuple[str, str, str]]:
+    ids = {id(o) for o in objs}
+    return sorted((r.kind, r.state, r.preview) for r in rc.live_handles() if r.id in ids)
+
+
+def test_instances_are_listed_by_live_handles(shapes) -> None:
+    T, V = shapes["Tracked"], shapes["Vec2"]
+    a, b, c, v = T(1), T(2), T(3), V(1, 2)
+    o = shapes["opaque"](5)
+    b.consume()
+    c.drop()
+    with pytest.raises(RustPanic):
+        v.explode(50.0)
+    assert _rows_of(a, b, c, v, o) == [
+        ("Opaque", "alive", "-"),  # no Debug: no preview
+        ("Tracked", "alive", 'Tracked { id: 1, tag: "t1" }'),
+        ("Tracked", "dropped", "-"),
+        ("Tracked", "moved", "-"),
+        ("Vec2", "poisoned", "-"),
+    ]
+    mine = {id(x) for x in (a, b, c, v, o)}
+    assert sorted(r.kind for r in rc.live_handles(include_ended=False) if r.id in mine) == ["Opaque", "Tracked"]
+    ida = id(a)
+    del a
+    gc.collect()
+    assert ida not in {r.id for r in rc.live_handles()}
+
+
+def test_rust_handles_magic_lists_instances(ip, capsys) -> None:
+    ns = run(ip, SHAPES_CELL)
+    keep = ns["Tracked"](77)
+    capsys.readouterr()
+    ip.run_line_magic("rust_handles", "")
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith(str(id(keep))))
+    assert "Tracked" in line and "alive" in line and "id: 77" in line
+    keep.drop()

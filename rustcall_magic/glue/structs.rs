@@ -61,6 +61,7 @@ pub mod __rc_type_ffi {
         pub fn PyInstanceMethod_New(f: *mut PyObject) -> *mut PyObject;
         pub fn PyStaticMethod_New(f: *mut PyObject) -> *mut PyObject;
         pub fn PyDict_New() -> *mut PyObject;
+        pub fn PyList_Append(l: *mut PyObject, o: *mut PyObject) -> c_int;
         pub fn PyDict_SetItemString(d: *mut PyObject, k: *const c_char, v: *mut PyObject) -> c_int;
         pub static mut _Py_NotImplementedStruct: PyObject;
         pub static mut PyExc_TypeError: *mut PyObject;
@@ -115,8 +116,22 @@ pub struct Inst<T> {
     pub owner: usize,
     /// The method whose panic poisoned the instance.
     pub poisoned_by: &'static str,
+    /// This object's index in the module's live-instance list (`US_LIVE`).
+    pub slot: usize,
     pub value: ::std::mem::MaybeUninit<T>,
 }
+
+/// One live instance of any of the module's types: the object, its type's name, state
+/// reader and `Debug` text (the fields before `value` sit at the same offsets for every `T`).
+pub struct LiveEntry {
+    obj: *mut PyObject,
+    name: &'static str,
+    repr: Option<ReprFn>,
+}
+
+/// The module's instances whose objects exist (rows of `rc.live_handles()`). Only touched
+/// with the interpreter lock held.
+static mut US_LIVE: Vec<LiveEntry> = Vec::new();
 
 /// Implemented by the generated code for every exported user type of the cell.
 pub unsafe trait UserType: Sized + 'static {
@@ -126,6 +141,8 @@ pub unsafe trait UserType: Sized + 'static {
     const SEND: bool;
     /// `T: Copy`: by-value uses copy instead of moving.
     const COPY: bool;
+    /// `__repr__` from `Debug`, when the type has it (the preview of its registry rows).
+    const DEBUG: Option<ReprFn>;
     /// The heap type object (set once by the module's init).
     unsafe fn type_object() -> *mut PyObject;
 }
@@ -408,6 +425,9 @@ pub unsafe fn user_into_py<T: UserType>(v: T) -> *mut PyObject {
     (*i).owner = if T::SEND { 0 } else { thread_ident() };
     (*i).poisoned_by = "";
     (*i).value = ::std::mem::MaybeUninit::new(v);
+    let live = &mut *::std::ptr::addr_of_mut!(US_LIVE);
+    (*i).slot = live.len();
+    live.push(LiveEntry { obj: o, name: T::NAME, repr: T::DEBUG });
     o
 }
 
@@ -427,9 +447,63 @@ pub unsafe extern "C" fn us_dealloc<T: UserType>(o: *mut PyObject) {
             drop_value::<T>(i);
         }
     }
+    let live = &mut *::std::ptr::addr_of_mut!(US_LIVE);
+    let slot = (*i).slot;
+    live.swap_remove(slot);
+    if slot < live.len() {
+        (*inst::<()>(live[slot].obj)).slot = slot;
+    }
     let t = (*o).ob_type;
     __rc_type_ffi::PyObject_Free(o as *mut c_void);
     Py_DecRef(t);
+}
+
+/// `_rustcall_instances()`: one (id, kind, state, preview) tuple per instance whose object
+/// exists, oldest first; the preview is the `Debug` text of an alive value that has it.
+pub unsafe extern "C" fn us_instances(
+    _m: *mut PyObject,
+    _a: *const *mut PyObject,
+    _n: isize,
+    _k: *mut PyObject,
+) -> *mut PyObject {
+    let live = &*::std::ptr::addr_of!(US_LIVE);
+    let list = PyList_New(0);
+    if list.is_null() {
+        return list;
+    }
+    let me = thread_ident();
+    for e in live.iter() {
+        let h = inst::<()>(e.obj);
+        let state = match (*h).state {
+            ST_ALIVE => "alive",
+            ST_MOVED => "moved",
+            ST_DROPPED => "dropped",
+            ST_POISONED => "poisoned",
+            _ => "uninitialized",
+        };
+        // Debug is user code: only for a value no call is changing, on a thread that may read it.
+        let readable = (*h).state == ST_ALIVE && (*h).borrow >= 0 && ((*h).owner == 0 || (*h).owner == me);
+        let preview = match e.repr {
+            Some(f) if readable => {
+                let r = f(e.obj);
+                if r.is_null() {
+                    PyErr_Clear();
+                    py_str("?")
+                } else {
+                    r
+                }
+            }
+            _ => py_str("-"),
+        };
+        let row = PyTuple_New(4);
+        PyTuple_SetItem(row, 0, PyLong_FromUnsignedLongLong(e.obj as usize as c_ulonglong));
+        PyTuple_SetItem(row, 1, py_str(e.name));
+        PyTuple_SetItem(row, 2, py_str(state));
+        PyTuple_SetItem(row, 3, preview);
+        __rc_type_ffi::PyList_Append(list, row);
+        Py_DecRef(row);
+    }
+    list
 }
 
 /// Raises for a receiver that could not be borrowed; returns NULL.
