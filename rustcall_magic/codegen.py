@@ -252,9 +252,18 @@ def _field_param(name: str) -> str:
     return f"_{name}" if name.isdigit() else name
 
 
-def _user_type(k: int, ut: UserType, module_name: str) -> tuple[list[str], str, dict[str, int]]:
+def _user_types_in(t: RType) -> set[str]:
+    """Names of the cell's own types that *t* mentions."""
+    own = {t.name} if t.kind in ("user", "enum") else set()
+    return own.union(*(_user_types_in(a) for a in t.args))
+
+
+def _user_type(
+    k: int, ut: UserType, module_name: str, cloneable: frozenset[str] = frozenset()
+) -> tuple[list[str], str, dict[str, int]]:
     """The glue of one exported struct: (items, PyInit statements, index of each wrapper's item by
-    qualified method name)."""
+    qualified method name). A field mentioning another type of the cell is a property only when
+    that type is in *cloneable* (reading a field returns a clone)."""
     t = f"super::{ut.name}"
     out = [
         f"static mut __RC_T{k}: *mut PyObject = ::std::ptr::null_mut();",
@@ -333,7 +342,8 @@ def _user_type(k: int, ut: UserType, module_name: str) -> tuple[list[str], str, 
     new_fn = f"Some(__rc_new{k})"
     # Properties: pub fields, read as a clone, set like an argument.
     getset = []
-    for f in ut.properties:
+    properties = [f for f in ut.properties if _user_types_in(f.type) <= cloneable]
+    for f in properties:
         rt, fl = f.type.rust(), f"{ut.name}.{f.name}"
         sig_lit = rust_str(f"field {fl}: {f.type}")
         out.append(
@@ -384,7 +394,7 @@ def _user_type(k: int, ut: UserType, module_name: str) -> tuple[list[str], str, 
         "            methods: vec![\n" + "\n".join(methods) + "\n            ],\n"
         "            getset: vec![\n" + "\n".join(getset) + "\n            ],\n"
         f"            len: {len_fn},\n"
-        f"            match_args: &[{', '.join(rust_str(f.name) for f in ut.properties)}],\n"
+        f"            match_args: &[{', '.join(rust_str(f.name) for f in properties)}],\n"
         f"        }}, probes_of!({t}));\n"
         f"        if __RC_T{k}.is_null() {{ Py_DecRef(m); return ::std::ptr::null_mut(); }}"
     )
@@ -486,8 +496,10 @@ def generate(
     for i, sig in enumerate(functions):
         add(_wrapper(i, sig), sig.name)
     type_inits = []
+    # What the cell derives or implements: a field of such a type reads as a clone.
+    cloneable = frozenset(t.name for t in types if {"Clone", "Copy"} & set(t.traits))
     for k, ut in enumerate(types):
-        items, init, named = _user_enum(k, ut) if ut.kind == "enum" else _user_type(k, ut, module_name)
+        items, init, named = _user_enum(k, ut) if ut.kind == "enum" else _user_type(k, ut, module_name, cloneable)
         where = {j: name for name, j in named.items()}
         for j, code in enumerate(items):
             add(code, where.get(j))

@@ -739,3 +739,34 @@ def test_rust_handles_magic_lists_instances(ip, capsys) -> None:
     line = next(ln for ln in out.splitlines() if ln.startswith(str(id(keep))))
     assert "Tracked" in line and "alive" in line and "id: 77" in line
     keep.drop()
+
+
+NESTED_CELL = """
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inner { pub v: i32 }
+pub struct NoClone { pub v: i32 }
+pub struct Outer { pub inner: Inner, pub other: NoClone, pub tags: Vec<Inner> }
+impl Outer { pub fn other_v(&self) -> i32 { self.other.v } }
+"""
+
+
+def test_fields_of_struct_type_read_as_clones_and_set_by_value(ip) -> None:
+    ns = run(ip, NESTED_CELL)
+    Inner, NoClone, Outer = ns["Inner"], ns["NoClone"], ns["Outer"]
+    i1, n2 = Inner(1), NoClone(2)
+    o = Outer(i1, n2, [Inner(3), Inner(4)])
+    with pytest.raises(RustHandleError, match="moved"):
+        i1.v  # noqa: B018  (moved into the Outer)
+    got = o.inner
+    assert got == Inner(1)
+    got.v = 10
+    assert o.inner.v == 1  # a clone
+    assert o.tags == [Inner(3), Inner(4)]
+    new = Inner(5)
+    o.inner = new
+    assert o.inner.v == 5
+    with pytest.raises(RustHandleError, match="moved"):
+        new.v  # noqa: B018
+    assert not hasattr(o, "other")  # NoClone is not Clone: not readable as a property
+    assert o.other_v() == 2
+    assert Outer.__match_args__ == ("inner", "tags")
