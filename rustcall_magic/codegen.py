@@ -240,6 +240,8 @@ def class_docstring(ut: UserType) -> str:
     else:
         params = []
     parts = [f"{ut.name}({', '.join(params)})\n--\n\n{ut.text}"]
+    if ut.shape == "data" and ctor is None:  # built by its variants: Shape.Circle(...)
+        parts = [ut.text, "Variants: " + ", ".join(f"{ut.name}.{c.name}" for c in ut.cases)]
     if ctor is not None:
         parts.append(f"Constructor: {ctor.text}")
     if ut.doc:
@@ -274,6 +276,7 @@ def _user_type(
         f"    const DEBUG: Option<ReprFn> = Probe::<{t}>::REPR;",
         "    #[inline(always)]",
         f"    unsafe fn type_object() -> *mut PyObject {{ __RC_T{k} }}",
+        *_variant_dispatch(k, ut),
         "}",
         f"impl FromPy for {t} {{",
         "    #[inline(always)]",
@@ -332,6 +335,8 @@ def _user_type(
         wrappers[f"{ut.name}.new" if ctor is not None else ut.name] = len(out)
         out.append(code)
         body = f"    call_with_tuple(__rc_w{ident}, a, kw)"
+    elif ut.shape == "data":
+        body = f"    us_variant_new_only::<{t}>(t, a, kw)"
     else:
         body = f"    us_no_new::<{t}>(t, a, kw)"
     out.append(
@@ -386,6 +391,12 @@ def _user_type(
             "        Err(p) => { raise_panic(\"len\", p); -1 }\n    }\n}"
         )
         len_fn = f"Some(__rc_len{k})"
+    variant_parts, variant_out = "", "&mut []"
+    if ut.shape == "data":
+        items, variant_parts, variant_getset = _variants(k, ut, module_name, cloneable, wrappers, len(out))
+        out += items
+        getset += variant_getset
+        variant_out = f"&mut *::std::ptr::addr_of_mut!(__RC_V{k})"
     init = (
         f"        __RC_T{k} = make_type::<{t}>(m, TypeParts {{\n"
         f"            name: {rust_bytes(f'{module_name}.{ut.name}')},\n"
@@ -395,15 +406,110 @@ def _user_type(
         "            getset: vec![\n" + "\n".join(getset) + "\n            ],\n"
         f"            len: {len_fn},\n"
         f"            match_args: &[{', '.join(rust_str(f.name) for f in properties)}],\n"
-        f"        }}, probes_of!({t}));\n"
+        f"            variants: vec![\n{variant_parts}            ],\n"
+        f"        }}, probes_of!({t}), {variant_out});\n"
         f"        if __RC_T{k}.is_null() {{ Py_DecRef(m); return ::std::ptr::null_mut(); }}"
     )
     return out, init, wrappers
 
 
-def _split_call(call: str) -> str:
-    """*call* with its ``{args[i]}`` slots filled from the wrapper's ``{args}`` list at generation time."""
-    return call.replace("{args[", "\0").replace("]}", "\1")
+def _variant_pattern(t: str, v: Variant, bind: int | None = None) -> str:
+    """A Rust pattern matching variant *v* of enum *t* (binding field number *bind* as ``x``)."""
+    if v.shape == "tuple":
+        parts = ["x" if i == bind else "_" for i in range(len(v.fields))]
+        return f"{t}::{v.name}({', '.join(parts)})"
+    if v.shape == "named":
+        return f"{t}::{v.name} {{ {v.fields[bind].name}: x, .. }}" if bind is not None else f"{t}::{v.name} {{ .. }}"
+    return f"{t}::{v.name}"
+
+
+def _variant_dispatch(k: int, ut: UserType) -> list[str]:
+    """``UserType`` items of an enum with data: its instances take the class of their variant."""
+    if ut.shape != "data":
+        return []
+    t = f"super::{ut.name}"
+    arms = " ".join(f"{_variant_pattern(t, v)} => {i}," for i, v in enumerate(ut.cases))
+    return [
+        "    const RETYPE: bool = true;",
+        "    #[inline(always)]",
+        f"    unsafe fn type_for(v: &Self) -> *mut PyObject {{ (*::std::ptr::addr_of!(__RC_V{k}))[match v {{ {arms} }}] }}",
+        "    #[inline(always)]",
+        "    unsafe fn owns_type(t: *mut PyObject) -> bool {",
+        f"        (*::std::ptr::addr_of!(__RC_V{k})).iter().any(|&v| v == t)",
+        "    }",
+    ]
+
+
+def _variants(
+    k: int, ut: UserType, module_name: str, cloneable: frozenset[str], wrappers: dict[str, int], start: int
+) -> tuple[list[str], str, list[str]]:
+    """Items, ``VariantParts`` initializers and base-class properties (``variant``) of an enum with data."""
+    t = f"super::{ut.name}"
+    out = [f"static mut __RC_V{k}: [*mut PyObject; {len(ut.cases)}] = [::std::ptr::null_mut(); {len(ut.cases)}];"]
+    arms = " ".join(f"{_variant_pattern(t, v)} => {rust_str(v.name)}," for v in ut.cases)
+    out.append(
+        f"unsafe extern \"C\" fn __rc_variant{k}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
+        f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
+        "    if let Err(e) = ArgHolder::fill(&mut h, o) { return raise_self_error(e); }\n"
+        f"    py_str(match h.get() {{ {arms} }})\n}}"
+    )
+    base_getset = [
+        f"        __rc_type_ffi::PyGetSetDef {{ name: b\"variant\\0\".as_ptr() as *const c_char, "
+        f"get: Some(__rc_variant{k}), set: None, doc: b\"The name of this value's variant.\\0\".as_ptr() as *const c_char, "
+        "closure: ::std::ptr::null_mut() },"
+    ]
+    parts = []
+    for j, v in enumerate(ut.cases):
+        names = [_field_param(f.name) for f in v.fields]
+        params = tuple(Param(n, f.type) for n, f in zip(names, v.fields, strict=True))
+        sig = FnSig(f"{ut.name}.{v.name}", params, RType("user", ut.name))
+
+        def call(args: list[str], v: Variant = v) -> str:
+            if v.shape == "named":
+                return f"{t}::{v.name} {{ " + ", ".join(f"{f.name}: {a}" for f, a in zip(v.fields, args, strict=True)) + " }"
+            if v.shape == "tuple":
+                return f"{t}::{v.name}(" + ", ".join(args) + ")"
+            return f"{t}::{v.name}"
+
+        ident = f"v{k}_{j}"
+        wrappers[f"{ut.name}.{v.name}"] = start + len(out)
+        out.append(_wrapper(ident, sig, call))
+        out.append(
+            f"unsafe extern \"C\" fn __rc_vnew{k}_{j}(_t: *mut PyObject, a: *mut PyObject, kw: *mut PyObject) -> *mut PyObject {{\n"
+            f"    call_with_tuple(__rc_w{ident}, a, kw)\n}}"
+        )
+        getset = []
+        readable = [(i, f, n) for i, (f, n) in enumerate(zip(v.fields, names, strict=True)) if _user_types_in(f.type) <= cloneable]
+        for i, f, n in readable:
+            fl = f"{ut.name}.{v.name}.{n}"
+            out.append(
+                f"unsafe extern \"C\" fn __rc_vg{k}_{j}_{i}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
+                f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
+                "    if let Err(e) = ArgHolder::fill(&mut h, o) { return raise_self_error(e); }\n"
+                "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| match h.get() {\n"
+                f"        {_variant_pattern(t, v, i)} => IntoPy::into_py(::std::clone::Clone::clone(x)),\n"
+                f"        _ => {{ us_raise(__rc_type_ffi::PyExc_TypeError, {rust_str(f'this value is not a {ut.name}::{v.name}')}); "
+                "::std::ptr::null_mut() }\n"
+                "    })) {\n"
+                f"        Ok(r) => r,\n        Err(p) => raise_panic({rust_str(fl)}, p),\n    }}\n}}"
+            )
+            getset.append(
+                f"                    __rc_type_ffi::PyGetSetDef {{ name: {rust_bytes(n)}.as_ptr() as *const c_char, "
+                f"get: Some(__rc_vg{k}_{j}_{i}), set: None, doc: {rust_bytes(f'{n}: {f.type}')}.as_ptr() as *const c_char, "
+                "closure: ::std::ptr::null_mut() },"
+            )
+        doc = f"{v.name}({', '.join(names)})\n--\n\n{ut.name}::{v.text}"
+        parts.append(
+            "                VariantParts {\n"
+            f"                    name: {rust_bytes(f'{module_name}.{v.name}')},\n"
+            f"                    attr: {rust_str(v.name)},\n"
+            f"                    doc: {rust_bytes(doc)},\n"
+            f"                    new: __rc_vnew{k}_{j},\n"
+            "                    getset: vec![\n" + "\n".join(getset) + "\n                    ],\n"
+            f"                    match_args: &[{', '.join(rust_str(n) for _, _, n in readable)}],\n"
+            "                },\n"
+        )
+    return out, "".join(parts), base_getset
 
 
 def _user_enum(k: int, ut: UserType) -> tuple[list[str], str, dict[str, int]]:

@@ -461,12 +461,31 @@ class Field:
     public: bool
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A variant of an exported enum with data: name, ``named``/``tuple``/``unit`` shape, fields."""
+
+    name: str
+    shape: str
+    fields: tuple[Field, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The variant as Rust text, e.g. ``Circle(f64)`` or ``Rect { w: f64, h: f64 }``."""
+        if self.shape == "named":
+            return f"{self.name} {{ " + ", ".join(f"{f.name}: {f.type}" for f in self.fields) + " }"
+        if self.shape == "tuple":
+            return f"{self.name}(" + ", ".join(str(f.type) for f in self.fields) + ")"
+        return self.name
+
+
 @dataclass
 class UserType:
     """An exported ``pub struct`` or fieldless ``pub enum`` of a cell, with the ``pub`` items
     of its inherent impls.
 
-    ``shape`` is ``named``, ``tuple``, ``unit`` or ``enum``. ``methods`` holds every
+    ``shape`` is ``named``, ``tuple``, ``unit``, ``enum`` (fieldless) or ``data`` (an
+    enum with data, a class per variant in ``cases``). ``methods`` holds every
     exported associated function (``receiver`` says which take ``self``);
     ``traits`` the traits named by ``#[derive]`` and ``impl Trait for``.
     """
@@ -480,6 +499,8 @@ class UserType:
     methods: list[FnSig] = field(default_factory=list)
     #: A fieldless enum's (variant, discriminant) pairs; its ``shape`` is ``enum``.
     variants: tuple[tuple[str, int], ...] = ()
+    #: An enum with data (``shape`` ``data``): its variants.
+    cases: tuple[Variant, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -491,6 +512,8 @@ class UserType:
         """The declaration as Rust text, e.g. ``pub struct Point { pub x: f64, pub y: f64 }``."""
         if self.shape == "enum":
             return f"pub enum {self.name} {{ " + ", ".join(f"{v} = {d}" for v, d in self.variants) + " }"
+        if self.shape == "data":
+            return f"pub enum {self.name} {{ " + ", ".join(c.text for c in self.cases) + " }"
         def one(f: Field) -> str:
             vis = "pub " if f.public else ""
             return f"{vis}{f.type}" if self.shape == "tuple" else f"{vis}{f.name}: {f.type}"
@@ -512,7 +535,7 @@ class UserType:
     @property
     def fieldwise(self) -> bool:
         """True when ``S(...)`` builds the value from its fields (every field ``pub`` and supported)."""
-        return all(f.public and field_supported(f.type) for f in self.fields)
+        return self.shape != "data" and all(f.public and field_supported(f.type) for f in self.fields)
 
     @property
     def properties(self) -> list[Field]:
@@ -728,45 +751,72 @@ def _collect_types(children: list[Any], info: CellInfo) -> dict[str, UserType]:
                 tp = _text(node.child_by_field_name("type_parameters"))
                 what = "an enum" if node.type == "enum_item" else "a struct"
                 info.skipped.append((name, f"{what} with generic or lifetime parameters (`{tp}`) cannot be exported"))
-            elif node.type == "enum_item" and isinstance(reason := _enum_variants(node), str):
-                info.skipped.append((name, reason))
+            elif node.type == "enum_item" and (reason := _enum_variants(node)) in _ENUM_REFUSALS:
+                info.skipped.append((name, str(reason)))
             else:
                 found[name] = (i, node)
-    users = {n: "enum" if node.type == "enum_item" else "user" for n, (_, node) in found.items()}
+    users = {n: _type_kind(node) for n, (_, node) in found.items()}
     types: dict[str, UserType] = {}
     for name, (i, node) in found.items():
         attrs, doc = _leading_attrs_and_doc(children, i)
-        if node.type == "enum_item":
+        line = node.start_point[0] + 1
+        body = node.child_by_field_name("body")
+        if node.type == "enum_item" and users[name] == "enum":
             variants = _enum_variants(node)
             assert not isinstance(variants, str)
-            types[name] = UserType(name, "enum", (), doc, node.start_point[0] + 1, _derives(attrs), variants=variants)
-            continue
-        body = node.child_by_field_name("body")
-        fields: list[Field] = []
-        shape = "unit"
-        if body is not None and body.type == "field_declaration_list":
-            shape = "named"
-            for f in body.children:
-                if f.type == "field_declaration":
-                    fname, fty = f.child_by_field_name("name"), f.child_by_field_name("type")
-                    if fname is not None and fty is not None:
-                        pub = _first_of(f, "visibility_modifier") is not None and _text(_first_of(f, "visibility_modifier")) == "pub"
-                        fields.append(Field(_text(fname), rtype_of(fty, users, name), pub))
-        elif body is not None and body.type == "ordered_field_declaration_list":
-            shape = "tuple"
-            pub = False
-            for c in body.children:
-                if c.type == "visibility_modifier":
-                    pub = _text(c) == "pub"
-                elif c.is_named and c.type not in ("line_comment", "block_comment", "attribute_item"):
-                    fields.append(Field(str(len(fields)), rtype_of(c, users, name), pub))
-                    pub = False
-        types[name] = UserType(name, shape, tuple(fields), doc, node.start_point[0] + 1, _derives(attrs))
+            types[name] = UserType(name, "enum", (), doc, line, _derives(attrs), variants=variants)
+        elif node.type == "enum_item":
+            cases = []
+            for v in body.children if body is not None else ():
+                if v.type == "enum_variant":
+                    vshape, vfields = _fields_of(v.child_by_field_name("body"), users, name, public=True)
+                    cases.append(Variant(_text(v.child_by_field_name("name")), vshape, vfields))
+            bad = next(((c, f) for c in cases for f in c.fields if not field_supported(f.type)), None)
+            if bad is not None:
+                c, f = bad
+                info.skipped.append((name, f"type `{f.type}` of variant `{c.name}` is not supported"))
+                continue
+            types[name] = UserType(name, "data", (), doc, line, _derives(attrs), cases=tuple(cases))
+        else:
+            shape, fields = _fields_of(body, users, name)
+            types[name] = UserType(name, shape, fields, doc, line, _derives(attrs))
     return types
 
 
+def _type_kind(node: Any) -> str:
+    """``enum`` for a fieldless enum item (an enum.Enum class), ``user`` for a struct or an enum with data."""
+    return "enum" if node.type == "enum_item" and not isinstance(_enum_variants(node), str) else "user"
+
+
+def _fields_of(
+    body: Any, users: Mapping[str, str], self_name: str, public: bool = False
+) -> tuple[str, tuple[Field, ...]]:
+    """(shape, fields) of a struct or enum variant body (*public*: every field is, as in a variant)."""
+    fields: list[Field] = []
+    if body is not None and body.type == "field_declaration_list":
+        for f in body.children:
+            if f.type == "field_declaration":
+                fname, fty = f.child_by_field_name("name"), f.child_by_field_name("type")
+                vis = _first_of(f, "visibility_modifier")
+                if fname is not None and fty is not None:
+                    pub = public or (vis is not None and _text(vis) == "pub")
+                    fields.append(Field(_text(fname), rtype_of(fty, users, self_name), pub))
+        return "named", tuple(fields)
+    if body is not None and body.type == "ordered_field_declaration_list":
+        pub = False
+        for c in body.children:
+            if c.type == "visibility_modifier":
+                pub = _text(c) == "pub"
+            elif c.is_named and c.type not in ("line_comment", "block_comment", "attribute_item"):
+                fields.append(Field(str(len(fields)), rtype_of(c, users, self_name), public or pub))
+                pub = False
+        return "tuple", tuple(fields)
+    return "unit", ()
+
+
 def _enum_variants(node: Any) -> tuple[tuple[str, int], ...] | str:
-    """(variant, discriminant) of a fieldless enum, or why the enum is not exported."""
+    """(variant, discriminant) of a fieldless enum; ``"data"`` for an enum with data; else why the
+    enum is not exported."""
     body = node.child_by_field_name("body")
     out: list[tuple[str, int]] = []
     nxt = 0
@@ -775,7 +825,7 @@ def _enum_variants(node: Any) -> tuple[tuple[str, int], ...] | str:
             continue
         vname = _text(v.child_by_field_name("name"))
         if v.child_by_field_name("body") is not None:
-            return f"enums with data (variant `{vname}`) are not exported yet; fieldless enums are"
+            return "data"  # an enum with data: a class per variant
         value = v.child_by_field_name("value")
         if value is not None:
             try:
@@ -785,8 +835,21 @@ def _enum_variants(node: Any) -> tuple[tuple[str, int], ...] | str:
         out.append((vname, nxt))
         nxt += 1
     if not out:
-        return "an enum without variants has no values"
+        return _NO_VARIANTS
     return tuple(out)
+
+
+_NO_VARIANTS = "an enum without variants has no values"
+
+
+class _Refusals:
+    """Matches the reasons :func:`_enum_variants` gives for not exporting an enum."""
+
+    def __contains__(self, reason: object) -> bool:
+        return isinstance(reason, str) and reason != "data"
+
+
+_ENUM_REFUSALS = _Refusals()
 
 
 def _collect_impl(

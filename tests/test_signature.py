@@ -155,7 +155,7 @@ pub fn takes(p: &mut Point, d: Dir, v: Vec<Point>) -> Option<Pair> { None }
 def test_reader_collects_exported_types_and_their_impls() -> None:
     info = parse_cell(TYPES_CELL)
     types = {t.name: t for t in info.types}
-    assert set(types) == {"Point", "Pair", "Unit", "Dir"}
+    assert set(types) == {"Point", "Pair", "Unit", "Dir", "Shape"}
     p = types["Point"]
     assert (p.shape, p.doc, p.traits) == ("named", "A point.", ["Debug", "Clone", "PartialEq", "Display"])
     assert p.text == "pub struct Point { pub x: f64, y: f64 }"
@@ -171,8 +171,11 @@ def test_reader_collects_exported_types_and_their_impls() -> None:
     assert types["Unit"].shape == "unit" and types["Unit"].fieldwise
     assert types["Dir"].variants == (("North", 0), ("East", 10), ("South", 11))
     assert [m.name for m in types["Dir"].methods] == ["left"]
+    shape = types["Shape"]
+    assert (shape.shape, shape.kind) == ("data", "user")
+    assert [c.text for c in shape.cases] == ["Circle(f64)", "Square { side: f64 }"]
+    assert shape.text == "pub enum Shape { Circle(f64), Square { side: f64 } }"
     skipped = dict(info.skipped)
-    assert "enums with data" in skipped["Shape"]
     assert "lifetime" in skipped["Borrowed"]
     assert "immutable" in skipped["Dir.turn"]
     takes = info.functions[0]

@@ -575,7 +575,7 @@ impl Fine {
     pub fn weird(&self, m: std::collections::HashMap<i32, i32>) -> usize { m.len() }
     pub fn generic<T: Copy>(&self, t: T) -> T { t }
 }
-pub enum Later { A(i32), B }
+pub enum Later { A(std::collections::HashMap<i32, i32>), B }
 pub enum Weird { A = 1 << 2 }
 """
 
@@ -588,7 +588,7 @@ def test_unsupported_parts_are_skipped_with_warnings(ip) -> None:
     assert "`Fine.weird`" in text and "HashMap" in text
     assert "`Fine.generic`" in text
     assert "Holder" not in ns
-    assert "`Later`" in text and "enums with data" in text
+    assert "`Later`" in text and "variant `A`" in text
     assert "Later" not in ns
     assert "`Weird`" in text and "not an integer literal" in text
     with pytest.raises(TypeError, match="no constructor"):
@@ -770,3 +770,70 @@ def test_fields_of_struct_type_read_as_clones_and_set_by_value(ip) -> None:
     assert not hasattr(o, "other")  # NoClone is not Clone: not readable as a property
     assert o.other_v() == 2
     assert Outer.__match_args__ == ("inner", "tags")
+
+
+# -- enums with data -----------------------------------------------------------------------
+
+SHAPE_ENUM_CELL = """
+/// A plane shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape { Circle(f64), Rect { w: f64, h: f64 }, Empty }
+
+impl Shape {
+    pub fn area(&self) -> f64 {
+        match self { Shape::Circle(r) => 3.0 * r * r, Shape::Rect { w, h } => w * h, Shape::Empty => 0.0 }
+    }
+    pub fn clear(&mut self) { *self = Shape::Empty; }
+    pub fn unit() -> Shape { Shape::Circle(1.0) }
+}
+
+pub fn shapes() -> Vec<Shape> { vec![Shape::Circle(2.0), Shape::Rect { w: 2.0, h: 3.0 }, Shape::Empty] }
+pub fn area_of(s: &Shape) -> f64 { s.area() }
+pub fn consume(s: Shape) -> String { format!("{:?}", s) }
+"""
+
+
+def describe(s: object, Shape: type) -> str:
+    match s:
+        case Shape.Circle(r):
+            return f"circle of radius {r}"
+        case Shape.Rect(w, h=h):
+            return f"{w} by {h} rectangle"
+        case Shape.Empty():
+            return "nothing"
+    return "?"
+
+
+def test_enum_with_data_has_a_class_per_variant(ip) -> None:
+    ns = run(ip, SHAPE_ENUM_CELL)
+    Shape = ns["Shape"]
+    c, r, e = Shape.Circle(2.0), Shape.Rect(w=2, h=3), Shape.Empty()
+    assert (repr(c), repr(r), repr(e)) == ("Circle(2.0)", "Rect { w: 2.0, h: 3.0 }", "Empty")
+    assert (c.variant, r.variant, e.variant) == ("Circle", "Rect", "Empty")
+    assert isinstance(c, Shape) and isinstance(c, Shape.Circle) and not isinstance(c, Shape.Rect)
+    assert Shape.Circle.__qualname__ == "Shape.Circle"
+    assert (c._0, r.w, r.h) == (2.0, 2.0, 3.0)
+    assert (Shape.Circle.__match_args__, Shape.Rect.__match_args__) == (("_0",), ("w", "h"))
+    assert [describe(s, Shape) for s in ns["shapes"]()] == ["circle of radius 2.0", "2.0 by 3.0 rectangle", "nothing"]
+    assert c.area() == 12.0 and ns["area_of"](r) == 6.0 and Shape.unit() == Shape.Circle(1.0)
+    assert c == Shape.Circle(2.0) and c != r
+    assert "pub enum Shape { Circle(f64), Rect { w: f64, h: f64 }, Empty }" in Shape.__doc__
+    assert str(inspect.signature(Shape.Rect)) == "(w, h)"
+    with pytest.raises(TypeError, match="construct one of its variants"):
+        Shape(1.0)
+    with pytest.raises(TypeError, match="must be float"):
+        Shape.Circle("big")
+    with pytest.raises(AttributeError):
+        r._0  # noqa: B018
+
+
+def test_enum_variant_follows_mutation_and_moves(ip) -> None:
+    ns = run(ip, SHAPE_ENUM_CELL)
+    Shape = ns["Shape"]
+    c = Shape.Circle(1.0)
+    c.clear()  # `&mut self` changed the variant: the object's class follows
+    assert type(c) is Shape.Empty and c.variant == "Empty" and describe(c, Shape) == "nothing"
+    r = Shape.Rect(1, 2)
+    assert ns["consume"](r) == "Rect { w: 1.0, h: 2.0 }"
+    with pytest.raises(RustHandleError, match="`Shape` was moved"):
+        r.variant  # noqa: B018

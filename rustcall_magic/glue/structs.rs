@@ -49,6 +49,7 @@ pub mod __rc_type_ffi {
 
     unsafe extern "C" {
         pub fn PyType_FromSpec(spec: *mut PyType_Spec) -> *mut PyObject;
+        pub fn PyType_FromSpecWithBases(spec: *mut PyType_Spec, bases: *mut PyObject) -> *mut PyObject;
         pub fn PyType_GenericAlloc(t: *mut PyObject, n: isize) -> *mut PyObject;
         pub fn PyObject_Free(p: *mut c_void);
         pub fn PyThread_get_thread_ident() -> c_ulong;
@@ -91,6 +92,7 @@ pub const Py_tp_str: c_int = 70;
 pub const Py_tp_getset: c_int = 73;
 pub const METH_STATIC: c_int = 0x0020;
 const Py_TPFLAGS_DEFAULT: u32 = 1 << 18;
+const Py_TPFLAGS_BASETYPE: u32 = 1 << 10;
 
 // Zero is never a live state: memory the interpreter allocated without our
 // constructor (it cannot happen while tp_new is always set) reads as unusable.
@@ -145,6 +147,18 @@ pub unsafe trait UserType: Sized + 'static {
     const DEBUG: Option<ReprFn>;
     /// The heap type object (set once by the module's init).
     unsafe fn type_object() -> *mut PyObject;
+    /// An enum with data changes class with its variant (after a `&mut` borrow too).
+    const RETYPE: bool = false;
+    /// The class of an instance holding `v` (an enum's variant class).
+    #[inline(always)]
+    unsafe fn type_for(_v: &Self) -> *mut PyObject {
+        Self::type_object()
+    }
+    /// True when `t` is the class of some instance of `T`.
+    #[inline(always)]
+    unsafe fn owns_type(t: *mut PyObject) -> bool {
+        t == Self::type_object()
+    }
 }
 
 static mut US_HANDLE_ERROR: *mut PyObject = ::std::ptr::null_mut();
@@ -248,7 +262,7 @@ unsafe fn not_instance<T: UserType>(o: *mut PyObject) -> ArgError {
 
 #[inline(always)]
 unsafe fn checked<T: UserType>(o: *mut PyObject) -> Result<*mut Inst<T>, ArgError> {
-    if (*o).ob_type != T::type_object() {
+    if !T::owns_type((*o).ob_type) {
         return Err(not_instance::<T>(o));
     }
     let i = inst::<T>(o);
@@ -349,8 +363,25 @@ impl<T: UserType> Drop for UserMut<T> {
     #[inline(always)]
     fn drop(&mut self) {
         if !self.p.is_null() {
-            unsafe { (*self.p).borrow = 0 };
+            unsafe {
+                (*self.p).borrow = 0;
+                if T::RETYPE && (*self.p).state == ST_ALIVE {
+                    retype::<T>(self.p);
+                }
+            }
         }
+    }
+}
+
+/// Gives an enum instance the class of its current variant (a `&mut` method may have changed it).
+unsafe fn retype<T: UserType>(i: *mut Inst<T>) {
+    let t = T::type_for(&*(*i).value.as_ptr());
+    let o = i as *mut PyObject;
+    if (*o).ob_type != t {
+        Py_IncRef(t);
+        let old = (*o).ob_type;
+        (*o).ob_type = t;
+        Py_DecRef(old);
     }
 }
 
@@ -414,7 +445,7 @@ pub unsafe fn user_from_py<T: UserType>(o: *mut PyObject) -> Result<T, ArgError>
 
 /// A new Python instance owning `v`.
 pub unsafe fn user_into_py<T: UserType>(v: T) -> *mut PyObject {
-    let o = __rc_type_ffi::PyType_GenericAlloc(T::type_object(), 0);
+    let o = __rc_type_ffi::PyType_GenericAlloc(T::type_for(&v), 0);
     if o.is_null() {
         drop(v);
         return o;
@@ -762,7 +793,7 @@ unsafe fn with_pair<T: UserType>(
     what: &str,
     f: &dyn Fn(&T, &T) -> *mut PyObject,
 ) -> *mut PyObject {
-    if (*a).ob_type != T::type_object() || (*b).ob_type != T::type_object() {
+    if !T::owns_type((*a).ob_type) || !T::owns_type((*b).ob_type) {
         return not_implemented();
     }
     let (mut ha, mut hb): (UserRef<T>, UserRef<T>) = (ArgHolder::empty(), ArgHolder::empty());
@@ -919,6 +950,106 @@ pub struct TypeParts {
     pub len: Option<LenFn>,
     /// Field names for positional `case S(a, b)` patterns.
     pub match_args: &'static [&'static str],
+    /// An enum with data: one class per variant, subclasses of the enum's class.
+    pub variants: Vec<VariantParts>,
+}
+
+/// The class of one variant of an enum with data (`Shape.Circle`).
+pub struct VariantParts {
+    /// `module.Circle` (NUL-terminated) and the attribute of the enum's class, `Circle`.
+    pub name: &'static [u8],
+    pub attr: &'static str,
+    pub doc: &'static [u8],
+    pub new: NewFn,
+    pub getset: Vec<PyGetSetDef>,
+    pub match_args: &'static [&'static str],
+}
+
+/// `tp_new` of an enum with data but no `new`: its variants construct it.
+pub unsafe extern "C" fn us_variant_new_only<T: UserType>(
+    _t: *mut PyObject,
+    _a: *mut PyObject,
+    _k: *mut PyObject,
+) -> *mut PyObject {
+    us_raise(
+        __rc_type_ffi::PyExc_TypeError,
+        &format!("`{}` is an enum: construct one of its variants, e.g. `{}.<Variant>(...)`", T::NAME, T::NAME),
+    );
+    ::std::ptr::null_mut()
+}
+
+/// Sets `names` (field names) as `__match_args__` of class `t`; false with an exception set on failure.
+unsafe fn set_match_args(t: *mut PyObject, names: &[&str]) -> bool {
+    if names.is_empty() {
+        return true;
+    }
+    let tuple = PyTuple_New(names.len() as isize);
+    for (k, n) in names.iter().enumerate() {
+        PyTuple_SetItem(tuple, k as isize, py_str(n));
+    }
+    let ok = __rc_type_ffi::PyObject_SetAttrString(t, b"__match_args__\0".as_ptr() as *const c_char, tuple);
+    Py_DecRef(tuple);
+    ok == 0
+}
+
+/// Creates the variant classes of enum class `base` into `out` (in variant order) and sets
+/// each as an attribute of `base`; false with an exception set on failure.
+unsafe fn make_variants(base: *mut PyObject, parts: Vec<VariantParts>, out: &mut [*mut PyObject]) -> bool {
+    let bases = PyTuple_New(1);
+    PyTuple_SetItem(bases, 0, new_ref(base));
+    let base_name = PyObject_GetAttrString(base, b"__qualname__\0".as_ptr() as *const c_char);
+    for (k, v) in parts.into_iter().enumerate() {
+        let mut getset = v.getset;
+        getset.push(PyGetSetDef {
+            name: ::std::ptr::null(),
+            get: None,
+            set: None,
+            doc: ::std::ptr::null(),
+            closure: ::std::ptr::null_mut(),
+        });
+        let getset: &'static mut [PyGetSetDef] = Box::leak(getset.into_boxed_slice());
+        let mut slots = vec![
+            PyType_Slot { slot: Py_tp_new, pfunc: v.new as *mut c_void },
+            PyType_Slot { slot: Py_tp_doc, pfunc: v.doc.as_ptr() as *mut c_void },
+            PyType_Slot { slot: Py_tp_getset, pfunc: getset.as_mut_ptr() as *mut c_void },
+            PyType_Slot { slot: 0, pfunc: ::std::ptr::null_mut() },
+        ];
+        let mut spec = PyType_Spec {
+            name: v.name.as_ptr() as *const c_char,
+            basicsize: 0, // the enum's layout
+            itemsize: 0,
+            flags: Py_TPFLAGS_DEFAULT,
+            slots: slots.as_mut_ptr(),
+        };
+        let t = __rc_type_ffi::PyType_FromSpecWithBases(&mut spec, bases);
+        if t.is_null() {
+            Py_DecRef(bases);
+            Py_DecRef(base_name);
+            return false;
+        }
+        out[k] = t; // kept for good, like the enum's class
+        let vattr = format!("{}\0", v.attr);
+        let mut n: isize = 0;
+        let bn = if base_name.is_null() { ::std::ptr::null() } else { PyUnicode_AsUTF8AndSize(base_name, &mut n) };
+        let qual = if bn.is_null() {
+            v.attr.to_string()
+        } else {
+            format!("{}.{}", String::from_utf8_lossy(::std::slice::from_raw_parts(bn as *const u8, n as usize)), v.attr)
+        };
+        let q = py_str(&qual);
+        let ok = __rc_type_ffi::PyObject_SetAttrString(t, b"__qualname__\0".as_ptr() as *const c_char, q) == 0
+            && set_match_args(t, v.match_args)
+            && __rc_type_ffi::PyObject_SetAttrString(base, vattr.as_ptr() as *const c_char, t) == 0;
+        Py_DecRef(q);
+        if !ok {
+            Py_DecRef(bases);
+            Py_DecRef(base_name);
+            return false;
+        }
+    }
+    Py_DecRef(bases);
+    Py_DecRef(base_name);
+    true
 }
 
 macro_rules! slot {
@@ -940,7 +1071,12 @@ fn method_def(name: &'static [u8], f: PyFastKwFn, doc: &'static [u8]) -> PyMetho
 
 /// Creates the heap type of `T` from its generated parts and the traits rustc found;
 /// adds it to module `m` under its name. NULL with an exception set on failure.
-pub unsafe fn make_type<T: UserType>(m: *mut PyObject, parts: TypeParts, probes: Probes) -> *mut PyObject {
+pub unsafe fn make_type<T: UserType>(
+    m: *mut PyObject,
+    parts: TypeParts,
+    probes: Probes,
+    variant_types: &mut [*mut PyObject],
+) -> *mut PyObject {
     let mut methods = parts.methods;
     methods.push(method_def(b"drop\0", us_drop::<T>, b"drop($self, /)\n--\n\nRun Rust's `Drop` now; later use raises RustHandleError.\0"));
     methods.push(method_def(b"__enter__\0", us_enter::<T>, b"\0"));
@@ -992,26 +1128,18 @@ pub unsafe fn make_type<T: UserType>(m: *mut PyObject, parts: TypeParts, probes:
         name: parts.name.as_ptr() as *const c_char,
         basicsize: ::std::mem::size_of::<Inst<T>>() as c_int,
         itemsize: 0,
-        // Not Py_TPFLAGS_BASETYPE: an instance's layout is exactly `Inst<T>`. Not immutable
-        // either: `__match_args__` is set after creation, like a Python class's attribute.
-        flags: Py_TPFLAGS_DEFAULT,
+        // Py_TPFLAGS_BASETYPE only for an enum, whose variant classes share its layout. Not
+        // immutable: `__match_args__` and variant classes are set after creation.
+        flags: Py_TPFLAGS_DEFAULT | if parts.variants.is_empty() { 0 } else { Py_TPFLAGS_BASETYPE },
         slots: slots.as_mut_ptr(),
     };
     let t = __rc_type_ffi::PyType_FromSpec(&mut spec);
     if t.is_null() {
         return t;
     }
-    if !parts.match_args.is_empty() {
-        let names = PyTuple_New(parts.match_args.len() as isize);
-        for (k, n) in parts.match_args.iter().enumerate() {
-            PyTuple_SetItem(names, k as isize, py_str(n));
-        }
-        let ok = __rc_type_ffi::PyObject_SetAttrString(t, b"__match_args__\0".as_ptr() as *const c_char, names);
-        Py_DecRef(names);
-        if ok != 0 {
-            Py_DecRef(t);
-            return ::std::ptr::null_mut();
-        }
+    if !set_match_args(t, parts.match_args) || !make_variants(t, parts.variants, variant_types) {
+        Py_DecRef(t);
+        return ::std::ptr::null_mut();
     }
     let name: &'static [u8] = parts.name; // (closures of editions before 2021 capture whole variables)
     let short = name.iter().rposition(|&c| c == b'.').map(|k| &name[k + 1..]).unwrap_or(name);
