@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .signature import FnSig, Param, RType, UserType, holder_type, pass_expr, py_in_text, type_row
+from .signature import FnSig, Param, RType, UserType, Variant, holder_type, pass_expr, py_in_text, type_row
 
 #: Bumped whenever generated code changes shape; part of every cache key.
 GLUE_VERSION = "4"
