@@ -391,6 +391,7 @@ def _user_type(
             "        Err(p) => { raise_panic(\"len\", p); -1 }\n    }\n}"
         )
         len_fn = f"Some(__rc_len{k})"
+    ops = _operators(k, ut, out)
     variant_parts, variant_out = "", "&mut []"
     if ut.shape == "data":
         items, variant_parts, variant_getset = _variants(k, ut, module_name, cloneable, wrappers, len(out))
@@ -407,10 +408,47 @@ def _user_type(
         f"            len: {len_fn},\n"
         f"            match_args: &[{', '.join(rust_str(f.name) for f in properties)}],\n"
         f"            variants: vec![\n{variant_parts}            ],\n"
+        f"            ops: vec![{ops}],\n"
         f"        }}, probes_of!({t}), {variant_out});\n"
         f"        if __RC_T{k}.is_null() {{ Py_DecRef(m); return ::std::ptr::null_mut(); }}"
     )
     return out, init, wrappers
+
+
+_NB_SLOTS = {"Add": "Py_nb_add", "Sub": "Py_nb_subtract", "Mul": "Py_nb_multiply", "Div": "Py_nb_true_divide",
+             "Rem": "Py_nb_remainder"}
+_PROBES = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Rem": "REM"}
+
+
+def _operators(k: int, ut: UserType, out: list[str]) -> str:
+    """Slots for ``impl Op<R> for S`` (R not ``Self``; S must be ``Clone``): appends their functions
+    to *out*, returns the ``ops`` list items. ``S op S`` keeps working through the probe."""
+    if not ut.operators or not {"Clone", "Copy"} & set(ut.traits):
+        return ""
+    t = f"super::{ut.name}"
+    items = []
+    for op in _NB_SLOTS:
+        rhs = [r for name, r in ut.operators if name == op]
+        if not rhs:
+            continue
+        tries = "\n".join(
+            f"    match <{r.rust()} as FromPy>::from_py(b) {{\n"
+            f"        Ok(r) => return rhs_op::<{t}, {r.rust()}, _>(a, r, {rust_str(op.lower())}, "
+            f"|x: {t}, r: {r.rust()}| ::std::ops::{op}::{op.lower()}(x, r)),\n"
+            "        Err(_) => PyErr_Clear(),\n    }"
+            for r in rhs
+        )
+        out.append(
+            f"unsafe extern \"C\" fn __rc_op{k}_{op}(a: *mut PyObject, b: *mut PyObject) -> *mut PyObject {{\n"
+            f"    if <{t} as UserType>::owns_type((*b).ob_type) {{\n"
+            f"        return match Probe::<{t}>::{_PROBES[op]} {{ Some(f) => f(a, b), None => not_implemented() }};\n"
+            "    }\n"
+            f"    if !<{t} as UserType>::owns_type((*a).ob_type) {{ return not_implemented(); }}\n"
+            f"{tries}\n"
+            "    not_implemented()\n}"
+        )
+        items.append(f"({_NB_SLOTS[op]}, __rc_op{k}_{op})")
+    return ", ".join(items)
 
 
 def _variant_pattern(t: str, v: Variant, bind: int | None = None) -> str:

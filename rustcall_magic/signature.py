@@ -461,6 +461,10 @@ class Field:
     public: bool
 
 
+#: Arithmetic traits that become Python operators.
+OPERATORS = ("Add", "Sub", "Mul", "Div", "Rem")
+
+
 @dataclass(frozen=True)
 class Variant:
     """A variant of an exported enum with data: name, ``named``/``tuple``/``unit`` shape, fields."""
@@ -501,6 +505,8 @@ class UserType:
     variants: tuple[tuple[str, int], ...] = ()
     #: An enum with data (``shape`` ``data``): its variants.
     cases: tuple[Variant, ...] = ()
+    #: ``impl Op<R> for S`` with R another supported type than ``Self``: (trait name, R).
+    operators: list[tuple[str, RType]] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -862,7 +868,14 @@ def _collect_impl(
     ut = types[_text(ty)]
     trait = node.child_by_field_name("trait")
     if trait is not None:
-        ut.traits.append(_text(trait).split("<")[0].split("::")[-1])
+        name = _text(trait).split("<")[0].split("::")[-1]
+        ut.traits.append(name)
+        # `impl Mul<f64> for S`: an operator whose right-hand side is another supported type.
+        tr = rtype_of(trait, users, ut.name)
+        if name in OPERATORS and len(tr.args) == 1 and tr.args[0] != RType(ut.kind, ut.name):
+            rhs = tr.args[0]
+            if field_supported(rhs) and node.child_by_field_name("type_parameters") is None:
+                ut.operators.append((name, rhs))
         return
     if node.child_by_field_name("type_parameters") is not None:
         info.skipped.append((ut.name, "generic impl blocks are not exported"))

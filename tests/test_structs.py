@@ -837,3 +837,31 @@ def test_enum_variant_follows_mutation_and_moves(ip) -> None:
     assert ns["consume"](r) == "Rect { w: 1.0, h: 2.0 }"
     with pytest.raises(RustHandleError, match="`Shape` was moved"):
         r.variant  # noqa: B018
+
+
+OPS_CELL = """
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct V2 { pub x: f64, pub y: f64 }
+impl std::ops::Mul<f64> for V2 { type Output = V2; fn mul(self, k: f64) -> V2 { V2 { x: self.x * k, y: self.y * k } } }
+impl std::ops::Mul for V2 { type Output = f64; fn mul(self, o: V2) -> f64 { self.x * o.x + self.y * o.y } }
+impl std::ops::Add<(f64, f64)> for V2 {
+    type Output = V2;
+    fn add(self, o: (f64, f64)) -> V2 { V2 { x: self.x + o.0, y: self.y + o.1 } }
+}
+"""
+
+
+def test_operators_with_a_right_hand_side_of_another_type(ip) -> None:
+    V2 = run(ip, OPS_CELL)["V2"]
+    a = V2(1, 2)
+    assert a * 2 == V2(2, 4)  # Mul<f64>, an int converts like an f64 argument
+    assert a * 2.5 == V2(2.5, 5)
+    assert a * V2(3, 4) == 11.0  # Mul<Self> still applies
+    assert a + (1, 1) == V2(2, 3)
+    assert a == V2(1, 2)  # operands are not consumed
+    with pytest.raises(TypeError):
+        2 * a  # noqa: B018  (no `impl Mul<V2> for f64`)
+    with pytest.raises(TypeError):
+        a * "x"  # noqa: B018
+    with pytest.raises(TypeError):
+        a + V2(1, 1)  # noqa: B018  (no Add<Self>)

@@ -940,6 +940,19 @@ pub unsafe extern "C" fn us_neg<T: ::std::ops::Neg<Output = O> + Clone + UserTyp
     }
 }
 
+/// `a op r` for an instance `a` and a converted right-hand side `r` (on a clone of `a`:
+/// Rust's operators consume their operands, Python's must not).
+pub unsafe fn rhs_op<T: UserType + Clone, R, O: IntoPy>(a: *mut PyObject, r: R, what: &str, f: fn(T, R) -> O) -> *mut PyObject {
+    let mut h: UserRef<T> = ArgHolder::empty();
+    if let Err(e) = h.fill(a) {
+        return raise_self_error(e);
+    }
+    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| f(h.get().clone(), r).into_py())) {
+        Ok(v) => v,
+        Err(p) => raise_panic(what, p),
+    }
+}
+
 /// What the generated code knows per type, beyond the probes.
 pub struct TypeParts {
     pub name: &'static [u8],
@@ -952,6 +965,8 @@ pub struct TypeParts {
     pub match_args: &'static [&'static str],
     /// An enum with data: one class per variant, subclasses of the enum's class.
     pub variants: Vec<VariantParts>,
+    /// Number-protocol slots written for `impl Op<R> for S` (they replace the probes' `Self` ones).
+    pub ops: Vec<(c_int, BinFn)>,
 }
 
 /// The class of one variant of an enum with data (`Shape.Circle`).
@@ -1117,11 +1132,13 @@ pub unsafe fn make_type<T: UserType>(
         slots.push(PyType_Slot { slot: Py_tp_iter, pfunc: it as *mut c_void });
     }
     slot!(slots, Py_tp_iternext, probes.next);
-    slot!(slots, Py_nb_add, probes.add);
-    slot!(slots, Py_nb_subtract, probes.sub);
-    slot!(slots, Py_nb_multiply, probes.mul);
-    slot!(slots, Py_nb_true_divide, probes.div);
-    slot!(slots, Py_nb_remainder, probes.rem);
+    let ops: &Vec<(c_int, BinFn)> = &parts.ops; // (closures before edition 2021 capture whole variables)
+    let op = |id: c_int, probe: Option<BinFn>| ops.iter().find(|o| o.0 == id).map(|o| o.1).or(probe);
+    slot!(slots, Py_nb_add, op(Py_nb_add, probes.add));
+    slot!(slots, Py_nb_subtract, op(Py_nb_subtract, probes.sub));
+    slot!(slots, Py_nb_multiply, op(Py_nb_multiply, probes.mul));
+    slot!(slots, Py_nb_true_divide, op(Py_nb_true_divide, probes.div));
+    slot!(slots, Py_nb_remainder, op(Py_nb_remainder, probes.rem));
     slot!(slots, Py_nb_negative, probes.neg);
     slots.push(PyType_Slot { slot: 0, pfunc: ::std::ptr::null_mut() });
     let mut spec = PyType_Spec {
