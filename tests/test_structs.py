@@ -857,11 +857,11 @@ def test_operators_with_a_right_hand_side_of_another_type(ip) -> None:
     assert a * 2 == V2(2, 4)  # Mul<f64>, an int converts like an f64 argument
     assert a * 2.5 == V2(2.5, 5)
     assert a * V2(3, 4) == 11.0  # Mul<Self> still applies
-    assert a + (1, 1) == V2(2, 3)
+    assert a + (1, 1) == V2(2, 3)  # noqa: RUF005  (Add<(f64, f64)>, not tuple concatenation)
     assert a == V2(1, 2)  # operands are not consumed
     with pytest.raises(TypeError):
-        2 * a  # noqa: B018  (no `impl Mul<V2> for f64`)
+        2 * a  # there is no `impl Mul<V2> for f64`
     with pytest.raises(TypeError):
-        a * "x"  # noqa: B018
+        a * "x"
     with pytest.raises(TypeError):
-        a + V2(1, 1)  # noqa: B018  (no Add<Self>)
+        a + V2(1, 1)  # there is no `impl Add for V2`
