@@ -294,7 +294,7 @@ class RustCompiler:
         skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
         diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
         for name, reason in skipped:
-            warnings.warn(f"Rust function `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
+            warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
         if diags and not quiet:
             sys.stderr.write("".join(d.rendered for d in diags))
         info = CompileInfo(hit, compile_seconds, load_seconds, time.perf_counter() - t0, key)
