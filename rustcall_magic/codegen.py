@@ -666,7 +666,12 @@ def generate(
             f"ml_doc: {rust_bytes(docstring(sig))}.as_ptr() as *const c_char }},"
         )
     if any(ut.kind == "user" for ut in types):
-        n += 1
+        n += 2
+        methods.append(
+            "    PyMethodDef { ml_name: b\"_rustcall_version\\0\".as_ptr() as *const c_char, "
+            "ml_meth: Some(us_version), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
+            "ml_doc: b\"Changes whenever a struct instance of this module changes state\\0\".as_ptr() as *const c_char },"
+        )
         methods.append(
             "    PyMethodDef { ml_name: b\"_rustcall_instances\\0\".as_ptr() as *const c_char, "
             "ml_meth: Some(us_instances), ml_flags: METH_FASTCALL | METH_KEYWORDS, "

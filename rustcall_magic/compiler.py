@@ -72,7 +72,7 @@ class CellFunctions:
         self.types: dict[str, type] = {n: getattr(ext, n) for n in getattr(ext, "__rustcall_types__", ())}
         instances = getattr(ext, "_rustcall_instances", None)
         if instances is not None:
-            add_instance_source(ext.__name__, instances)
+            add_instance_source(ext.__name__, instances, getattr(ext, "_rustcall_version", None))
         for name in [*self.signatures, *self.types]:
             # Attributes of the module object win; such a function is m["name"].
             if name not in self.__dict__ and not hasattr(type(self), name) and not name.startswith("_"):

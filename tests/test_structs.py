@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 
 import pytest
@@ -718,12 +719,10 @@ def test_instances_are_listed_by_live_handles(shapes) -> None:
     assert _rows_of(a, b, c, v, o) == [
         ("Opaque", "alive", "-"),  # no Debug: no preview
         ("Tracked", "alive", 'Tracked { id: 1, tag: "t1" }'),
-        ("Tracked", "dropped", "-"),
-        ("Tracked", "moved", "-"),
-        ("Vec2", "poisoned", "-"),
-    ]
+        ("Vec2", "poisoned", "-"),  # still owns its value until dropped
+    ]  # the moved and the dropped one own nothing: not listed
     mine = {id(x) for x in (a, b, c, v, o)}
-    assert sorted(r.kind for r in rc.live_handles(include_ended=False) if r.id in mine) == ["Opaque", "Tracked"]
+    assert sorted(r.kind for r in rc.live_handles(include_ended=False) if r.id in mine) == ["Opaque", "Tracked", "Vec2"]
     ida = id(a)
     del a
     gc.collect()
@@ -865,3 +864,45 @@ def test_operators_with_a_right_hand_side_of_another_type(ip) -> None:
         a * "x"
     with pytest.raises(TypeError):
         a + V2(1, 1)  # there is no `impl Add for V2`
+
+
+def test_handles_view_lists_and_drops_instances(shapes) -> None:
+    from rustcall_magic.widgets import HandlesView
+
+    t = shapes["Tracked"](31)
+    view = HandlesView(namespace={"t": t})
+    try:
+        view.refresh()
+        row = next(r for r in view.rows if r.id == id(t))
+        assert (row.kind, row.state, row.preview) == ("Tracked", "alive", 'Tracked { id: 31, tag: "t31" }')
+        assert "Tracked" in view.table.value
+        before = shapes["drops"]()
+        view.drop(id(t))
+        assert shapes["drops"]() == before + 1
+        assert f"dropped #{id(t)}" in view.status.value
+        assert id(t) not in {r.id for r in view.rows}
+    finally:
+        view.close()
+
+
+def test_listeners_hear_of_instance_changes(shapes) -> None:
+    from rustcall_magic import handles
+
+    events: list[handles.HandleEvent] = []
+    handles.add_listener(events.append, interval=60)  # the poller sleeps: batches are flushed here
+    try:
+        assert handles._flush_instances() is None  # nothing changed since the listener came
+        t = shapes["Tracked"](41)
+        t.drop()
+        event = handles._flush_instances()
+        assert event is not None and event.changed == 2  # created, dropped
+        assert id(t) not in {r.id for r in event.rows}  # dropped: no longer listed
+        assert events == [event]
+        del t
+        handles.add_listener(events.append, interval=0.02)  # now the poller looks by itself
+        deadline = time.monotonic() + 10
+        while len(events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(events) == 2 and events[1].changed == 1  # the deallocation
+    finally:
+        handles.remove_listener(events.append)

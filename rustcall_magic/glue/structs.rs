@@ -135,6 +135,25 @@ pub struct LiveEntry {
 /// with the interpreter lock held.
 static mut US_LIVE: Vec<LiveEntry> = Vec::new();
 
+/// Changes on every creation, move, drop, poisoning and deallocation of an instance: live
+/// views poll it (`_rustcall_version()`) instead of being called per operation.
+static mut US_VERSION: u64 = 0;
+
+#[inline(always)]
+unsafe fn bump() {
+    US_VERSION = US_VERSION.wrapping_add(1);
+}
+
+/// `_rustcall_version()`: the module's instance-change counter.
+pub unsafe extern "C" fn us_version(
+    _m: *mut PyObject,
+    _a: *const *mut PyObject,
+    _n: isize,
+    _k: *mut PyObject,
+) -> *mut PyObject {
+    PyLong_FromUnsignedLongLong(US_VERSION as c_ulonglong)
+}
+
 /// Implemented by the generated code for every exported user type of the cell.
 pub unsafe trait UserType: Sized + 'static {
     /// The Rust name (as the cell spells it).
@@ -338,6 +357,7 @@ impl<T: UserType> UserMut<T> {
         if !self.p.is_null() {
             (*self.p).state = ST_POISONED;
             (*self.p).poisoned_by = method;
+            bump();
         }
     }
 }
@@ -399,6 +419,7 @@ impl<T: UserType> UserArg<T> {
         let v = ::std::ptr::read((*i).value.as_ptr());
         if !T::COPY {
             (*i).state = ST_MOVED;
+            bump();
         }
         v
     }
@@ -439,6 +460,7 @@ pub unsafe fn user_from_py<T: UserType>(o: *mut PyObject) -> Result<T, ArgError>
     let v = ::std::ptr::read((*i).value.as_ptr());
     if !T::COPY {
         (*i).state = ST_MOVED;
+        bump();
     }
     Ok(v)
 }
@@ -459,6 +481,7 @@ pub unsafe fn user_into_py<T: UserType>(v: T) -> *mut PyObject {
     let live = &mut *::std::ptr::addr_of_mut!(US_LIVE);
     (*i).slot = live.len();
     live.push(LiveEntry { obj: o, name: T::NAME, repr: T::DEBUG });
+    bump();
     o
 }
 
@@ -478,6 +501,7 @@ pub unsafe extern "C" fn us_dealloc<T: UserType>(o: *mut PyObject) {
             drop_value::<T>(i);
         }
     }
+    bump();
     let live = &mut *::std::ptr::addr_of_mut!(US_LIVE);
     let slot = (*i).slot;
     live.swap_remove(slot);
@@ -564,6 +588,7 @@ pub unsafe extern "C" fn us_drop<T: UserType>(
     if (*i).state == ST_POISONED && (T::SEND || (*i).owner == thread_ident()) {
         drop_value::<T>(i);
         (*i).state = ST_DROPPED;
+        bump();
         return none();
     }
     if let Err(e) = usable::<T>(i) {
@@ -574,6 +599,7 @@ pub unsafe extern "C" fn us_drop<T: UserType>(
         return ::std::ptr::null_mut();
     }
     (*i).state = ST_DROPPED;
+    bump();
     drop_value::<T>(i);
     none()
 }
@@ -601,6 +627,7 @@ pub unsafe extern "C" fn us_exit<T: UserType>(
     let st = (*i).state;
     if (st == ST_ALIVE || st == ST_POISONED) && (*i).borrow == 0 && (T::SEND || (*i).owner == thread_ident()) {
         (*i).state = ST_DROPPED;
+        bump();
         drop_value::<T>(i);
     }
     PyBool_FromLong(0)
