@@ -349,7 +349,9 @@ def _user_type(
     getset = []
     properties = [f for f in ut.properties if _user_types_in(f.type) <= cloneable]
     for f in properties:
-        rt, fl = f.type.rust(), f"{ut.name}.{f.name}"
+        # A tuple struct's field `.0` is the property `_0`.
+        pn = _field_param(f.name)
+        rt, fl = f.type.rust(), f"{ut.name}.{pn}"
         sig_lit = rust_str(f"field {fl}: {f.type}")
         out.append(
             f"unsafe extern \"C\" fn __rc_g{k}_{f.name}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
@@ -374,9 +376,9 @@ def _user_type(
             "    0\n}"
         )
         getset.append(
-            f"        __rc_type_ffi::PyGetSetDef {{ name: {rust_bytes(f.name)}.as_ptr() as *const c_char, "
+            f"        __rc_type_ffi::PyGetSetDef {{ name: {rust_bytes(pn)}.as_ptr() as *const c_char, "
             f"get: Some(__rc_g{k}_{f.name}), set: Some(__rc_s{k}_{f.name}), "
-            f"doc: {rust_bytes(f'{f.name}: {f.type}')}.as_ptr() as *const c_char, closure: ::std::ptr::null_mut() }},"
+            f"doc: {rust_bytes(f'{pn}: {f.type}')}.as_ptr() as *const c_char, closure: ::std::ptr::null_mut() }},"
         )
     # `pub fn len(&self) -> usize` is also `len(obj)`.
     len_fn = "None"
@@ -406,7 +408,7 @@ def _user_type(
         "            methods: vec![\n" + "\n".join(methods) + "\n            ],\n"
         "            getset: vec![\n" + "\n".join(getset) + "\n            ],\n"
         f"            len: {len_fn},\n"
-        f"            match_args: &[{', '.join(rust_str(f.name) for f in properties)}],\n"
+        f"            match_args: &[{', '.join(rust_str(_field_param(f.name)) for f in properties)}],\n"
         f"            variants: vec![\n{variant_parts}            ],\n"
         f"            ops: vec![{ops}],\n"
         f"        }}, probes_of!({t}), {variant_out});\n"

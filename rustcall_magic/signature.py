@@ -545,8 +545,8 @@ class UserType:
 
     @property
     def properties(self) -> list[Field]:
-        """The ``pub`` fields of a named-field struct whose types cross (readable and settable)."""
-        if self.shape != "named":
+        """The ``pub`` fields whose types cross (readable and settable; a tuple struct's ``.0`` is ``_0``)."""
+        if self.shape not in ("named", "tuple"):
             return []
         return [f for f in self.fields if f.public and field_supported(f.type)]
 

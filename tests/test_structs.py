@@ -201,6 +201,11 @@ def test_fieldwise_construction_positional_keyword_and_default(shapes) -> None:
         V("1", 2)
     w = shapes["Wrapper"](7, "seven")
     assert isinstance(w, shapes["Wrapper"])
+    assert (w._0, w._1, shapes["Wrapper"].__match_args__) == (7, "seven", ("_0", "_1"))  # tuple fields
+    w._0 = 8
+    assert w._0 == 8
+    with pytest.raises(OverflowError):
+        w._0 = 2**31
     assert isinstance(shapes["Marker"](), shapes["Marker"])
 
 
