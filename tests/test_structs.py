@@ -911,3 +911,25 @@ def test_listeners_hear_of_instance_changes(shapes) -> None:
         assert len(events) == 2 and events[1].changed == 1  # the deallocation
     finally:
         handles.remove_listener(events.append)
+
+
+PANICKY_DROP_CELL = """
+pub struct Grumpy { pub id: u32 }
+impl Drop for Grumpy { fn drop(&mut self) { if self.id > 0 { panic!("cannot drop {}", self.id) } } }
+"""
+
+
+def test_a_panic_in_drop_is_a_rust_panic_and_the_value_counts_as_dropped(ip) -> None:
+    G = run(ip, PANICKY_DROP_CELL)["Grumpy"]
+    g = G(3)
+    with pytest.raises(RustPanic, match="cannot drop 3"):
+        g.drop()
+    with pytest.raises(RustHandleError, match="dropped"):
+        g.drop()
+    with pytest.raises(RustPanic, match="cannot drop 4"):
+        with G(4):
+            pass
+    quiet = G(5)
+    del quiet  # no caller to raise to: contained, the process goes on
+    gc.collect()
+    assert G(0).id == 0

@@ -485,10 +485,18 @@ pub unsafe fn user_into_py<T: UserType>(v: T) -> *mut PyObject {
     o
 }
 
-/// Runs the value's `Drop` (user code: a panic there is contained).
-unsafe fn drop_value<T: UserType>(i: *mut Inst<T>) {
+/// Runs the value's `Drop` (user code: a panic there is contained and handed back).
+unsafe fn drop_value<T: UserType>(i: *mut Inst<T>) -> Option<Box<dyn Any + Send>> {
     let p = (*i).value.as_mut_ptr();
-    let _ = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| ::std::ptr::drop_in_place(p)));
+    ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| ::std::ptr::drop_in_place(p))).err()
+}
+
+/// None, or RustPanic for a panic in `Drop` (the value is dropped either way).
+unsafe fn dropped(panic: Option<Box<dyn Any + Send>>) -> *mut PyObject {
+    match panic {
+        None => none(),
+        Some(p) => raise_panic("drop", p),
+    }
 }
 
 pub unsafe extern "C" fn us_dealloc<T: UserType>(o: *mut PyObject) {
@@ -498,7 +506,8 @@ pub unsafe extern "C" fn us_dealloc<T: UserType>(o: *mut PyObject) {
         // A value that is not `Send` must not be dropped by another thread (its `Rc`
         // counts are not atomic): it is leaked instead.
         if T::SEND || (*i).owner == thread_ident() {
-            drop_value::<T>(i);
+            // No caller to raise to: a panic in `Drop` here is contained and dropped.
+            let _ = drop_value::<T>(i);
         }
     }
     bump();
@@ -586,10 +595,9 @@ pub unsafe extern "C" fn us_drop<T: UserType>(
     }
     let i = inst::<T>(o);
     if (*i).state == ST_POISONED && (T::SEND || (*i).owner == thread_ident()) {
-        drop_value::<T>(i);
         (*i).state = ST_DROPPED;
         bump();
-        return none();
+        return dropped(drop_value::<T>(i));
     }
     if let Err(e) = usable::<T>(i) {
         return raise_self_error(e);
@@ -600,8 +608,7 @@ pub unsafe extern "C" fn us_drop<T: UserType>(
     }
     (*i).state = ST_DROPPED;
     bump();
-    drop_value::<T>(i);
-    none()
+    dropped(drop_value::<T>(i))
 }
 
 pub unsafe extern "C" fn us_enter<T: UserType>(
@@ -628,7 +635,9 @@ pub unsafe extern "C" fn us_exit<T: UserType>(
     if (st == ST_ALIVE || st == ST_POISONED) && (*i).borrow == 0 && (T::SEND || (*i).owner == thread_ident()) {
         (*i).state = ST_DROPPED;
         bump();
-        drop_value::<T>(i);
+        if let Some(p) = drop_value::<T>(i) {
+            return raise_panic("drop", p);
+        }
     }
     PyBool_FromLong(0)
 }
