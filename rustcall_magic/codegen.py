@@ -423,30 +423,40 @@ _PROBES = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Rem": "REM"}
 
 
 def _operators(k: int, ut: UserType, out: list[str]) -> str:
-    """Slots for ``impl Op<R> for S`` (R not ``Self``; S must be ``Clone``): appends their functions
-    to *out*, returns the ``ops`` list items. ``S op S`` keeps working through the probe."""
-    if not ut.operators or not {"Clone", "Copy"} & set(ut.traits):
+    """Slots for ``impl Op<R> for S`` and ``impl Op<S> for L`` (R, L other supported types; S must be
+    ``Clone``): appends their functions to *out*, returns the ``ops`` list items. ``S op S`` keeps
+    working through the probe."""
+    if not (ut.operators or ut.reflected) or not {"Clone", "Copy"} & set(ut.traits):
         return ""
     t = f"super::{ut.name}"
     items = []
     for op in _NB_SLOTS:
         rhs = [r for name, r in ut.operators if name == op]
-        if not rhs:
+        lhs = [r for name, r in ut.reflected if name == op]
+        if not rhs and not lhs:
             continue
-        tries = "\n".join(
-            f"    match <{r.rust()} as FromPy>::from_py(b) {{\n"
-            f"        Ok(r) => return rhs_op::<{t}, {r.rust()}, _>(a, r, {rust_str(op.lower())}, "
-            f"|x: {t}, r: {r.rust()}| ::std::ops::{op}::{op.lower()}(x, r)),\n"
-            "        Err(_) => PyErr_Clear(),\n    }"
+        path = f"::std::ops::{op}::{op.lower()}"
+        tries_r = "".join(
+            f"        match <{r.rust()} as FromPy>::from_py(b) {{\n"
+            f"            Ok(r) => return rhs_op::<{t}, {r.rust()}, _>(a, r, {rust_str(op.lower())}, "
+            f"|x: {t}, r: {r.rust()}| {path}(x, r)),\n"
+            "            Err(_) => PyErr_Clear(),\n        }\n"
             for r in rhs
+        )
+        tries_l = "".join(
+            f"        match <{r.rust()} as FromPy>::from_py(a) {{\n"
+            f"            Ok(l) => return lhs_op::<{t}, {r.rust()}, _>(l, b, {rust_str(op.lower())}, "
+            f"|l: {r.rust()}, x: {t}| {path}(l, x)),\n"
+            "            Err(_) => PyErr_Clear(),\n        }\n"
+            for r in lhs
         )
         out.append(
             f"unsafe extern \"C\" fn __rc_op{k}_{op}(a: *mut PyObject, b: *mut PyObject) -> *mut PyObject {{\n"
-            f"    if <{t} as UserType>::owns_type((*b).ob_type) {{\n"
+            f"    let (sa, sb) = (<{t} as UserType>::owns_type((*a).ob_type), <{t} as UserType>::owns_type((*b).ob_type));\n"
+            "    if sa && sb {\n"
             f"        return match Probe::<{t}>::{_PROBES[op]} {{ Some(f) => f(a, b), None => not_implemented() }};\n"
             "    }\n"
-            f"    if !<{t} as UserType>::owns_type((*a).ob_type) {{ return not_implemented(); }}\n"
-            f"{tries}\n"
+            f"    if sa {{\n{tries_r}    }} else if sb {{\n{tries_l}    }}\n"
             "    not_implemented()\n}"
         )
         items.append(f"({_NB_SLOTS[op]}, __rc_op{k}_{op})")

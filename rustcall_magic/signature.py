@@ -507,6 +507,8 @@ class UserType:
     cases: tuple[Variant, ...] = ()
     #: ``impl Op<R> for S`` with R another supported type than ``Self``: (trait name, R).
     operators: list[tuple[str, RType]] = field(default_factory=list)
+    #: ``impl Op<S> for L`` with L another supported type: (trait name, L), for ``l op s``.
+    reflected: list[tuple[str, RType]] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -863,10 +865,18 @@ def _collect_impl(
 ) -> None:
     """Adds the ``pub fn`` items of an inherent impl (or the trait name of a trait impl) to its type."""
     ty = node.child_by_field_name("type")
+    trait = node.child_by_field_name("trait")
+    if ty is not None and trait is not None and (ty.type != "type_identifier" or _text(ty) not in types):
+        # `impl Mul<S> for f64`: `2.0 * s` (the left-hand side is another supported type).
+        tr, lhs = rtype_of(trait, users), rtype_of(ty, users)
+        name = tr.name.split("::")[-1]
+        if name in OPERATORS and len(tr.args) == 1 and tr.args[0].kind == "user" and tr.args[0].name in types:
+            if field_supported(lhs) and node.child_by_field_name("type_parameters") is None:
+                types[tr.args[0].name].reflected.append((name, lhs))
+        return
     if ty is None or ty.type != "type_identifier" or _text(ty) not in types:
         return
     ut = types[_text(ty)]
-    trait = node.child_by_field_name("trait")
     if trait is not None:
         name = _text(trait).split("<")[0].split("::")[-1]
         ut.traits.append(name)

@@ -852,6 +852,8 @@ impl std::ops::Add<(f64, f64)> for V2 {
     type Output = V2;
     fn add(self, o: (f64, f64)) -> V2 { V2 { x: self.x + o.0, y: self.y + o.1 } }
 }
+impl std::ops::Mul<V2> for f64 { type Output = V2; fn mul(self, v: V2) -> V2 { V2 { x: self * v.x, y: self * v.y } } }
+impl std::ops::Sub<V2> for i32 { type Output = i32; fn sub(self, v: V2) -> i32 { self - v.x as i32 } }
 """
 
 
@@ -863,8 +865,12 @@ def test_operators_with_a_right_hand_side_of_another_type(ip) -> None:
     assert a * V2(3, 4) == 11.0  # Mul<Self> still applies
     assert a + (1, 1) == V2(2, 3)  # noqa: RUF005  (Add<(f64, f64)>, not tuple concatenation)
     assert a == V2(1, 2)  # operands are not consumed
+    assert 3 * a == V2(3, 6)  # impl Mul<V2> for f64: the left-hand side converts
+    assert 10 - a == 9  # impl Sub<V2> for i32
     with pytest.raises(TypeError):
-        2 * a  # there is no `impl Mul<V2> for f64`
+        a - 10  # there is no `impl Sub<i32> for V2`
+    with pytest.raises(TypeError):
+        "x" * a
     with pytest.raises(TypeError):
         a * "x"
     with pytest.raises(TypeError):

@@ -989,6 +989,18 @@ pub unsafe fn rhs_op<T: UserType + Clone, R, O: IntoPy>(a: *mut PyObject, r: R, 
     }
 }
 
+/// `l op b` for a converted left-hand side `l` and an instance `b` (on a clone of `b`).
+pub unsafe fn lhs_op<T: UserType + Clone, L, O: IntoPy>(l: L, b: *mut PyObject, what: &str, f: fn(L, T) -> O) -> *mut PyObject {
+    let mut h: UserRef<T> = ArgHolder::empty();
+    if let Err(e) = h.fill(b) {
+        return raise_self_error(e);
+    }
+    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| f(l, h.get().clone()).into_py())) {
+        Ok(v) => v,
+        Err(p) => raise_panic(what, p),
+    }
+}
+
 /// What the generated code knows per type, beyond the probes.
 pub struct TypeParts {
     pub name: &'static [u8],
