@@ -535,10 +535,13 @@ class UserType:
 
     @property
     def constructor(self) -> FnSig | None:
-        """``pub fn new(..) -> Self``, when the impl has one."""
-        return next(
-            (m for m in self.methods if m.name == "new" and not m.receiver and m.ret == RType("user", self.name)), None
-        )
+        """``pub fn new(..) -> Self`` (or ``-> Result<Self, E>``: an ``Err`` raises RustError), when the impl has one."""
+        me = RType("user", self.name)
+
+        def makes_self(t: RType) -> bool:
+            return t == me or (t.kind == "path" and t.name == "Result" and bool(t.args) and t.args[0] == me)
+
+        return next((m for m in self.methods if m.name == "new" and not m.receiver and makes_self(m.ret)), None)
 
     @property
     def fieldwise(self) -> bool:

@@ -939,3 +939,22 @@ def test_a_panic_in_drop_is_a_rust_panic_and_the_value_counts_as_dropped(ip) -> 
     del quiet  # no caller to raise to: contained, the process goes on
     gc.collect()
     assert G(0).id == 0
+
+
+FALLIBLE_NEW_CELL = """
+#[derive(Debug)]
+pub struct Percent { pub value: u8 }
+impl Percent {
+    pub fn new(value: u8) -> Result<Percent, String> {
+        if value > 100 { Err(format!("{} is more than 100", value)) } else { Ok(Percent { value }) }
+    }
+}
+"""
+
+
+def test_new_returning_result_constructs_or_raises(ip) -> None:
+    P = run(ip, FALLIBLE_NEW_CELL)["Percent"]
+    assert P(42).value == 42
+    with pytest.raises(rc.RustError, match="150 is more than 100"):
+        P(150)
+    assert str(inspect.signature(P)) == "(value)"
