@@ -958,3 +958,9 @@ def test_new_returning_result_constructs_or_raises(ip) -> None:
     with pytest.raises(rc.RustError, match="150 is more than 100"):
         P(150)
     assert str(inspect.signature(P)) == "(value)"
+
+
+def test_over_aligned_struct_is_refused_at_load() -> None:
+    src = "#[repr(align(64))]\npub struct Big { pub x: u8 }\npub fn f() -> i32 { 1 }"
+    with pytest.raises(TypeError, match="`Big` needs an alignment of 64 bytes"):
+        rc.compile_rust(src, quiet=True)

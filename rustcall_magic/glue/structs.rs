@@ -1140,6 +1140,14 @@ pub unsafe fn make_type<T: UserType>(
     probes: Probes,
     variant_types: &mut [*mut PyObject],
 ) -> *mut PyObject {
+    // The interpreter's allocator aligns objects to 16 bytes: a value needing more cannot live in one.
+    if ::std::mem::align_of::<Inst<T>>() > 16 {
+        us_raise(
+            __rc_type_ffi::PyExc_TypeError,
+            &format!("`{}` needs an alignment of {} bytes; Python objects are aligned to 16", T::NAME, ::std::mem::align_of::<T>()),
+        );
+        return ::std::ptr::null_mut();
+    }
     let mut methods = parts.methods;
     methods.push(method_def(b"drop\0", us_drop::<T>, b"drop($self, /)\n--\n\nRun Rust's `Drop` now; later use raises RustHandleError.\0"));
     methods.push(method_def(b"__enter__\0", us_enter::<T>, b"\0"));
