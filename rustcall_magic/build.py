@@ -246,7 +246,11 @@ def build_cell(
         extra_args = [*extra_args, "--extern", f"{PRELUDE_CRATE}={prelude_library}"]
     while True:
         crate = generate(
-            module_name, unwinding_source(source, info), info.functions, linked_prelude=prelude_library is not None
+            module_name,
+            unwinding_source(source, info),
+            info.functions,
+            info.types,
+            linked_prelude=prelude_library is not None,
         )
         try:
             result = run_rustc(crate, build_dir, toolchain, options, output, extra_args)

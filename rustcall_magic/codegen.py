@@ -15,13 +15,14 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .signature import FnSig, holder_type, pass_expr, py_in_text, type_row
+from .signature import FnSig, Param, RType, UserType, Variant, holder_type, pass_expr, py_in_text, type_row
 
 #: Bumped whenever generated code changes shape; part of every cache key.
-GLUE_VERSION = "3"
+GLUE_VERSION = "4"
 
 CELL_FILE = "cell.rs"
 GLUE_FILE = "glue.rs"
@@ -128,7 +129,8 @@ def prelude_source() -> str:
 
 
 def _static_parts() -> list[str]:
-    return [prelude_source(), (_PACKAGE_DIR / "glue" / "handles.rs").read_text(encoding="utf-8")]
+    glue = _PACKAGE_DIR / "glue"
+    return [prelude_source(), *((glue / f).read_text(encoding="utf-8") for f in ("handles.rs", "structs.rs"))]
 
 
 def prelude_library_source() -> str:
@@ -162,7 +164,7 @@ def rust_str(s: str) -> str:
 
 def docstring(sig: FnSig) -> str:
     """The callable's ``__doc__``: a Python text signature, the Rust signature, the doc comment."""
-    py_params = ", ".join(p.name for p in sig.params)
+    py_params = ", ".join([*(["$self"] if sig.receiver else []), *(p.name for p in sig.params)])
     parts = [f"{sig.name}({py_params})\n--\n\n{sig.text}"]
     if sig.doc:
         parts.append(sig.doc)
@@ -201,9 +203,25 @@ def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
     ]
 
 
-def _wrapper(index: int, sig: FnSig) -> str:
+#: Holder of the receiver, by receiver text, and how it is handed to the method.
+_RECEIVERS = {"&self": ("UserRef", "get()"), "&mut self": ("UserMut", "get_mut()"), "self": ("UserArg", "take()")}
+
+
+def _wrapper(index: int | str, sig: FnSig, call: Callable[[list[str]], str] | None = None) -> str:
+    """The ``METH_FASTCALL`` wrapper ``__rc_w{index}`` of *sig* (and its keyword binder ``__rc_k{index}``).
+
+    *call* makes the Rust expression from the argument expressions; by default
+    it calls the cell's function itself. A method's receiver is the wrapper's
+    first C argument (``_m``), borrowed or moved before the arguments convert.
+    """
     n = len(sig.params)
     sig_lit = rust_str(sig.text)
+    if call is None:
+        target = f"super::{sig.owner}::{sig.rust_path}" if sig.owner else f"super::{sig.rust_path}"
+
+        def call(args: list[str]) -> str:
+            return f"{target}({', '.join(args)})"
+
     params = ", ".join(rust_str(p.name) for p in sig.params)
     lines = [
         # A call with keywords binds them here, out of the wrapper (whose fast path stays lean),
@@ -231,6 +249,12 @@ def _wrapper(index: int, sig: FnSig) -> str:
         f"    if !kwnames.is_null() {{ return __rc_k{index}(_m, args, nargs, kwnames); }}",
         f"    if nargs != {n} {{ return raise_arg_count({sig_lit}, {n}, nargs); }}",
     ]
+    self_arg: list[str] = []
+    if sig.receiver:
+        holder, use = _RECEIVERS[sig.receiver]
+        lines.append(f"    let mut s_: {holder}<super::{sig.owner}> = ArgHolder::empty();")
+        lines.append("    if let Err(e) = ArgHolder::fill(&mut s_, _m) { return raise_self_error(e); }")
+        self_arg = [f"s_.{use}"]
     for i, p in enumerate(sig.params):
         row = type_row(p.type, "param")
         assert row is not None and row.py_in is not None
@@ -251,16 +275,21 @@ def _wrapper(index: int, sig: FnSig) -> str:
                 f"{{ Ok(v) => v, Err(e) => {on_error} }};"
             )
     lines += _alias_check(sig, sig_lit)
-    call_args = ", ".join(pass_expr(p.type, f"a{i}") for i, p in enumerate(sig.params))
+    call_args = [*self_arg, *(pass_expr(p.type, f"a{i}") for i, p in enumerate(sig.params))]
+    # A panic while a `&mut` borrow of an instance is held poisons that instance.
+    poison = [f"a{i}" for i, p in enumerate(sig.params) if holder_type(p.type).startswith("UserMut<")]
+    if sig.receiver == "&mut self":
+        poison.insert(0, "s_")
+    on_panic = "".join(f"{v}.poison({rust_str(sig.name)}); " for v in poison)
     # The closure borrows the holders (it moves only what the call takes by value): they
     # stay in the wrapper's frame, so buffer guards are released when the wrapper returns,
     # after a caught panic too. The result is converted inside the closure because an
     # error type's Display is user code that may panic.
     lines += [
         "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| "
-        f"IntoPy::into_py(super::{sig.rust_path}({call_args})))) {{",
+        f"IntoPy::into_py({call(call_args)}))) {{",
         "        Ok(r) => r,",
-        f"        Err(p) => raise_panic({rust_str(sig.name)}, p),",
+        f"        Err(p) => {{ {on_panic}raise_panic({rust_str(sig.name)}, p) }}",
         "    }",
         "    }",
         "}",
@@ -268,10 +297,437 @@ def _wrapper(index: int, sig: FnSig) -> str:
     return "\n".join(lines)
 
 
+def class_docstring(ut: UserType) -> str:
+    """A class's ``__doc__``: the constructor's text signature, the Rust declaration, the doc comment."""
+    ctor = ut.constructor
+    if ctor is not None:
+        params = [p.name for p in ctor.params]
+    elif ut.fieldwise:
+        params = [_field_param(f.name) for f in ut.fields]
+    else:
+        params = []
+    parts = [f"{ut.name}({', '.join(params)})\n--\n\n{ut.text}"]
+    if ut.shape == "data" and ctor is None:  # built by its variants: Shape.Circle(...)
+        parts = [ut.text, "Variants: " + ", ".join(f"{ut.name}.{c.name}" for c in ut.cases)]
+    if ctor is not None:
+        parts.append(f"Constructor: {ctor.text}")
+    if ut.doc:
+        parts.append(ut.doc)
+    return "\n\n".join(parts)
+
+
+def _field_param(name: str) -> str:
+    """The Python parameter name of a field (a tuple struct's ``0`` is ``_0``)."""
+    return f"_{name}" if name.isdigit() else name
+
+
+def _user_types_in(t: RType) -> set[str]:
+    """Names of the cell's own types that *t* mentions."""
+    own = {t.name} if t.kind in ("user", "enum") else set()
+    return own.union(*(_user_types_in(a) for a in t.args))
+
+
+def _user_type(
+    k: int, ut: UserType, module_name: str, cloneable: frozenset[str] = frozenset()
+) -> tuple[list[str], str, dict[str, int]]:
+    """The glue of one exported struct: (items, PyInit statements, index of each wrapper's item by
+    qualified method name). A field mentioning another type of the cell is a property only when
+    that type is in *cloneable* (reading a field returns a clone)."""
+    t = f"super::{ut.name}"
+    out = [
+        f"static mut __RC_T{k}: *mut PyObject = ::std::ptr::null_mut();",
+        f"unsafe impl UserType for {t} {{",
+        f"    const NAME: &'static str = {rust_str(ut.name)};",
+        f"    const SEND: bool = Probe::<{t}>::IS_SEND;",
+        f"    const COPY: bool = Probe::<{t}>::IS_COPY;",
+        f"    const DEBUG: Option<ReprFn> = Probe::<{t}>::REPR;",
+        "    #[inline(always)]",
+        f"    unsafe fn type_object() -> *mut PyObject {{ __RC_T{k} }}",
+        *_variant_dispatch(k, ut),
+        "}",
+        f"impl FromPy for {t} {{",
+        "    #[inline(always)]",
+        "    unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> { user_from_py::<Self>(o) }",
+        "}",
+        f"impl IntoPy for {t} {{",
+        "    #[inline(always)]",
+        "    unsafe fn into_py(self) -> *mut PyObject { user_into_py(self) }",
+        "}",
+        f"impl VecItem for {t} {{}}",
+        f"impl VecIntoPy for {t} {{}}",
+    ]
+    wrappers: dict[str, int] = {}
+    methods = []
+    ctor = ut.constructor
+    self_t = RType("user", ut.name)
+    for j, m in enumerate(ut.methods):
+        if m is ctor:
+            continue
+        ident = f"m{k}_{j}"
+        wrappers[f"{ut.name}.{m.name}"] = len(out)
+        out.append(_wrapper(ident, m))
+        flags = "METH_FASTCALL | METH_KEYWORDS" + ("" if m.receiver else " | METH_STATIC")
+        methods.append(
+            f"        PyMethodDef {{ ml_name: {rust_bytes(m.name)}.as_ptr() as *const c_char, "
+            f"ml_meth: Some(__rc_w{ident}), ml_flags: {flags}, "
+            f"ml_doc: {rust_bytes(docstring(m))}.as_ptr() as *const c_char }},"
+        )
+    # Construction: `new`, else the fields in order (every field pub), else Default, else refused.
+    new_fn = "None"
+    default_first = (
+        f"    if let Some(d) = Probe::<{t}>::DEFAULT {{\n"
+        "        if PyTuple_Size(a) == 0 && (kw.is_null() || __rc_type_ffi::PyDict_Size(kw) == 0) { return d(); }\n"
+        "    }"
+    )
+    ctor_call: Callable[[list[str]], str] | None = None
+    if ctor is not None:
+        ctor_sig = ctor
+    elif ut.fieldwise:
+        params = tuple(Param(_field_param(f.name), f.type) for f in ut.fields)
+        ctor_sig = FnSig(ut.name, params, self_t, owner="")
+        names = [f.name for f in ut.fields]
+
+        def ctor_call(args: list[str]) -> str:
+            if ut.shape == "named":
+                return f"{t} {{ " + ", ".join(f"{n}: {a}" for n, a in zip(names, args, strict=True)) + " }"
+            if ut.shape == "tuple":
+                return f"{t}(" + ", ".join(args) + ")"
+            return t
+
+    else:
+        ctor_sig = None
+    if ctor_sig is not None:
+        ident = f"c{k}"
+        code = _wrapper(ident, ctor_sig, ctor_call)
+        wrappers[f"{ut.name}.new" if ctor is not None else ut.name] = len(out)
+        out.append(code)
+        body = f"    call_with_tuple(__rc_w{ident}, a, kw)"
+    elif ut.shape == "data":
+        body = f"    us_variant_new_only::<{t}>(t, a, kw)"
+    else:
+        body = f"    us_no_new::<{t}>(t, a, kw)"
+    out.append(
+        "#[allow(unused_variables)]\n"
+        f"unsafe extern \"C\" fn __rc_new{k}(t: *mut PyObject, a: *mut PyObject, kw: *mut PyObject) -> *mut PyObject {{\n"
+        f"{default_first if ctor is None else ''}\n{body}\n}}"
+    )
+    new_fn = f"Some(__rc_new{k})"
+    # Properties: pub fields, read as a clone, set like an argument.
+    getset = []
+    properties = [f for f in ut.properties if _user_types_in(f.type) <= cloneable]
+    for f in properties:
+        # A tuple struct's field `.0` is the property `_0`.
+        pn = _field_param(f.name)
+        rt, fl = f.type.rust(), f"{ut.name}.{pn}"
+        sig_lit = rust_str(f"field {fl}: {f.type}")
+        out.append(
+            f"unsafe extern \"C\" fn __rc_g{k}_{f.name}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
+            f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
+            "    if let Err(e) = ArgHolder::fill(&mut h, o) { return raise_self_error(e); }\n"
+            "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| "
+            f"IntoPy::into_py(::std::clone::Clone::clone(&h.get().{f.name})))) {{\n"
+            f"        Ok(r) => r,\n        Err(p) => raise_panic({rust_str(fl)}, p),\n    }}\n}}\n"
+            f"unsafe extern \"C\" fn __rc_s{k}_{f.name}(o: *mut PyObject, v: *mut PyObject, _c: *mut c_void) -> c_int {{\n"
+            "    if v.is_null() {\n"
+            f"        us_raise(__rc_type_ffi::PyExc_TypeError, {rust_str(f'cannot delete field {fl}')});\n"
+            "        return -1;\n    }\n"
+            f"    let val: {rt} = match <{rt} as FromPy>::from_py(v) {{\n"
+            "        Ok(x) => x,\n"
+            f"        Err(e) => {{ raise_arg_error({sig_lit}, 0, {rust_str(f.name)}, {rust_str(str(f.type))}, "
+            f"{rust_str(py_in_text(f.type))}, e, v); return -1; }}\n    }};\n"
+            f"    let mut h: UserMut<{t}> = ArgHolder::empty();\n"
+            "    if let Err(e) = ArgHolder::fill(&mut h, o) { raise_self_error(e); return -1; }\n"
+            f"    let old = ::std::mem::replace(&mut h.get_mut().{f.name}, val);\n"
+            "    // The old value's Drop is user code.\n"
+            "    let _ = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || drop(old)));\n"
+            "    0\n}"
+        )
+        getset.append(
+            f"        __rc_type_ffi::PyGetSetDef {{ name: {rust_bytes(pn)}.as_ptr() as *const c_char, "
+            f"get: Some(__rc_g{k}_{f.name}), set: Some(__rc_s{k}_{f.name}), "
+            f"doc: {rust_bytes(f'{pn}: {f.type}')}.as_ptr() as *const c_char, closure: ::std::ptr::null_mut() }},"
+        )
+    # `pub fn len(&self) -> usize` is also `len(obj)`.
+    len_fn = "None"
+    if any(m.name == "len" and m.receiver == "&self" and not m.params and str(m.ret) == "usize" for m in ut.methods):
+        out.append(
+            f"unsafe extern \"C\" fn __rc_len{k}(o: *mut PyObject) -> isize {{\n"
+            f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
+            "    if let Err(e) = ArgHolder::fill(&mut h, o) { raise_self_error(e); return -1; }\n"
+            f"    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {t}::len(h.get()))) {{\n"
+            "        Ok(n) if n <= isize::MAX as usize => n as isize,\n"
+            "        Ok(_) => { us_raise(PyExc_OverflowError, \"len() is larger than sys.maxsize\"); -1 }\n"
+            "        Err(p) => { raise_panic(\"len\", p); -1 }\n    }\n}"
+        )
+        len_fn = f"Some(__rc_len{k})"
+    ops = _operators(k, ut, out)
+    variant_parts, variant_out = "", "&mut []"
+    if ut.shape == "data":
+        items, variant_parts, variant_getset = _variants(k, ut, module_name, cloneable, wrappers, len(out))
+        out += items
+        getset += variant_getset
+        variant_out = f"&mut *::std::ptr::addr_of_mut!(__RC_V{k})"
+    init = (
+        f"        __RC_T{k} = make_type::<{t}>(m, TypeParts {{\n"
+        f"            name: {rust_bytes(f'{module_name}.{ut.name}')},\n"
+        f"            doc: {rust_bytes(class_docstring(ut))},\n"
+        f"            new: {new_fn},\n"
+        "            methods: vec![\n" + "\n".join(methods) + "\n            ],\n"
+        "            getset: vec![\n" + "\n".join(getset) + "\n            ],\n"
+        f"            len: {len_fn},\n"
+        f"            match_args: &[{', '.join(rust_str(_field_param(f.name)) for f in properties)}],\n"
+        f"            variants: vec![\n{variant_parts}            ],\n"
+        f"            ops: vec![{ops}],\n"
+        f"        }}, {_probes(t)}, {variant_out});\n"
+        f"        if __RC_T{k}.is_null() {{ Py_DecRef(m); return ::std::ptr::null_mut(); }}"
+    )
+    return out, init, wrappers
+
+
+#: The fields of the glue's ``Probes`` and the ``Probe<T>`` constant each holds (the constants resolve for a
+#: concrete type only, so they are spelled out per type here: the linked glue library's macros are not the cell's).
+_PROBE_FIELDS = (
+    ("repr", "REPR"),
+    ("str_", "STR"),
+    ("clone", "CLONE"),
+    ("rich_eq", "RICH_EQ"),
+    ("rich_ord", "RICH_ORD"),
+    ("hash", "HASH"),
+    ("next", "NEXT"),
+    ("add", "ADD"),
+    ("sub", "SUB"),
+    ("mul", "MUL"),
+    ("div", "DIV"),
+    ("rem", "REM"),
+    ("neg", "NEG"),
+)
+
+
+def _probes(t: str) -> str:
+    """The ``Probes`` of type *t*."""
+    return "Probes { " + ", ".join(f"{f}: Probe::<{t}>::{c}" for f, c in _PROBE_FIELDS) + " }"
+
+
+_NB_SLOTS = {"Add": "Py_nb_add", "Sub": "Py_nb_subtract", "Mul": "Py_nb_multiply", "Div": "Py_nb_true_divide",
+             "Rem": "Py_nb_remainder"}
+_PROBES = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Rem": "REM"}
+
+
+def _operators(k: int, ut: UserType, out: list[str]) -> str:
+    """Slots for ``impl Op<R> for S`` and ``impl Op<S> for L`` (R, L other supported types; S must be
+    ``Clone``): appends their functions to *out*, returns the ``ops`` list items. ``S op S`` keeps
+    working through the probe."""
+    if not (ut.operators or ut.reflected) or not {"Clone", "Copy"} & set(ut.traits):
+        return ""
+    t = f"super::{ut.name}"
+    items = []
+    for op in _NB_SLOTS:
+        rhs = [r for name, r in ut.operators if name == op]
+        lhs = [r for name, r in ut.reflected if name == op]
+        if not rhs and not lhs:
+            continue
+        path = f"::std::ops::{op}::{op.lower()}"
+        tries_r = "".join(
+            f"        match <{r.rust()} as FromPy>::from_py(b) {{\n"
+            f"            Ok(r) => return rhs_op::<{t}, {r.rust()}, _>(a, r, {rust_str(op.lower())}, "
+            f"|x: {t}, r: {r.rust()}| {path}(x, r)),\n"
+            "            Err(_) => PyErr_Clear(),\n        }\n"
+            for r in rhs
+        )
+        tries_l = "".join(
+            f"        match <{r.rust()} as FromPy>::from_py(a) {{\n"
+            f"            Ok(l) => return lhs_op::<{t}, {r.rust()}, _>(l, b, {rust_str(op.lower())}, "
+            f"|l: {r.rust()}, x: {t}| {path}(l, x)),\n"
+            "            Err(_) => PyErr_Clear(),\n        }\n"
+            for r in lhs
+        )
+        out.append(
+            f"unsafe extern \"C\" fn __rc_op{k}_{op}(a: *mut PyObject, b: *mut PyObject) -> *mut PyObject {{\n"
+            f"    let (sa, sb) = (<{t} as UserType>::owns_type((*a).ob_type), <{t} as UserType>::owns_type((*b).ob_type));\n"
+            "    if sa && sb {\n"
+            f"        return match Probe::<{t}>::{_PROBES[op]} {{ Some(f) => f(a, b), None => not_implemented() }};\n"
+            "    }\n"
+            f"    if sa {{\n{tries_r}    }} else if sb {{\n{tries_l}    }}\n"
+            "    not_implemented()\n}"
+        )
+        items.append(f"({_NB_SLOTS[op]}, __rc_op{k}_{op})")
+    return ", ".join(items)
+
+
+def _variant_pattern(t: str, v: Variant, bind: int | None = None) -> str:
+    """A Rust pattern matching variant *v* of enum *t* (binding field number *bind* as ``x``)."""
+    if v.shape == "tuple":
+        parts = ["x" if i == bind else "_" for i in range(len(v.fields))]
+        return f"{t}::{v.name}({', '.join(parts)})"
+    if v.shape == "named":
+        return f"{t}::{v.name} {{ {v.fields[bind].name}: x, .. }}" if bind is not None else f"{t}::{v.name} {{ .. }}"
+    return f"{t}::{v.name}"
+
+
+def _variant_dispatch(k: int, ut: UserType) -> list[str]:
+    """``UserType`` items of an enum with data: its instances take the class of their variant."""
+    if ut.shape != "data":
+        return []
+    t = f"super::{ut.name}"
+    arms = " ".join(f"{_variant_pattern(t, v)} => {i}," for i, v in enumerate(ut.cases))
+    return [
+        "    const RETYPE: bool = true;",
+        "    #[inline(always)]",
+        f"    unsafe fn type_for(v: &Self) -> *mut PyObject {{ (*::std::ptr::addr_of!(__RC_V{k}))[match v {{ {arms} }}] }}",
+        "    #[inline(always)]",
+        "    unsafe fn owns_type(t: *mut PyObject) -> bool {",
+        f"        (*::std::ptr::addr_of!(__RC_V{k})).iter().any(|&v| v == t)",
+        "    }",
+    ]
+
+
+def _variants(
+    k: int, ut: UserType, module_name: str, cloneable: frozenset[str], wrappers: dict[str, int], start: int
+) -> tuple[list[str], str, list[str]]:
+    """Items, ``VariantParts`` initializers and base-class properties (``variant``) of an enum with data."""
+    t = f"super::{ut.name}"
+    out = [f"static mut __RC_V{k}: [*mut PyObject; {len(ut.cases)}] = [::std::ptr::null_mut(); {len(ut.cases)}];"]
+    arms = " ".join(f"{_variant_pattern(t, v)} => {rust_str(v.name)}," for v in ut.cases)
+    out.append(
+        f"unsafe extern \"C\" fn __rc_variant{k}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
+        f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
+        "    if let Err(e) = ArgHolder::fill(&mut h, o) { return raise_self_error(e); }\n"
+        f"    py_str(match h.get() {{ {arms} }})\n}}"
+    )
+    base_getset = [
+        f"        __rc_type_ffi::PyGetSetDef {{ name: b\"variant\\0\".as_ptr() as *const c_char, "
+        f"get: Some(__rc_variant{k}), set: None, doc: b\"The name of this value's variant.\\0\".as_ptr() as *const c_char, "
+        "closure: ::std::ptr::null_mut() },"
+    ]
+    parts = []
+    for j, v in enumerate(ut.cases):
+        names = [_field_param(f.name) for f in v.fields]
+        params = tuple(Param(n, f.type) for n, f in zip(names, v.fields, strict=True))
+        sig = FnSig(f"{ut.name}.{v.name}", params, RType("user", ut.name))
+
+        def call(args: list[str], v: Variant = v) -> str:
+            if v.shape == "named":
+                return f"{t}::{v.name} {{ " + ", ".join(f"{f.name}: {a}" for f, a in zip(v.fields, args, strict=True)) + " }"
+            if v.shape == "tuple":
+                return f"{t}::{v.name}(" + ", ".join(args) + ")"
+            return f"{t}::{v.name}"
+
+        ident = f"v{k}_{j}"
+        wrappers[f"{ut.name}.{v.name}"] = start + len(out)
+        out.append(_wrapper(ident, sig, call))
+        out.append(
+            f"unsafe extern \"C\" fn __rc_vnew{k}_{j}(_t: *mut PyObject, a: *mut PyObject, kw: *mut PyObject) -> *mut PyObject {{\n"
+            f"    call_with_tuple(__rc_w{ident}, a, kw)\n}}"
+        )
+        getset = []
+        readable = [(i, f, n) for i, (f, n) in enumerate(zip(v.fields, names, strict=True)) if _user_types_in(f.type) <= cloneable]
+        for i, f, n in readable:
+            fl = f"{ut.name}.{v.name}.{n}"
+            out.append(
+                f"unsafe extern \"C\" fn __rc_vg{k}_{j}_{i}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
+                f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
+                "    if let Err(e) = ArgHolder::fill(&mut h, o) { return raise_self_error(e); }\n"
+                "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| match h.get() {\n"
+                f"        {_variant_pattern(t, v, i)} => IntoPy::into_py(::std::clone::Clone::clone(x)),\n"
+                f"        _ => {{ us_raise(__rc_type_ffi::PyExc_TypeError, {rust_str(f'this value is not a {ut.name}::{v.name}')}); "
+                "::std::ptr::null_mut() }\n"
+                "    })) {\n"
+                f"        Ok(r) => r,\n        Err(p) => raise_panic({rust_str(fl)}, p),\n    }}\n}}"
+            )
+            getset.append(
+                f"                    __rc_type_ffi::PyGetSetDef {{ name: {rust_bytes(n)}.as_ptr() as *const c_char, "
+                f"get: Some(__rc_vg{k}_{j}_{i}), set: None, doc: {rust_bytes(f'{n}: {f.type}')}.as_ptr() as *const c_char, "
+                "closure: ::std::ptr::null_mut() },"
+            )
+        doc = f"{v.name}({', '.join(names)})\n--\n\n{ut.name}::{v.text}"
+        parts.append(
+            "                VariantParts {\n"
+            f"                    name: {rust_bytes(f'{module_name}.{v.name}')},\n"
+            f"                    attr: {rust_str(v.name)},\n"
+            f"                    doc: {rust_bytes(doc)},\n"
+            f"                    new: __rc_vnew{k}_{j},\n"
+            "                    getset: vec![\n" + "\n".join(getset) + "\n                    ],\n"
+            f"                    match_args: &[{', '.join(rust_str(n) for _, _, n in readable)}],\n"
+            "                },\n"
+        )
+    return out, "".join(parts), base_getset
+
+
+def _user_enum(k: int, ut: UserType) -> tuple[list[str], str, dict[str, int]]:
+    """The glue of one fieldless enum (an enum.Enum class): conversions, method wrappers, PyInit statements."""
+    t = f"super::{ut.name}"
+    n = len(ut.variants)
+    from_arms = "\n".join(
+        f"        if o == m[{i}] {{ return Ok({t}::{v}); }}" for i, (v, _) in enumerate(ut.variants)
+    )
+    into_arms = "\n".join(f"            {t}::{v} => {i}," for i, (v, _) in enumerate(ut.variants))
+    out = [
+        f"static mut __RC_E{k}: [*mut PyObject; {n}] = [::std::ptr::null_mut(); {n}];",
+        f"static mut __RC_EC{k}: *mut PyObject = ::std::ptr::null_mut();",
+        f"impl FromPy for {t} {{",
+        "    #[inline(always)]",
+        "    unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> {",
+        f"        let m = &*::std::ptr::addr_of!(__RC_E{k});",
+        from_arms,
+        f"        Err(enum_mismatch(o, __RC_EC{k}, {rust_str(ut.name)}))",
+        "    }",
+        "}",
+        f"impl IntoPy for {t} {{",
+        "    #[inline(always)]",
+        "    unsafe fn into_py(self) -> *mut PyObject {",
+        "        let i: usize = match self {",
+        into_arms,
+        "        };",
+        f"        new_ref((*::std::ptr::addr_of!(__RC_E{k}))[i])",
+        "    }",
+        "}",
+        f"impl VecItem for {t} {{}}",
+        f"impl VecIntoPy for {t} {{}}",
+    ]
+    wrappers: dict[str, int] = {}
+    methods = []
+    self_t = RType("enum", ut.name)
+    for j, m in enumerate(ut.methods):
+        # A member is the method's first argument (an instancemethod binds it), converted by value.
+        params = ((Param("self", self_t),) if m.receiver else ()) + m.params
+        flat = FnSig(m.name, params, m.ret, m.doc, m.line, rust_name=m.rust_name)
+        target = f"{t}::{m.rust_path}"
+        borrow = "&" if m.receiver == "&self" else ""
+
+        def call(args: list[str], target: str = target, borrow: str = borrow, has_self: bool = bool(m.receiver)) -> str:
+            if has_self:
+                args = [borrow + args[0], *args[1:]]
+            return f"{target}({', '.join(args)})"
+
+        ident = f"e{k}_{j}"
+        wrappers[f"{ut.name}.{m.name}"] = len(out)
+        out.append(_wrapper(ident, flat, call))
+        methods.append(
+            f"            (PyMethodDef {{ ml_name: {rust_bytes(m.name)}.as_ptr() as *const c_char, "
+            f"ml_meth: Some(__rc_w{ident}), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
+            f"ml_doc: {rust_bytes(docstring(flat).replace(flat.text, m.text, 1))}.as_ptr() as *const c_char }}, "
+            f"{'false' if m.receiver else 'true'}),"
+        )
+    variants = ", ".join(f"({rust_str(v)}, {d}i64)" for v, d in ut.variants)
+    doc = f"{ut.text}" + (f"\n\n{ut.doc}" if ut.doc else "")
+    init = (
+        f"        __RC_EC{k} = make_enum(m, {rust_str(ut.name)}, {rust_str(doc)}, &[{variants}], vec![\n"
+        + "\n".join(methods)
+        + f"\n        ], &mut *::std::ptr::addr_of_mut!(__RC_E{k}));\n"
+        f"        if __RC_EC{k}.is_null() {{ Py_DecRef(m); return ::std::ptr::null_mut(); }}"
+    )
+    return out, init, wrappers
+
+
 def generate(
-    module_name: str, cell_source: str, functions: list[FnSig], *, linked_prelude: bool = False
+    module_name: str,
+    cell_source: str,
+    functions: list[FnSig],
+    types: list[UserType] | tuple[()] = (),
+    *,
+    linked_prelude: bool = False,
 ) -> GeneratedCrate:
-    """Generate the crate for *cell_source* exporting *functions* as module *module_name*.
+    """Generate the crate for *cell_source* exporting *functions* and *types* as module *module_name*.
 
     With *linked_prelude* the glue's static part is not pasted into ``glue.rs``
     but used from the library crate :data:`PRELUDE_CRATE` (which the build must
@@ -283,11 +739,34 @@ def generate(
     parts = [*head, "\n// ---- generated for this cell ----\n"]
     wrappers: dict[str, tuple[int, int]] = {}
     line = 1 + sum(p.count("\n") + 1 for p in parts)  # 1-based; parts are joined by newlines
-    for i, sig in enumerate(functions):
-        code = _wrapper(i, sig)
-        wrappers[sig.name] = (line, line + code.count("\n"))
+
+    def add(code: str, name: str | None = None) -> None:
+        nonlocal line
+        if name is not None:
+            wrappers[name] = (line, line + code.count("\n"))
         line += code.count("\n") + 1
         parts.append(code)
+
+    for i, sig in enumerate(functions):
+        add(_wrapper(i, sig), sig.name)
+    type_inits = []
+    # What the cell derives or implements: a field of such a type reads as a clone.
+    cloneable = frozenset(t.name for t in types if {"Clone", "Copy"} & set(t.traits))
+    for k, ut in enumerate(types):
+        items, init, named = _user_enum(k, ut) if ut.kind == "enum" else _user_type(k, ut, module_name, cloneable)
+        where = {j: name for name, j in named.items()}
+        for j, code in enumerate(items):
+            add(code, where.get(j))
+        type_inits.append(init)
+    if types:
+        names = "".join(
+            f"        PyTuple_SetItem(names, {k}, py_str({rust_str(ut.name)}));\n" for k, ut in enumerate(types)
+        )
+        type_inits.append(
+            f"        let names = PyTuple_New({len(types)});\n{names}"
+            "        if __rc_type_ffi::PyModule_AddObject(m, b\"__rustcall_types__\\0\".as_ptr() as *const c_char, names) != 0 {\n"
+            "            Py_DecRef(m); return ::std::ptr::null_mut();\n        }"
+        )
     n = len(functions)
     methods = []
     for i, sig in enumerate(functions):
@@ -296,10 +775,31 @@ def generate(
             f"ml_meth: Some(__rc_w{i}), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
             f"ml_doc: {rust_bytes(docstring(sig))}.as_ptr() as *const c_char }},"
         )
+    if any(ut.kind == "user" for ut in types):
+        n += 2
+        methods.append(
+            "    PyMethodDef { ml_name: b\"_rustcall_version\\0\".as_ptr() as *const c_char, "
+            "ml_meth: Some(us_version), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
+            "ml_doc: b\"Changes whenever a struct instance of this module changes state\\0\".as_ptr() as *const c_char },"
+        )
+        methods.append(
+            "    PyMethodDef { ml_name: b\"_rustcall_instances\\0\".as_ptr() as *const c_char, "
+            "ml_meth: Some(us_instances), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
+            "ml_doc: b\"(id, kind, state, preview) of every struct instance whose object exists\\0\".as_ptr() "
+            "as *const c_char },"
+        )
     methods.append(
         "    PyMethodDef { ml_name: ::std::ptr::null(), ml_meth: None, ml_flags: 0, ml_doc: ::std::ptr::null() },"
     )
     parts.append(f"static mut METHODS: [PyMethodDef; {n + 1}] = [\n" + "\n".join(methods) + "\n];")
+    if types:
+        init_types = (
+            "if init_user_types() != 0 { return ::std::ptr::null_mut(); }\n"
+            "        let m = PyModule_Create2(::std::ptr::addr_of_mut!(MODULE_DEF), PYTHON_API_VERSION);\n"
+            "        if m.is_null() { return m; }\n" + "\n".join(type_inits) + "\n        m"
+        )
+    else:
+        init_types = "PyModule_Create2(::std::ptr::addr_of_mut!(MODULE_DEF), PYTHON_API_VERSION)"
     parts.append(
         f"""
 static mut MODULE_DEF: PyModuleDef = PyModuleDef {{
@@ -323,7 +823,7 @@ pub unsafe extern "C" fn PyInit_{module_name}() -> *mut PyObject {{
     unsafe {{
         if init_runtime() != 0 {{ return ::std::ptr::null_mut(); }}
         MODULE_DEF.m_methods = ::std::ptr::addr_of_mut!(METHODS) as *mut PyMethodDef;
-        PyModule_Create2(::std::ptr::addr_of_mut!(MODULE_DEF), PYTHON_API_VERSION)
+        {init_types}
     }}
 }}
 """

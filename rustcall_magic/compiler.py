@@ -27,6 +27,7 @@ from .codegen import glue_fingerprint
 from .deps import DepsBuild, ProgressCallback, StderrProgress, Workspace, collect_dependencies, path_fingerprint
 from .deps import enforce_limit as deps_enforce_limit
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning
+from .handles import add_instance_source
 from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
 from .toolchain import get_toolchain, host_cpu_identity, python_abi_tag
@@ -49,7 +50,8 @@ class CellFunctions:
     """The functions of one compiled cell, as attributes (``m.add(1, 2)``).
 
     ``functions`` maps each exported name to its Rust signature text;
-    ``signatures`` to its :class:`~rustcall_magic.signature.FnSig`. A function
+    ``signatures`` to its :class:`~rustcall_magic.signature.FnSig`; ``types``
+    maps each exported struct's name to its Python class. A function or class
     whose name collides with an attribute of the class is reachable as
     ``m["name"]``. Subclasses say how the code was made (:class:`RustModule`,
     ``llvm_jit.JitModule``).
@@ -71,19 +73,24 @@ class CellFunctions:
         self.source = source
         self.warnings = list(warnings or [])
         self.skipped = list(skipped or [])
-        for s in signatures:
+        # The module's init made one class per exported struct and named them here.
+        self.types: dict[str, type] = {n: getattr(ext, n) for n in getattr(ext, "__rustcall_types__", ())}
+        instances = getattr(ext, "_rustcall_instances", None)
+        if instances is not None:
+            add_instance_source(ext.__name__, instances, getattr(ext, "_rustcall_version", None))
+        for name in [*self.signatures, *self.types]:
             # Attributes of the module object win; such a function is m["name"].
-            if s.name not in self.__dict__ and not hasattr(type(self), s.name) and not s.name.startswith("_"):
-                self.__dict__[s.name] = getattr(ext, s.name)
+            if name not in self.__dict__ and not hasattr(type(self), name) and not name.startswith("_"):
+                self.__dict__[name] = getattr(ext, name)
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
-        if name not in self.signatures:
+        if name not in self.signatures and name not in self.types:
             raise KeyError(name)
         return getattr(self._ext, name)  # type: ignore[no-any-return]
 
     def __getattr__(self, name: str) -> Any:
         sigs = self.__dict__.get("signatures", {})
-        if name in sigs:
+        if name in sigs or name in self.__dict__.get("types", {}):
             return getattr(self._ext, name)
         raise AttributeError(f"{self._kind} has no function {name!r}; it exports {', '.join(sigs) or 'nothing'}")
 
@@ -91,7 +98,7 @@ class CellFunctions:
         return iter(self.signatures)
 
     def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *self.signatures})
+        return sorted({*super().__dir__(), *self.signatures, *self.types})
 
     @property
     def module_name(self) -> str:
@@ -102,8 +109,9 @@ class CellFunctions:
         p.text(repr(self) if cycle else self.describe())
 
     def describe(self) -> str:
-        """Multi-line text: one Rust signature per function."""
-        return "\n".join([repr(self), *(f"  {t}" for t in self.functions.values())])
+        """Multi-line text: one Rust signature per function, then one line per class."""
+        classes = [f"  class {n}" for n in self.types]
+        return "\n".join([repr(self), *(f"  {t}" for t in self.functions.values()), *classes])
 
 
 class RustModule(CellFunctions):
@@ -312,7 +320,7 @@ class RustCompiler:
         skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
         diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
         for name, reason in skipped:
-            warnings.warn(f"Rust function `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
+            warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
         if diags and not quiet:
             sys.stderr.write("".join(d.rendered for d in diags))
         built = ws.last_build if (ws is not None and not hit) else None

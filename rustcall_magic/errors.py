@@ -178,8 +178,11 @@ def _raise_arg_error(
     path: tuple[int, ...] = (),
     item_type: str = "",
 ) -> None:
-    fn = signature.split("(", 1)[0].split()[-1]
-    what = f"{fn}() argument {index + 1} ({name}: {rust_type})"
+    if signature.startswith("field "):  # a property setter of an exported struct
+        what, signature = signature.split(":", 1)[0], signature.removeprefix("field ")
+    else:
+        fn = signature.split("(", 1)[0].split()[-1]
+        what = f"{fn}() argument {index + 1} ({name}: {rust_type})"
     if path:
         # A list/tuple item failed: talk about the item, not the whole argument.
         obj = _item_of(obj, path)

@@ -198,18 +198,60 @@ def _row(t: tuple[Any, ...]) -> HandleRow:
     return HandleRow(hid, kind, dtype, state, int(strong), _preview(kind, state, raw), format_origin(filename, line))
 
 
+#: Cell modules with exported structs, by module name: their ``_rustcall_instances()``.
+_instance_sources: dict[str, Callable[[], list[tuple[int, str, str, str]]]] = {}
+#: ... and their ``_rustcall_version()`` (an instance-change counter).
+_instance_versions: dict[str, Callable[[], int]] = {}
+
+
+def add_instance_source(
+    module_name: str, rows: Callable[[], list[tuple[int, str, str, str]]], version: Callable[[], int] | None = None
+) -> None:
+    """List the struct instances of cell module *module_name* in the registry's rows.
+
+    *rows* returns one ``(id, kind, state, preview)`` tuple per instance whose
+    Python object exists (the id is the object's ``id()``; kind the struct's name);
+    *version*, a counter that changes with every instance change, lets listeners
+    hear of them.
+    """
+    _instance_sources[module_name] = rows
+    if version is not None:
+        _instance_versions[module_name] = version
+
+
+def _instances_version() -> int:
+    # Each counter only grows, so their sum changes whenever one does.
+    return sum(v() for v in list(_instance_versions.values()))
+
+
+def instance_rows() -> list[HandleRow]:
+    """Rows of the usable struct instances of every loaded cell module: state ``alive``, or
+    ``poisoned`` (a panic in a ``&mut self`` method; still owning its value until dropped).
+
+    Moved and dropped instances are not listed: like a handle whose history entry was
+    evicted, they own nothing any more.
+    """
+    out = []
+    for rows in list(_instance_sources.values()):
+        for hid, kind, state, preview in rows():
+            if state in ("alive", "poisoned"):
+                out.append(HandleRow(hid, kind, "", state, 1, preview, "-"))
+    return out
+
+
 def live_handles(include_ended: bool = True) -> list[HandleRow]:
     """Rows of the handle registry, oldest first: every alive handle and, with
     *include_ended*, the most recently ended ones (dropped, moved or collected;
-    the last 100 by default, see :func:`set_history`).
+    the last 100 by default, see :func:`set_history`); then the instances of
+    cells' structs that own their values (kind = the struct's name, state
+    ``alive`` or ``poisoned``, preview = the ``Debug`` text; see :func:`instance_rows`).
 
     Builds one row per alive handle; views use :func:`snapshot`, whose cost is
-    set by how many rows it returns. Returns an empty list while the runtime is
-    not loaded (no handle exists yet).
+    set by how many rows it returns. Handles are listed once the runtime is loaded
+    (none exists before).
     """
-    if _ext is None:
-        return []
-    return [_row(t) for t in _ext._rows(include_ended)]
+    rows = [_row(t) for t in _ext._rows(include_ended)] if _ext is not None else []
+    return rows + instance_rows()
 
 
 @dataclass(frozen=True)
@@ -256,14 +298,23 @@ def snapshot(max_alive: int = 200, max_ended: int = 100) -> HandlesSnapshot:
     if max_alive < 0 or max_ended < 0:
         raise ValueError("max_alive and max_ended must be >= 0")
     if _ext is None:
-        return HandlesSnapshot((), (), dict.fromkeys(STATES, 0), 0)
-    alive, ended, counts = _ext._select(0, max_alive, max_ended)
-    return HandlesSnapshot(
-        tuple(_row(t) for t in alive),
-        tuple(_row(t) for t in ended),
-        dict(zip(STATES, counts[:4], strict=True)),
-        counts[4],
-    )
+        snap = HandlesSnapshot((), (), dict.fromkeys(STATES, 0), 0)
+    else:
+        alive, ended, counts = _ext._select(0, max_alive, max_ended)
+        snap = HandlesSnapshot(
+            tuple(_row(t) for t in alive),
+            tuple(_row(t) for t in ended),
+            dict(zip(STATES, counts[:4], strict=True)),
+            counts[4],
+        )
+    extra = instance_rows()
+    if not extra:
+        return snap
+    # Struct instances that own their values are listed and counted beside the alive handles.
+    counts = dict(snap.counts)
+    counts["alive"] += len(extra)
+    alive_rows = (snap.alive + tuple(extra))[-max_alive:] if max_alive else ()
+    return HandlesSnapshot(alive_rows, snap.ended, counts, snap.created)
 
 
 def set_history(n: int) -> None:
@@ -358,6 +409,8 @@ _listeners: list[tuple[Listener, float]] = []
 _listen_lock = threading.RLock()
 _poller: _Poller | None = None
 _seen_version = -1
+#: The struct-instance counters' sum the last batch brought the listeners up to.
+_seen_instances = 0
 #: Registry counters (created, ended) the last batch brought the listeners up to.
 _seen_totals = (0, 0)
 #: Most ended handles a batch itemises (the history holds at most this many anyway by default).
@@ -387,6 +440,8 @@ class _Poller(threading.Thread):
             ext = _ext
             if ext is not None and ext._version() != _seen_version:
                 flush()
+            if _instance_versions and _instances_version() != _seen_instances:
+                _flush_instances()
 
 
 def _check_interval(interval: float) -> float:
@@ -409,7 +464,7 @@ def add_listener(callback: Listener, interval: float = 0.25) -> None:
     *callback* is not callable or *interval* not a number, ValueError when
     *interval* is not finite or not positive.
     """
-    global _poller, _seen_totals, _seen_version
+    global _poller, _seen_totals, _seen_version, _seen_instances
     if not callable(callback):
         raise TypeError("callback must be callable")
     interval = _check_interval(interval)
@@ -417,6 +472,7 @@ def add_listener(callback: Listener, interval: float = 0.25) -> None:
         if not _listeners:
             # A first listener hears about changes from now on, not since the runtime loaded.
             _seen_totals, _seen_version = _totals()
+            _seen_instances = _instances_version()
         for i, (cb, _) in enumerate(_listeners):
             if cb == callback:
                 _listeners[i] = (cb, interval)
@@ -469,6 +525,23 @@ def _totals() -> tuple[tuple[int, int], int]:
     version = ext._version()
     created, ended = ext._stats()[:2]
     return (created, ended), version
+
+
+def _flush_instances() -> HandleEvent | None:
+    """Tell the listeners that struct instances changed (one batch for everything since the last)."""
+    global _seen_instances
+    with _listen_lock:
+        version = _instances_version()
+        if not _listeners or version == _seen_instances:
+            return None
+        changed, _seen_instances = version - _seen_instances, version
+        event = HandleEvent(lambda: tuple(instance_rows()), max(changed, 1), False, version)
+        for cb, _ in list(_listeners):
+            try:
+                cb(event)
+            except Exception as e:  # one broken view must not stop the others
+                warnings.warn(f"handle listener {cb!r} failed: {e!r}", RustcallWarning, stacklevel=2)
+        return event
 
 
 def flush() -> HandleEvent | None:

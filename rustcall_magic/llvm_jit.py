@@ -804,7 +804,7 @@ def lower(
         shutil.rmtree(build_dir, ignore_errors=True)
     quiet = compiler.quiet if quiet is None else quiet
     for name, reason in info.skipped:
-        warnings.warn(f"Rust function `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
+        warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
     if diags and not quiet:
         sys.stderr.write("".join(d.rendered for d in diags))
     llvm = llvm_binding()
@@ -1109,7 +1109,7 @@ def _from_entry(
     diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
     if mod is None:
         for name, reason in skipped:
-            warnings.warn(f"Rust function `{name}` was not exported: {reason}", RustcallWarning, stacklevel=4)
+            warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=4)
         if diags and not quiet:
             sys.stderr.write("".join(d.rendered for d in diags))
     t1 = time.perf_counter()

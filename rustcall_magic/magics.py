@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,7 @@ class RustMagics(Magics):
         )
         self._bind(module, args.name)
         if not (args.quiet or self.quiet):
-            _report_bound("rust", module.functions)
+            _report_bound("rust", [*module.functions, *module.types])
         if args.timing:
             i = module.info
             if i.cache_hit:
@@ -354,6 +354,7 @@ class RustMagics(Magics):
             fn = module[fname]
             ns[fname] = fn
             self.definitions[fname] = (fn, sig)
+        ns.update(module.types)
         if name:
             ns[name] = module
         self.modules.append(module)
@@ -486,10 +487,11 @@ class RustMagics(Magics):
             fn = module[fname]
             ns[fname] = fn
             defs[fname] = (fn, sig, cell, len(self.modules))
+        ns.update(module.types)
         if args.name:
             ns[args.name] = module
         if not (args.quiet or self.quiet):
-            _report_bound("rust_llvm", module.functions)
+            _report_bound("rust_llvm", [*module.functions, *module.types])
         if show and isinstance(module, RustModule):
             print("rust_llvm: the cell was built by %%rust (see the warning above): there is no JIT code to show")
         elif show and ir_module is not None:
@@ -708,10 +710,11 @@ def _split_return_check(text: str) -> tuple[str, str | None]:
     return text[:arrow].strip(), text[arrow + 2 :].strip()
 
 
-def _report_bound(magic: str, functions: dict[str, str]) -> None:
+def _report_bound(magic: str, functions: Iterable[str]) -> None:
     """One line saying which names a cell bound (what a reader of the notebook sees)."""
-    if functions:
-        print(f"{magic}: bound {', '.join(functions)}")
+    names = list(functions)
+    if names:
+        print(f"{magic}: bound {', '.join(names)}")
     else:
         print(f"{magic}: no function to bind (only top-level `pub fn` items are exported)")
 

@@ -13,6 +13,7 @@ boundary and what Python sees; the glue (``glue/prelude.rs``) implements one
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -27,8 +28,10 @@ class RType:
 
     ``kind`` is one of ``path`` (a named type, with optional generic ``args``),
     ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``tuple``, ``unit``,
-    ``ptr`` (``*const T`` / ``*mut T``), ``never``, or ``other`` (anything we do
-    not model; ``name`` then holds its source text).
+    ``ptr`` (``*const T`` / ``*mut T``), ``never``, ``user`` (an exported
+    struct of the cell, ``name`` being its name), ``enum`` (an exported fieldless
+    enum of the cell), or ``other``
+    (anything we do not model; ``name`` then holds its source text).
     """
 
     kind: str
@@ -37,19 +40,29 @@ class RType:
     mutable: bool = False
 
     def __str__(self) -> str:
+        return self.render(lambda name: name)
+
+    def rust(self) -> str:
+        """The type as the glue module spells it (a cell's own types are ``super::Name``)."""
+        return self.render(lambda name: f"super::{name}")
+
+    def render(self, user: Callable[[str], str]) -> str:
+        """The type as Rust text, a user type's name written by *user*."""
+        if self.kind in ("user", "enum"):
+            return user(self.name)
         if self.kind == "path":
-            return f"{self.name}<{', '.join(map(str, self.args))}>" if self.args else self.name
+            return f"{self.name}<{', '.join(a.render(user) for a in self.args)}>" if self.args else self.name
         if self.kind == "ref":
-            return f"&{'mut ' if self.mutable else ''}{self.args[0]}"
+            return f"&{'mut ' if self.mutable else ''}{self.args[0].render(user)}"
         if self.kind == "slice":
-            return f"[{self.args[0]}]"
+            return f"[{self.args[0].render(user)}]"
         if self.kind == "tuple":
-            inner = ", ".join(map(str, self.args))
+            inner = ", ".join(a.render(user) for a in self.args)
             return f"({inner},)" if len(self.args) == 1 else f"({inner})"
         if self.kind == "unit":
             return "()"
         if self.kind == "ptr":
-            return f"*{'mut' if self.mutable else 'const'} {self.args[0]}"
+            return f"*{'mut' if self.mutable else 'const'} {self.args[0].render(user)}"
         if self.kind == "never":
             return "!"
         return self.name
@@ -141,6 +154,14 @@ TYPE_TABLE: dict[str, TypeRow] = {
     "&Rc<_>": TypeRow("a RustRc of {0} (borrowed)", None, "RcRef<{0}>", "{v}.get()", HANDLE_ITEMS),
     "Arc<_>": TypeRow("a RustArc of {0} (moved)", "RustArc", "ArcArg<{0}>", "{v}.take()", HANDLE_ITEMS),
     "&Arc<_>": TypeRow("a RustArc of {0} (borrowed)", None, "ArcRef<{0}>", "{v}.get()", HANDLE_ITEMS),
+    # A cell's own exported structs (glue/structs.rs): `&` and `&mut` borrow the instance
+    # for the call (checked like RefCell), by value moves it (copies a `Copy` type); a
+    # return makes a new instance. `{0}` is the type's name.
+    "{user}": TypeRow("a `{0}` instance (moved)", "{0}", "UserArg<{0}>", "{v}.take()", nests=True),
+    "&{user}": TypeRow("a `{0}` instance (borrowed)", None, "UserRef<{0}>", "{v}.get()"),
+    "&mut {user}": TypeRow("a `{0}` instance (mutably borrowed)", None, "UserMut<{0}>", "{v}.get_mut()"),
+    # A cell's fieldless enums are enum.Enum classes whose members pass and return by value.
+    "{enum}": TypeRow("a `{0}` member", "{0}"),
     "Option<_>": TypeRow("{0} or None", "value or None"),
     "Result<_, _>": TypeRow(None, "value (Err raises RustError)", checked_args=1),
     "(..)": TypeRow("a tuple", "tuple"),
@@ -220,9 +241,13 @@ def pattern(t: RType) -> str:
     """
     if t.kind == "path" and t.args:
         return f"{t.name}<{', '.join('_' for _ in t.args)}>"
+    if t.kind in ("user", "enum"):
+        return "{" + t.kind + "}"
     if t.kind == "ref":
         inner = t.args[0]
         prefix = "&mut " if t.mutable else "&"
+        if inner.kind == "user":
+            return prefix + "{user}"
         if inner.kind == "slice":
             return prefix + "[_]"
         if inner.kind == "path" and not inner.args:
@@ -243,7 +268,7 @@ def type_args(t: RType) -> tuple[RType, ...]:
         inner = t.args[0]
         if inner.kind == "slice":
             return inner.args
-        if inner.kind == "path" and not inner.args:
+        if inner.kind in ("path", "user", "enum") and not inner.args:
             return ()
         return type_args(inner)
     if t.kind in ("path", "slice", "ptr", "tuple"):
@@ -263,6 +288,8 @@ def type_row(t: RType, position: str) -> TypeRow | None:
         if row is None or not _args_supported(row, t, position):
             return None
     if position == "param" and row.py_in is None:
+        return None
+    if position == "return" and t.kind == "ref" and pattern(t).endswith("{user}"):
         return None
     if position == "return" and row.py_out is None:
         return None
@@ -317,15 +344,24 @@ def py_in_text(t: RType) -> str:
     args = type_args(t)
     if t.kind == "path" and t.name == "Option" and args:
         return f"{py_in_text(args[0])} or None"
-    return row.py_in.format(*(str(a) for a in args))
+    return row.py_in.format(*(str(a) for a in _row_args(t)))
+
+
+def _row_args(t: RType) -> tuple[RType, ...]:
+    """What ``{0}``... stand for in *t*'s row: its type arguments, or the user type itself."""
+    if t.kind in ("user", "enum"):
+        return (t,)
+    if t.kind == "ref" and t.args[0].kind == "user":
+        return (t.args[0],)
+    return type_args(t)
 
 
 def holder_type(t: RType) -> str:
     """Rust type of the wrapper local that holds a converted argument of type *t*."""
     row = type_row(t, "param")
     if row is None or row.holder is None:
-        return str(t)
-    return row.holder.format(*(str(a) for a in type_args(t)))
+        return t.rust()
+    return row.holder.format(*(a.rust() for a in _row_args(t)))
 
 
 def pass_expr(t: RType, var: str) -> str:
@@ -363,6 +399,10 @@ class FnSig:
     line: int = 0
     extern_c: bool = False
     rust_name: str = ""
+    #: For a method of an exported type: ``&self``, ``&mut self`` or ``self`` ("" for an
+    #: associated function), and the type's name in ``owner``.
+    receiver: str = ""
+    owner: str = ""
 
     @property
     def rust_path(self) -> str:
@@ -372,7 +412,7 @@ class FnSig:
     @property
     def text(self) -> str:
         """The signature as Rust text, e.g. ``fn add(a: i64, b: i64) -> i64``."""
-        args = ", ".join(f"{p.name}: {p.type}" for p in self.params)
+        args = ", ".join([*([self.receiver] if self.receiver else []), *(f"{p.name}: {p.type}" for p in self.params)])
         ret = "" if self.ret == UNIT else f" -> {self.ret}"
         abi = 'extern "C" ' if self.extern_c else ""
         return f"pub {abi}fn {self.rust_path}({args}){ret}"
@@ -412,11 +452,123 @@ def _type_from_json(j: list[Any]) -> RType:
     return RType(kind, name, tuple(_type_from_json(a) for a in args), mutable)
 
 
+@dataclass(frozen=True)
+class Field:
+    """A field of an exported struct: name (``0``, ``1``... in a tuple struct), type, and ``pub``."""
+
+    name: str
+    type: RType
+    public: bool
+
+
+#: Arithmetic traits that become Python operators.
+OPERATORS = ("Add", "Sub", "Mul", "Div", "Rem")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A variant of an exported enum with data: name, ``named``/``tuple``/``unit`` shape, fields."""
+
+    name: str
+    shape: str
+    fields: tuple[Field, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The variant as Rust text, e.g. ``Circle(f64)`` or ``Rect { w: f64, h: f64 }``."""
+        if self.shape == "named":
+            return f"{self.name} {{ " + ", ".join(f"{f.name}: {f.type}" for f in self.fields) + " }"
+        if self.shape == "tuple":
+            return f"{self.name}(" + ", ".join(str(f.type) for f in self.fields) + ")"
+        return self.name
+
+
+@dataclass
+class UserType:
+    """An exported ``pub struct`` or fieldless ``pub enum`` of a cell, with the ``pub`` items
+    of its inherent impls.
+
+    ``shape`` is ``named``, ``tuple``, ``unit``, ``enum`` (fieldless) or ``data`` (an
+    enum with data, a class per variant in ``cases``). ``methods`` holds every
+    exported associated function (``receiver`` says which take ``self``);
+    ``traits`` the traits named by ``#[derive]`` and ``impl Trait for``.
+    """
+
+    name: str
+    shape: str
+    fields: tuple[Field, ...] = ()
+    doc: str = ""
+    line: int = 0
+    traits: list[str] = field(default_factory=list)
+    methods: list[FnSig] = field(default_factory=list)
+    #: A fieldless enum's (variant, discriminant) pairs; its ``shape`` is ``enum``.
+    variants: tuple[tuple[str, int], ...] = ()
+    #: An enum with data (``shape`` ``data``): its variants.
+    cases: tuple[Variant, ...] = ()
+    #: ``impl Op<R> for S`` with R another supported type than ``Self``: (trait name, R).
+    operators: list[tuple[str, RType]] = field(default_factory=list)
+    #: ``impl Op<S> for L`` with L another supported type: (trait name, L), for ``l op s``.
+    reflected: list[tuple[str, RType]] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """``user`` for a struct, ``enum`` for a fieldless enum (the :class:`RType` kind of its uses)."""
+        return "enum" if self.shape == "enum" else "user"
+
+    @property
+    def text(self) -> str:
+        """The declaration as Rust text, e.g. ``pub struct Point { pub x: f64, pub y: f64 }``."""
+        if self.shape == "enum":
+            return f"pub enum {self.name} {{ " + ", ".join(f"{v} = {d}" for v, d in self.variants) + " }"
+        if self.shape == "data":
+            return f"pub enum {self.name} {{ " + ", ".join(c.text for c in self.cases) + " }"
+        def one(f: Field) -> str:
+            vis = "pub " if f.public else ""
+            return f"{vis}{f.type}" if self.shape == "tuple" else f"{vis}{f.name}: {f.type}"
+
+        body = ", ".join(one(f) for f in self.fields)
+        if self.shape == "unit":
+            return f"pub struct {self.name};"
+        if self.shape == "tuple":
+            return f"pub struct {self.name}({body});"
+        return f"pub struct {self.name} {{ {body} }}"
+
+    @property
+    def constructor(self) -> FnSig | None:
+        """``pub fn new(..) -> Self`` (or ``-> Result<Self, E>``: an ``Err`` raises RustError), when the impl has one."""
+        me = RType("user", self.name)
+
+        def makes_self(t: RType) -> bool:
+            return t == me or (t.kind == "path" and t.name == "Result" and bool(t.args) and t.args[0] == me)
+
+        return next((m for m in self.methods if m.name == "new" and not m.receiver and makes_self(m.ret)), None)
+
+    @property
+    def fieldwise(self) -> bool:
+        """True when ``S(...)`` builds the value from its fields (every field ``pub`` and supported)."""
+        return self.shape != "data" and all(f.public and field_supported(f.type) for f in self.fields)
+
+    @property
+    def properties(self) -> list[Field]:
+        """The ``pub`` fields whose types cross (readable and settable; a tuple struct's ``.0`` is ``_0``)."""
+        if self.shape not in ("named", "tuple"):
+            return []
+        return [f for f in self.fields if f.public and field_supported(f.type)]
+
+
+def field_supported(t: RType) -> bool:
+    """True when a field of type *t* can be read (a clone is returned) and set (converted like an argument)."""
+    row = type_row(t, "param")
+    return row is not None and (row.holder is None or row.nests) and type_row(t, "return") is not None
+
+
 @dataclass
 class CellInfo:
-    """What :func:`parse_cell` found: exported functions and skipped ones."""
+    """What :func:`parse_cell` found: exported functions and types, and skipped ones."""
 
     functions: list[FnSig] = field(default_factory=list)
+    #: Exported structs with their methods.
+    types: list[UserType] = field(default_factory=list)
     #: (function name, reason) for every ``pub fn`` that is not exported.
     skipped: list[tuple[str, str]] = field(default_factory=list)
     #: True when the cell's syntax tree has errors (rustc will report them).
@@ -427,8 +579,11 @@ class CellInfo:
 
     def without(self, demoted: dict[str, str]) -> CellInfo:
         """This info with the functions named in *demoted* (name -> reason) moved to ``skipped``."""
+        for t in self.types:
+            t.methods = [m for m in t.methods if f"{t.name}.{m.name}" not in demoted]
         return CellInfo(
             functions=[f for f in self.functions if f.name not in demoted],
+            types=self.types,
             skipped=[*self.skipped, *demoted.items()],
             has_syntax_errors=self.has_syntax_errors,
             abi_edits={k: v for k, v in self.abi_edits.items() if k not in demoted},
@@ -462,7 +617,7 @@ def _parser() -> Any:
 
 
 def parse_cell(source: str) -> CellInfo:
-    """Parse *source* and return its exported functions (see module docstring)."""
+    """Parse *source* and return its exported functions and types (see module docstring)."""
     data = source.encode("utf-8")
     tree = _parser().parse(data)
     root = tree.root_node
@@ -474,11 +629,13 @@ def parse_cell(source: str) -> CellInfo:
         n.type == "attribute_item" and (a := _first_of(n, "attribute")) is not None and _text(a) == "global_allocator"
         for n in children
     )
+    types = _collect_types(children, info)
+    users = {n: t.kind for n, t in types.items()}
     for i, node in enumerate(children):
-        if node.type != "function_item":
+        if node.type == "impl_item":
+            _collect_impl(node, types, users, info, own_allocator)
             continue
-        vis = node.child_by_field_name("visibility") or _first_of(node, "visibility_modifier")
-        if vis is None or _text(vis) != "pub":
+        if node.type != "function_item" or not _is_pub(node):
             continue
         name_node = node.child_by_field_name("name")
         if name_node is None:
@@ -509,54 +666,15 @@ def parse_cell(source: str) -> CellInfo:
         if reason:
             info.skipped.append((name, reason))
             continue
-        tparams = node.child_by_field_name("type_parameters")
-        if tparams is not None and any(c.type not in ("lifetime", "lifetime_parameter", "<", ">", ",") for c in tparams.children):
-            info.skipped.append((name, "generic functions cannot be exported (type `" + _text(tparams) + "`)"))
+        parsed = _fn_types(node, users, None, own_allocator)
+        if isinstance(parsed, str):
+            info.skipped.append((name, parsed))
             continue
-        params_node = node.child_by_field_name("parameters")
-        params: list[Param] = []
-        bad: str | None = None
-        for p in params_node.children if params_node is not None else ():
-            if p.type in ("(", ")", ",", "line_comment", "block_comment", "attribute_item"):
-                continue
-            if p.type != "parameter":
-                bad = f"parameter `{_text(p)}` is not supported"
-                break
-            pat = p.child_by_field_name("pattern")
-            ty_node = p.child_by_field_name("type")
-            if pat is None or ty_node is None:
-                bad = f"parameter `{_text(p)}` is not supported"
-                break
-            rt = rtype_of(ty_node)
-            if type_row(rt, "param") is None:
-                bad = f"type `{rt}` (parameter `{_text(pat)}`) is not supported"
-                if pattern(rt) == "Vec<_>" and _borrows_object(rt):
-                    bad += "; use `Vec<String>` (a list's items cannot be borrowed for the call)"
-                break
-            pname = _text(pat)
-            if not pname.isidentifier():
-                pname = f"arg{len(params)}"
-            params.append(Param(pname.removeprefix("mut "), rt))
-        if bad:
-            info.skipped.append((name, bad))
-            continue
-        ret_node = node.child_by_field_name("return_type")
-        ret = rtype_of(ret_node) if ret_node is not None else UNIT
-        if type_row(ret, "return") is None:
-            info.skipped.append((name, f"return type `{ret}` is not supported"))
-            continue
-        shared = next((m for t in (*(p.type for p in params), ret) if (m := runtime_memory(t)) is not None), None)
-        if own_allocator and shared is not None:
-            info.skipped.append((
-                name,
-                f"the cell sets its own #[global_allocator], and `{shared}` would hand memory between it and "
-                "the ownership runtime's allocator",
-            ))
-            continue
+        params, ret, _ = parsed
         info.functions.append(
             FnSig(
                 name=name,
-                params=tuple(params),
+                params=params,
                 ret=ret,
                 doc=doc,
                 line=node.start_point[0] + 1,
@@ -564,7 +682,251 @@ def parse_cell(source: str) -> CellInfo:
                 rust_name=rust_name if rust_name != name else "",
             )
         )
+    info.types = list(types.values())
     return info
+
+
+def _is_pub(node: Any) -> bool:
+    vis = node.child_by_field_name("visibility") or _first_of(node, "visibility_modifier")
+    return vis is not None and _text(vis) == "pub"
+
+
+def _fn_types(
+    node: Any, users: Mapping[str, str], self_name: str | None, own_allocator: bool
+) -> tuple[tuple[Param, ...], RType, str] | str:
+    """(parameters, return type, receiver) of function item *node*, or why it cannot be exported."""
+    tparams = node.child_by_field_name("type_parameters")
+    if tparams is not None and any(c.type not in ("lifetime", "lifetime_parameter", "<", ">", ",") for c in tparams.children):
+        return "generic functions cannot be exported (type `" + _text(tparams) + "`)"
+    params_node = node.child_by_field_name("parameters")
+    params: list[Param] = []
+    receiver = ""
+    for p in params_node.children if params_node is not None else ():
+        if p.type in ("(", ")", ",", "line_comment", "block_comment", "attribute_item"):
+            continue
+        if p.type == "self_parameter" and self_name is not None:
+            text = " ".join(_text(p).split())
+            if any(c.type == "lifetime" for c in p.children):
+                text = "&mut self" if "mut" in text.split() else "&self"
+            receiver = {"mut self": "self"}.get(text, text)
+            if receiver not in ("&self", "&mut self", "self"):
+                return f"receiver `{text}` is not supported"
+            continue
+        if p.type != "parameter":
+            return f"parameter `{_text(p)}` is not supported"
+        pat = p.child_by_field_name("pattern")
+        ty_node = p.child_by_field_name("type")
+        if pat is None or ty_node is None:
+            return f"parameter `{_text(p)}` is not supported"
+        rt = rtype_of(ty_node, users, self_name)
+        if type_row(rt, "param") is None:
+            bad = f"type `{rt}` (parameter `{_text(pat)}`) is not supported"
+            if pattern(rt) == "Vec<_>" and _borrows_object(rt):
+                bad += "; use `Vec<String>` (a list's items cannot be borrowed for the call)"
+            return bad
+        pname = _text(pat)
+        if not pname.isidentifier():
+            pname = f"arg{len(params)}"
+        params.append(Param(pname.removeprefix("mut "), rt))
+    ret_node = node.child_by_field_name("return_type")
+    ret = rtype_of(ret_node, users, self_name) if ret_node is not None else UNIT
+    if type_row(ret, "return") is None:
+        return f"return type `{ret}` is not supported"
+    shared = next((m for t in (*(p.type for p in params), ret) if (m := runtime_memory(t)) is not None), None)
+    if own_allocator and shared is not None:
+        return (
+            f"the cell sets its own #[global_allocator], and `{shared}` would hand memory between it and "
+            "the ownership runtime's allocator"
+        )
+    return tuple(params), ret, receiver
+
+
+def _derives(attrs: list[str]) -> list[str]:
+    out: list[str] = []
+    for a in attrs:
+        if a.startswith("derive(") and a.endswith(")"):
+            out += [w.strip().split("::")[-1] for w in a[len("derive(") : -1].split(",") if w.strip()]
+    return out
+
+
+def _collect_types(children: list[Any], info: CellInfo) -> dict[str, UserType]:
+    """The cell's exportable ``pub struct`` items by name (others go to ``info.skipped``)."""
+    found: dict[str, tuple[int, Any]] = {}
+    for i, node in enumerate(children):
+        if node.type in ("struct_item", "enum_item") and _is_pub(node):
+            name_node = node.child_by_field_name("name")
+            if name_node is None:
+                continue
+            name = _text(name_node)
+            if node.child_by_field_name("type_parameters") is not None:
+                tp = _text(node.child_by_field_name("type_parameters"))
+                what = "an enum" if node.type == "enum_item" else "a struct"
+                info.skipped.append((name, f"{what} with generic or lifetime parameters (`{tp}`) cannot be exported"))
+            elif node.type == "enum_item" and (reason := _enum_variants(node)) in _ENUM_REFUSALS:
+                info.skipped.append((name, str(reason)))
+            else:
+                found[name] = (i, node)
+    users = {n: _type_kind(node) for n, (_, node) in found.items()}
+    types: dict[str, UserType] = {}
+    for name, (i, node) in found.items():
+        attrs, doc = _leading_attrs_and_doc(children, i)
+        line = node.start_point[0] + 1
+        body = node.child_by_field_name("body")
+        if node.type == "enum_item" and users[name] == "enum":
+            variants = _enum_variants(node)
+            assert not isinstance(variants, str)
+            types[name] = UserType(name, "enum", (), doc, line, _derives(attrs), variants=variants)
+        elif node.type == "enum_item":
+            cases = []
+            for v in body.children if body is not None else ():
+                if v.type == "enum_variant":
+                    vshape, vfields = _fields_of(v.child_by_field_name("body"), users, name, public=True)
+                    cases.append(Variant(_text(v.child_by_field_name("name")), vshape, vfields))
+            bad = next(((c, f) for c in cases for f in c.fields if not field_supported(f.type)), None)
+            if bad is not None:
+                c, f = bad
+                info.skipped.append((name, f"type `{f.type}` of variant `{c.name}` is not supported"))
+                continue
+            types[name] = UserType(name, "data", (), doc, line, _derives(attrs), cases=tuple(cases))
+        else:
+            shape, fields = _fields_of(body, users, name)
+            types[name] = UserType(name, shape, fields, doc, line, _derives(attrs))
+    return types
+
+
+def _type_kind(node: Any) -> str:
+    """``enum`` for a fieldless enum item (an enum.Enum class), ``user`` for a struct or an enum with data."""
+    return "enum" if node.type == "enum_item" and not isinstance(_enum_variants(node), str) else "user"
+
+
+def _fields_of(
+    body: Any, users: Mapping[str, str], self_name: str, public: bool = False
+) -> tuple[str, tuple[Field, ...]]:
+    """(shape, fields) of a struct or enum variant body (*public*: every field is, as in a variant)."""
+    fields: list[Field] = []
+    if body is not None and body.type == "field_declaration_list":
+        for f in body.children:
+            if f.type == "field_declaration":
+                fname, fty = f.child_by_field_name("name"), f.child_by_field_name("type")
+                vis = _first_of(f, "visibility_modifier")
+                if fname is not None and fty is not None:
+                    pub = public or (vis is not None and _text(vis) == "pub")
+                    fields.append(Field(_text(fname), rtype_of(fty, users, self_name), pub))
+        return "named", tuple(fields)
+    if body is not None and body.type == "ordered_field_declaration_list":
+        pub = False
+        for c in body.children:
+            if c.type == "visibility_modifier":
+                pub = _text(c) == "pub"
+            elif c.is_named and c.type not in ("line_comment", "block_comment", "attribute_item"):
+                fields.append(Field(str(len(fields)), rtype_of(c, users, self_name), public or pub))
+                pub = False
+        return "tuple", tuple(fields)
+    return "unit", ()
+
+
+def _enum_variants(node: Any) -> tuple[tuple[str, int], ...] | str:
+    """(variant, discriminant) of a fieldless enum; ``"data"`` for an enum with data; else why the
+    enum is not exported."""
+    body = node.child_by_field_name("body")
+    out: list[tuple[str, int]] = []
+    nxt = 0
+    for v in body.children if body is not None else ():
+        if v.type != "enum_variant":
+            continue
+        vname = _text(v.child_by_field_name("name"))
+        if v.child_by_field_name("body") is not None:
+            return "data"  # an enum with data: a class per variant
+        value = v.child_by_field_name("value")
+        if value is not None:
+            try:
+                nxt = int("".join(_text(value).split()).replace("_", ""), 0)
+            except ValueError:
+                return f"the discriminant of `{vname}` is not an integer literal"
+        out.append((vname, nxt))
+        nxt += 1
+    if not out:
+        return _NO_VARIANTS
+    return tuple(out)
+
+
+_NO_VARIANTS = "an enum without variants has no values"
+
+
+class _Refusals:
+    """Matches the reasons :func:`_enum_variants` gives for not exporting an enum."""
+
+    def __contains__(self, reason: object) -> bool:
+        return isinstance(reason, str) and reason != "data"
+
+
+_ENUM_REFUSALS = _Refusals()
+
+
+def _collect_impl(
+    node: Any, types: dict[str, UserType], users: Mapping[str, str], info: CellInfo, own_allocator: bool
+) -> None:
+    """Adds the ``pub fn`` items of an inherent impl (or the trait name of a trait impl) to its type."""
+    ty = node.child_by_field_name("type")
+    trait = node.child_by_field_name("trait")
+    if ty is not None and trait is not None and (ty.type != "type_identifier" or _text(ty) not in types):
+        # `impl Mul<S> for f64`: `2.0 * s` (the left-hand side is another supported type).
+        tr, lhs = rtype_of(trait, users), rtype_of(ty, users)
+        name = tr.name.split("::")[-1]
+        if name in OPERATORS and len(tr.args) == 1 and tr.args[0].kind == "user" and tr.args[0].name in types:
+            if field_supported(lhs) and node.child_by_field_name("type_parameters") is None:
+                types[tr.args[0].name].reflected.append((name, lhs))
+        return
+    if ty is None or ty.type != "type_identifier" or _text(ty) not in types:
+        return
+    ut = types[_text(ty)]
+    if trait is not None:
+        name = _text(trait).split("<")[0].split("::")[-1]
+        ut.traits.append(name)
+        # `impl Mul<f64> for S`: an operator whose right-hand side is another supported type.
+        tr = rtype_of(trait, users, ut.name)
+        if name in OPERATORS and len(tr.args) == 1 and tr.args[0] != RType(ut.kind, ut.name):
+            rhs = tr.args[0]
+            if field_supported(rhs) and node.child_by_field_name("type_parameters") is None:
+                ut.operators.append((name, rhs))
+        return
+    if node.child_by_field_name("type_parameters") is not None:
+        info.skipped.append((ut.name, "generic impl blocks are not exported"))
+        return
+    body = node.child_by_field_name("body")
+    items = body.children if body is not None else []
+    for i, fn in enumerate(items):
+        if fn.type != "function_item" or not _is_pub(fn):
+            continue
+        name_node = fn.child_by_field_name("name")
+        if name_node is None:
+            continue
+        rust_name = _text(name_node)
+        name = rust_name.removeprefix("r#")
+        qual = f"{ut.name}.{name}"
+        modifiers = _first_of(fn, "function_modifiers")
+        reason = _unsupported_modifier(_text(modifiers) if modifiers is not None else "", False)
+        parsed = reason or _fn_types(fn, users, ut.name, own_allocator)
+        if isinstance(parsed, str):
+            info.skipped.append((qual, parsed))
+            continue
+        params, ret, receiver = parsed
+        if ut.kind == "enum" and receiver == "&mut self":
+            info.skipped.append((qual, "the members of an exported enum are immutable Python values (`&mut self`)"))
+            continue
+        _, doc = _leading_attrs_and_doc(items, i)
+        ut.methods.append(
+            FnSig(
+                name=name,
+                params=params,
+                ret=ret,
+                doc=doc,
+                line=fn.start_point[0] + 1,
+                rust_name=rust_name if rust_name != name else "",
+                receiver=receiver,
+                owner=ut.name,
+            )
+        )
 
 
 def _unsupported_modifier(mods: str, extern: bool) -> str | None:
@@ -641,9 +1003,18 @@ def _text(node: Any) -> str:
     return node.text.decode("utf-8")
 
 
-def rtype_of(node: Any) -> RType:
-    """Canonical :class:`RType` of a tree-sitter type node."""
+def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(), self_name: str | None = None) -> RType:
+    """Canonical :class:`RType` of a tree-sitter type node.
+
+    Names in *users* (the cell's exported types: name -> ``user`` or ``enum``) and
+    ``Self`` inside the impl of *self_name* become types of that kind.
+    """
     t = node.type
+    kinds = users if isinstance(users, Mapping) else dict.fromkeys(users, "user")
+    if t == "type_identifier" and self_name is not None and _text(node) == "Self":
+        return RType(kinds.get(self_name, "user"), self_name)
+    if t == "type_identifier" and _text(node) in kinds:
+        return RType(kinds[_text(node)], _text(node))
     if t == "primitive_type":
         return RType("path", _text(node))
     if t == "unit_type":
@@ -658,7 +1029,7 @@ def rtype_of(node: Any) -> RType:
         args_node = node.child_by_field_name("type_arguments")
         base_t = rtype_of(base) if base is not None else RType("other", _text(node))
         args = tuple(
-            rtype_of(c)
+            rtype_of(c, users, self_name)
             for c in (args_node.children if args_node is not None else ())
             if c.is_named and c.type not in ("lifetime", "line_comment", "block_comment")
         )
@@ -670,17 +1041,17 @@ def rtype_of(node: Any) -> RType:
     if t == "reference_type":
         inner = node.child_by_field_name("type")
         mutable = _first_of(node, "mutable_specifier") is not None
-        return RType("ref", "", (rtype_of(inner),), mutable)
+        return RType("ref", "", (rtype_of(inner, users, self_name),), mutable)
     if t == "array_type":
         if node.child_by_field_name("length") is not None:
             return RType("other", " ".join(_text(node).split()))
-        return RType("slice", "", (rtype_of(node.child_by_field_name("element")),))
+        return RType("slice", "", (rtype_of(node.child_by_field_name("element"), users, self_name),))
     if t == "tuple_type":
-        return RType("tuple", "", tuple(rtype_of(c) for c in node.children if c.is_named))
+        return RType("tuple", "", tuple(rtype_of(c, users, self_name) for c in node.children if c.is_named))
     if t == "pointer_type":
         mutable = _first_of(node, "mutable_specifier") is not None
         inner = node.child_by_field_name("type")
-        return RType("ptr", "", (rtype_of(inner),), mutable)
+        return RType("ptr", "", (rtype_of(inner, users, self_name),), mutable)
     return RType("other", " ".join(_text(node).split()))
 
 

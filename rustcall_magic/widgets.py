@@ -628,6 +628,9 @@ def _find_handles(namespace: Mapping[str, Any], wanted: int) -> list[Any]:
                     found.append(v)
             except Exception:
                 pass
+        # An instance of a cell's struct: its row id is the object's id().
+        elif id(v) == wanted and type(v).__module__.startswith("_rustcall_") and callable(getattr(type(v), "drop", None)):
+            found.append(v)
 
     for name, value in list(namespace.items()):
         if name.startswith("__"):

@@ -169,7 +169,7 @@ def test_quiet_hides_warnings(ip, capsys) -> None:
 
 
 def test_unsupported_function_warns_and_others_work(ip) -> None:
-    code = "pub struct P;\npub fn takes(p: P) -> i32 { 1 }\npub fn fine() -> i32 { 2 }"
+    code = "struct P;  // private: does not cross\npub fn takes(p: P) -> i32 { 1 }\npub fn fine() -> i32 { 2 }"
     with pytest.warns(rc.RustcallWarning, match=r"`takes`.*`P`"):
         run_cell(ip, code)
     assert ip.user_ns["fine"]() == 2

@@ -28,7 +28,7 @@ mod inner {
     pub fn nested(a: i32) -> i32 { a }
 }
 
-pub struct Point { x: f64 }
+struct Point { x: f64 }  // private: not exported, nor are functions taking it
 impl Point {
     pub fn method(&self) -> f64 { self.x }
 }
@@ -122,3 +122,69 @@ def test_ffi_spellings_raw_identifiers_and_doc_attributes() -> None:
     assert built.count('"C-unwind"') == 3 and built.count("\n") == FFI_CELL.count("\n")
     assert 'pub unsafe extern "C-unwind" fn scaled' in built and 'pub extern "C-unwind" fn bare_abi' in built
     assert "`unsafe fn` cannot be exported" in dict(parse_cell("pub unsafe fn u() {}").skipped)["u"]
+
+
+TYPES_CELL = '''
+/// A point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point { pub x: f64, y: f64 }
+pub struct Pair(pub i32, f64);
+pub struct Unit;
+pub enum Dir { North, East = 10, South }
+pub enum Shape { Circle(f64), Square { side: f64 } }
+pub struct Borrowed<'a> { pub s: &'a str }
+struct Private { x: i32 }
+
+impl Point {
+    /// Makes one.
+    pub fn new(x: f64) -> Self { Point { x, y: 0.0 } }
+    pub fn get(&self) -> f64 { self.x }
+    pub fn set(&mut self, v: f64) { self.x = v; }
+    pub fn into_x(self) -> f64 { self.x }
+    pub fn pair(&self, other: &Point) -> (Point, Option<Point>) { (self.clone(), None) }
+    fn hidden(&self) {}
+}
+impl std::fmt::Display for Point {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result { Ok(()) }
+}
+impl Dir { pub fn turn(&mut self) {} pub fn left(self) -> Dir { self } }
+pub fn takes(p: &mut Point, d: Dir, v: Vec<Point>) -> Option<Pair> { None }
+'''
+
+
+def test_reader_collects_exported_types_and_their_impls() -> None:
+    info = parse_cell(TYPES_CELL)
+    types = {t.name: t for t in info.types}
+    assert set(types) == {"Point", "Pair", "Unit", "Dir", "Shape"}
+    p = types["Point"]
+    assert (p.shape, p.doc, p.traits) == ("named", "A point.", ["Debug", "Clone", "PartialEq", "Display"])
+    assert p.text == "pub struct Point { pub x: f64, y: f64 }"
+    assert [(f.name, str(f.type), f.public) for f in p.fields] == [("x", "f64", True), ("y", "f64", False)]
+    assert [(m.name, m.receiver) for m in p.methods] == [
+        ("new", ""), ("get", "&self"), ("set", "&mut self"), ("into_x", "self"), ("pair", "&self")
+    ]
+    assert p.constructor is not None and p.constructor.text == "pub fn new(x: f64) -> Point"
+    assert p.methods[4].text == "pub fn pair(&self, other: &Point) -> (Point, Option<Point>)"
+    assert p.methods[4].params[0].type == RType("ref", "", (RType("user", "Point"),), False)
+    assert not p.fieldwise and [f.name for f in p.properties] == ["x"]
+    assert types["Pair"].shape == "tuple" and not types["Pair"].fieldwise
+    assert types["Unit"].shape == "unit" and types["Unit"].fieldwise
+    assert types["Dir"].variants == (("North", 0), ("East", 10), ("South", 11))
+    assert [m.name for m in types["Dir"].methods] == ["left"]
+    shape = types["Shape"]
+    assert (shape.shape, shape.kind) == ("data", "user")
+    assert [c.text for c in shape.cases] == ["Circle(f64)", "Square { side: f64 }"]
+    assert shape.text == "pub enum Shape { Circle(f64), Square { side: f64 } }"
+    skipped = dict(info.skipped)
+    assert "lifetime" in skipped["Borrowed"]
+    assert "immutable" in skipped["Dir.turn"]
+    takes = info.functions[0]
+    assert [str(p.type) for p in takes.params] == ["&mut Point", "Dir", "Vec<Point>"]
+    assert takes.params[1].type.kind == "enum"
+    assert str(takes.ret) == "Option<Pair>"
+
+
+def test_private_or_unknown_types_do_not_cross() -> None:
+    info = parse_cell("struct Hidden;\npub fn f(h: Hidden) {}\npub fn g() -> &'static Point { todo!() }")
+    assert dict(info.skipped).keys() == {"f", "g"}
+    assert info.types == []
