@@ -6,13 +6,17 @@ exported signatures, and the toolchain identity is remembered on disk.
 
 from __future__ import annotations
 
+import copyreg
+import json
 import os
 import shutil
 import sys
 import threading
 import time
+import types
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,7 @@ from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import glue_fingerprint
 from .deps import DepsBuild, ProgressCallback, StderrProgress, Workspace, collect_dependencies, path_fingerprint
 from .deps import enforce_limit as deps_enforce_limit
-from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning
+from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError
 from .handles import add_instance_source
 from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
@@ -44,6 +48,34 @@ class CompileInfo:
     key: str
     #: What cargo did for the cell's crate dependencies (None: no dependencies, or a cache hit).
     dependencies: DepsBuild | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How another process gets a compiled cell again: load its cache entry by *key*, else build it.
+
+    *backend* is ``"rust"``; *options* the JSON text of the keyword arguments of
+    :meth:`RustCompiler.compile` that built it. Pickles of cell functions and
+    modules carry a recipe (see ``api``), never code.
+    """
+
+    backend: str
+    source: str
+    options: str
+    key: str
+
+
+#: Every exported function of a loaded cell -> (its cell's recipe, its name). Weak: a
+#: function no one holds leaves the table.
+_origins: weakref.WeakKeyDictionary[Any, tuple[Recipe, str]] = weakref.WeakKeyDictionary()
+
+
+def origin_of(fn: Any) -> tuple[Recipe, str] | None:
+    """The recipe of the cell that exported *fn*, and *fn*'s name there; None for any other object."""
+    try:
+        return _origins.get(fn)
+    except TypeError:  # not weakly referenceable: not ours
+        return None
 
 
 class CellFunctions:
@@ -82,6 +114,17 @@ class CellFunctions:
             # Attributes of the module object win; such a function is m["name"].
             if name not in self.__dict__ and not hasattr(type(self), name) and not name.startswith("_"):
                 self.__dict__[name] = getattr(ext, name)
+        recipe = self.recipe
+        if recipe is not None:
+            for s in signatures:
+                fn = getattr(ext, s.name, None)
+                if fn is not None:
+                    _origins[fn] = (recipe, s.name)
+
+    @property
+    def recipe(self) -> Recipe | None:
+        """How another process gets this cell again (None: it cannot, e.g. hand-optimized IR)."""
+        return None
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         if name not in self.signatures and name not in self.types:
@@ -134,6 +177,21 @@ class RustModule(CellFunctions):
         self.entry = entry
         self.info = info
         super().__init__(ext, signatures, source, warnings, skipped)
+
+    @property
+    def recipe(self) -> Recipe:
+        """How another process gets this module: its cache key, else its source and options."""
+        meta = self.entry.meta
+        opts = dict(meta.get("options", {}))
+        if opts.get("target_cpu") is None:
+            opts["target_cpu"] = PORTABLE
+        if meta.get("dependencies"):
+            opts["dependencies"] = meta["dependencies"]
+        return Recipe("rust", self.source, json.dumps(opts, sort_keys=True), self.entry.key)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        r = self.recipe
+        return _rebuild_module, (r.backend, r.source, r.options, r.key)
 
     @property
     def path(self) -> Path:
@@ -327,6 +385,34 @@ class RustCompiler:
         info = CompileInfo(hit, compile_seconds, load_seconds, time.perf_counter() - t0, key, built)
         return RustModule(ext, sigs, entry, info, diags, skipped, source)
 
+    def load_cached(self, key: str, source: str) -> RustModule | None:
+        """The module of cache entry *key* (built from *source*), loaded with no toolchain; None on a miss.
+
+        A native build made on a machine with another CPU is a miss: its code may
+        use instructions this CPU lacks. Raises RustCacheError when the cache is unsafe.
+        """
+        t0 = time.perf_counter()
+        cache = self.cache
+        cache.ensure()
+        entry = cache.valid_entry(key)
+        if entry is None or entry.meta.get("kind", "cdylib") != "cdylib" or entry.meta.get("source") != source:
+            return None
+        native = entry.meta.get("options", {}).get("target_cpu") == "native"
+        if native and entry.meta.get("host_cpu") != host_cpu_identity():
+            return None
+        cache.touch(entry)
+        t1 = time.perf_counter()
+        try:
+            ext = load_extension(entry.module_name, entry.artifact)
+        except RustcallError:
+            return None  # evicted between lookup and load
+        load_seconds = time.perf_counter() - t1
+        sigs = [FnSig.from_json(f) for f in entry.meta.get("functions", [])]
+        skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
+        diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
+        info = CompileInfo(True, 0.0, load_seconds, time.perf_counter() - t0, key)
+        return RustModule(ext, sigs, entry, info, diags, skipped, source)
+
     @staticmethod
     def _build(
         cache: Cache,
@@ -373,6 +459,7 @@ class RustCompiler:
                     "target_cpu": opts.target_cpu,
                 },
                 "source": source,
+                **({"host_cpu": host_cpu_identity()} if opts.target_cpu == "native" else {}),
                 **({"dependencies": ws.deps, "deps_set": ws.id} if ws is not None else {}),
                 "rustc": tc.release,
                 "build_seconds": round(result.seconds, 4),
@@ -402,3 +489,54 @@ def _process_lock(key: str) -> threading.Lock:
         if lock is None:
             lock = _locks[key] = threading.Lock()
         return lock
+
+
+# ---------------------------------------------------------------------------
+# Pickling by reference: a cell function or module pickles as its cell's recipe.
+
+_rebuilt_lock = threading.Lock()
+_rebuilt: dict[str, RustModule] = {}
+
+
+def _rebuild_module(backend: str, source: str, options: str, key: str) -> RustModule:
+    """Unpickle a cell module: load entry *key* from this process's cache, else build the cell.
+
+    Raises RustToolchainError, saying so, when the entry is not in the cache and
+    no toolchain can build it; RustCompileError if the cell does not build here.
+    """
+    if backend != "rust":
+        raise RustcallError(f"cannot rebuild a cell module made by {backend!r}")
+    with _rebuilt_lock:
+        module = _rebuilt.get(key)
+        if module is not None:
+            return module
+        compiler = RustCompiler()
+        module = compiler.load_cached(key, source)
+        if module is None:
+            try:
+                module = compiler.compile(source, quiet=True, **json.loads(options))
+            except RustToolchainError as e:
+                raise RustToolchainError(
+                    f"the cell (cache key {key[:12]}) is not in this process's cache ({compiler.cache.root}) "
+                    f"and cannot be built here: {e}"
+                ) from e
+        _rebuilt[key] = module
+        return module
+
+
+def _rebuild_function(backend: str, source: str, options: str, key: str, name: str) -> Any:
+    """Unpickle a cell function (see :func:`_rebuild_module`)."""
+    return _rebuild_module(backend, source, options, key)[name]
+
+
+def _reduce_builtin(fn: Any) -> Any:
+    found = origin_of(fn)
+    if found is None:  # any other builtin pickles as it always has
+        return fn.__reduce_ex__(2)
+    recipe, name = found
+    return _rebuild_function, (recipe.backend, recipe.source, recipe.options, recipe.key, name)
+
+
+# Cell functions are builtins of a module no other process can import: they pickle by recipe,
+# which multiprocessing, concurrent.futures, joblib and Dask use to ship them.
+copyreg.pickle(types.BuiltinFunctionType, _reduce_builtin)
