@@ -167,6 +167,29 @@ def parse_diagnostics(stderr: str) -> tuple[list[Diagnostic], list[Diagnostic], 
     return errors, warnings, other, glue
 
 
+def build_library(toolchain: Toolchain, args: Sequence[str], artifact: Path, cwd: Path, what: str) -> float:
+    """Run ``rustc *args* -o artifact`` for one of the package's own crates; return the seconds it took.
+
+    Raises RustToolchainError when rustc cannot be run, RustCompileError (rustc's
+    text, summarised as "*what* does not compile with rustc X") when it fails.
+    """
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [toolchain.rustc, *args, "-o", str(artifact)], cwd=cwd, capture_output=True, text=True
+        )
+    except OSError as e:
+        raise RustToolchainError(f"could not run {toolchain.rustc}: {e}") from e
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0 or not artifact.exists():
+        text = proc.stderr.strip() or f"rustc exited with status {proc.returncode}"
+        raise RustCompileError(
+            [Diagnostic("error", text.splitlines()[0], None, None, None, text + "\n")],
+            summary=f"{what} does not compile with rustc {toolchain.release}",
+        )
+    return seconds
+
+
 def run_rustc(
     crate: GeneratedCrate,
     build_dir: Path,

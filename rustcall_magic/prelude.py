@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 from ._version import __version__
-from .build import BuildOptions, python_cfgs
+from .build import BuildOptions, build_library, python_cfgs
 from .cache import Cache, Entry, make_key
 from .codegen import PRELUDE_CRATE, prelude_library_source
-from .errors import Diagnostic, RustCompileError, RustToolchainError
 from .toolchain import Toolchain, host_cpu_identity, python_abi_tag
 
 #: Entry kind recorded in the metadata of the cached library, by crate type.
@@ -117,23 +114,9 @@ def _build(cache: Cache, key: str, tc: Toolchain, options: BuildOptions, source:
         lib_rs = build_dir / "lib.rs"
         lib_rs.write_text(source, encoding="utf-8")
         artifact = build_dir / f"lib{PRELUDE_CRATE}.{'so' if crate_type == 'dylib' else 'rlib'}"
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                [tc.rustc, *rustc_flags(options, tc, crate_type), "-o", str(artifact), str(lib_rs)],
-                cwd=build_dir,
-                capture_output=True,
-                text=True,
-            )
-        except OSError as e:
-            raise RustToolchainError(f"could not run {tc.rustc}: {e}") from e
-        seconds = time.perf_counter() - t0
-        if proc.returncode != 0 or not artifact.exists():
-            text = proc.stderr.strip() or f"rustc exited with status {proc.returncode}"
-            raise RustCompileError(
-                [Diagnostic("error", text.splitlines()[0], None, None, None, text + "\n")],
-                summary=f"the generated glue's library does not compile with rustc {tc.release}",
-            )
+        seconds = build_library(
+            tc, [*rustc_flags(options, tc, crate_type), str(lib_rs)], artifact, build_dir, "the generated glue's library"
+        )
         lib_rs.unlink()
         meta = {"module": "", "kind": ENTRY_KINDS[crate_type], "functions": [], "rustc": tc.release, "build_seconds": round(seconds, 4)}
         return cache.publish(key, build_dir, artifact, meta)

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import sys
 import threading
-import time
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
@@ -28,9 +26,9 @@ from typing import Any
 
 from . import handles
 from ._version import __version__
-from .build import python_cfgs
+from .build import build_library, python_cfgs
 from .cache import Cache, Entry, default_cache_dir, make_key
-from .errors import Diagnostic, RustCacheError, RustCompileError, RustToolchainError
+from .errors import RustCacheError, RustToolchainError
 from .loader import load_extension
 from .toolchain import Toolchain, get_toolchain, python_abi_tag
 
@@ -170,23 +168,7 @@ def _build(cache: Cache, key: str, tc: Toolchain, files: dict[str, bytes]) -> En
             raise RustCacheError(f"cannot write the runtime's sources into {build_dir}: {e}") from e
         artifact = build_dir / f"{MODULE_NAME}.so"
         sys.stderr.write("rustcall_magic: building the ownership runtime (first use with this toolchain)...\n")
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                [tc.rustc, *rustc_flags(), "-o", str(artifact), str(src / "lib.rs")],
-                cwd=build_dir,
-                capture_output=True,
-                text=True,
-            )
-        except OSError as e:
-            raise RustToolchainError(f"could not run {tc.rustc}: {e}") from e
-        seconds = time.perf_counter() - t0
-        if proc.returncode != 0 or not artifact.exists():
-            text = proc.stderr.strip() or f"rustc exited with status {proc.returncode}"
-            raise RustCompileError(
-                [Diagnostic("error", text.splitlines()[0], None, None, None, text + "\n")],
-                summary=f"the ownership runtime does not compile with rustc {tc.release}",
-            )
+        seconds = build_library(tc, [*rustc_flags(), str(src / "lib.rs")], artifact, build_dir, "the ownership runtime")
         sys.stderr.write(f"rustcall_magic: ownership runtime built in {seconds:.1f} s (cached from now on)\n")
         shutil.rmtree(src, ignore_errors=True)
         (build_dir / "Cargo.toml").unlink(missing_ok=True)
