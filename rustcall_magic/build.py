@@ -253,6 +253,7 @@ def build_cell(
     output: Path,
     extra_args: Sequence[str] = (),
     prelude_library: Path | None = None,
+    release_gil: bool = False,
 ) -> tuple[BuildResult, CellInfo]:
     """Generate the crate of the cell *source* exporting ``info.functions`` and run rustc on it.
 
@@ -274,6 +275,7 @@ def build_cell(
             info.functions,
             info.types,
             linked_prelude=prelude_library is not None,
+            release_gil=release_gil,
         )
         try:
             result = run_rustc(crate, build_dir, toolchain, options, output, extra_args)

@@ -207,12 +207,17 @@ def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
 _RECEIVERS = {"&self": ("UserRef", "get()"), "&mut self": ("UserMut", "get_mut()"), "self": ("UserArg", "take()")}
 
 
-def _wrapper(index: int | str, sig: FnSig, call: Callable[[list[str]], str] | None = None) -> str:
+def _wrapper(
+    index: int | str, sig: FnSig, call: Callable[[list[str]], str] | None = None, release_gil: bool = False
+) -> str:
     """The ``METH_FASTCALL`` wrapper ``__rc_w{index}`` of *sig* (and its keyword binder ``__rc_k{index}``).
 
     *call* makes the Rust expression from the argument expressions; by default
     it calls the cell's function itself. A method's receiver is the wrapper's
     first C argument (``_m``), borrowed or moved before the arguments convert.
+    With *release_gil* the GIL is released around the Rust call alone: every
+    argument is converted (and moved, borrowed or pinned) before, the result
+    converted and any panic raised after it is taken again.
     """
     n = len(sig.params)
     sig_lit = rust_str(sig.text)
@@ -285,6 +290,26 @@ def _wrapper(index: int | str, sig: FnSig, call: Callable[[list[str]], str] | No
     # stay in the wrapper's frame, so buffer guards are released when the wrapper returns,
     # after a caught panic too. The result is converted inside the closure because an
     # error type's Display is user code that may panic.
+    if release_gil:
+        # Moves and borrows of handles and instances happen here, holding the GIL; the call
+        # sees only Rust values. Holders stay in this frame: their locks last the whole call.
+        lines += [f"    let p{j} = {e};" for j, e in enumerate(call_args)]
+        lines += [
+            "    let ts = PyEval_SaveThread();",
+            "    let r = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
+            f"{call([f'p{j}' for j in range(len(call_args))])}));",
+            "    PyEval_RestoreThread(ts);",
+            "    match r {",
+            "        Ok(v) => match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| IntoPy::into_py(v))) {",
+            "            Ok(r) => r,",
+            f"            Err(p) => raise_panic({rust_str(sig.name)}, p),",
+            "        },",
+            f"        Err(p) => {{ {on_panic}raise_panic({rust_str(sig.name)}, p) }}",
+            "    }",
+            "    }",
+            "}",
+        ]
+        return "\n".join(lines)
     lines += [
         "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| "
         f"IntoPy::into_py({call(call_args)}))) {{",
@@ -726,12 +751,14 @@ def generate(
     types: list[UserType] | tuple[()] = (),
     *,
     linked_prelude: bool = False,
+    release_gil: bool = False,
 ) -> GeneratedCrate:
     """Generate the crate for *cell_source* exporting *functions* and *types* as module *module_name*.
 
     With *linked_prelude* the glue's static part is not pasted into ``glue.rs``
     but used from the library crate :data:`PRELUDE_CRATE` (which the build must
-    pass with ``--extern``).
+    pass with ``--extern``). With *release_gil* the functions' wrappers release
+    the GIL around the Rust call (methods of the cell's types keep it).
     """
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
@@ -748,7 +775,7 @@ def generate(
         parts.append(code)
 
     for i, sig in enumerate(functions):
-        add(_wrapper(i, sig), sig.name)
+        add(_wrapper(i, sig, release_gil=release_gil), sig.name)
     type_inits = []
     # What the cell derives or implements: a field of such a type reads as a clone.
     cloneable = frozenset(t.name for t in types if {"Clone", "Copy"} & set(t.traits))

@@ -230,6 +230,7 @@ class RustCompiler:
         cache_dir: str | Path | None = None,
         quiet: bool = False,
         max_cache_bytes: int | None = None,
+        release_gil: bool = False,
     ) -> None:
         BuildOptions(optimization_level, emit_debug_info, str(edition), target_cpu)  # validate early
         #: LRU cap applied after each build; None: $RUSTCALL_CACHE_MAX_BYTES, else no cap.
@@ -240,6 +241,8 @@ class RustCompiler:
         self.target_cpu = None if target_cpu == PORTABLE else target_cpu
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.quiet = quiet
+        #: Default of compile(release_gil=): wrappers release the GIL around the Rust call.
+        self.release_gil = bool(release_gil)
         self._cache: Cache | None = None
 
     def __repr__(self) -> str:
@@ -294,6 +297,7 @@ class RustCompiler:
         dependencies: Mapping[str, Any] | None = None,
         dep_lines: Sequence[str] = (),
         progress: ProgressCallback | None = None,
+        release_gil: bool | None = None,
     ) -> RustModule:
         """Compile *source* (or load it from the cache) and return its functions.
 
@@ -313,6 +317,7 @@ class RustCompiler:
             raise TypeError(f"source must be str, not {type(source).__name__}")
         t0 = time.perf_counter()
         opts = self.options(opt_level, debug, edition, target_cpu)
+        release_gil = self.release_gil if release_gil is None else bool(release_gil)
         limit = self.cache_limit()  # a bad RUSTCALL_CACHE_MAX_BYTES is an error before any build
         quiet = self.quiet if quiet is None else quiet
         cache = self.cache
@@ -330,6 +335,7 @@ class RustCompiler:
                 **dep_parts,
                 "source": source,
                 "options": [opts.opt_level, opts.debug, opts.edition, opts.target_cpu],
+                **({"release_gil": True} if release_gil else {}),
                 **({"host_cpu": host_cpu_identity()} if opts.target_cpu == "native" else {}),
                 "rustc": tc.version_verbose,
                 "sysroot": tc.sysroot,
@@ -354,7 +360,9 @@ class RustCompiler:
                             entry = cache.valid_entry(key, repair=True, stacklevel=4)
                             hit = entry is not None
                         if entry is None:
-                            entry, compile_seconds = self._build(cache, key, source, opts, tc, force, ws, progress)
+                            entry, compile_seconds = self._build(
+                                cache, key, source, opts, tc, force, ws, progress, release_gil
+                            )
                     if not hit:
                         try:
                             # Dependency workspaces share the cap with entries, least recently used first.
@@ -423,6 +431,7 @@ class RustCompiler:
         force: bool,
         ws: Workspace | None = None,
         progress: ProgressCallback | None = None,
+        release_gil: bool = False,
     ) -> tuple[Entry, float]:
         info = parse_cell(source)
         # A forced build gets a new module name: the loaded image of the old
@@ -435,14 +444,16 @@ class RustCompiler:
             output = build_dir / f"{module_name}.so"
             if ws is None:
                 result, info = build_cell(
-                    source, info, module_name, build_dir, tc, opts, output, prelude_library=glue_lib
+                    source, info, module_name, build_dir, tc, opts, output, prelude_library=glue_lib,
+                    release_gil=release_gil,
                 )
             else:
                 # The workspace lock spans the cell's rustc run too: its -L dir must not change under it.
                 with ws.locked():
                     flags = ws.build(progress if progress is not None else StderrProgress())
                     result, info = build_cell(
-                        source, info, module_name, build_dir, tc, opts, output, flags, prelude_library=glue_lib
+                        source, info, module_name, build_dir, tc, opts, output, flags, prelude_library=glue_lib,
+                        release_gil=release_gil,
                     )
             meta = {
                 "module": module_name,
@@ -457,6 +468,7 @@ class RustCompiler:
                     "debug": opts.debug,
                     "edition": opts.edition,
                     "target_cpu": opts.target_cpu,
+                    "release_gil": release_gil,
                 },
                 "source": source,
                 **({"host_cpu": host_cpu_identity()} if opts.target_cpu == "native" else {}),

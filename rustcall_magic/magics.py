@@ -46,6 +46,7 @@ class RustMagics(Magics):
         config=True
     )
     quiet = Bool(False, help="Hide rustc warnings.").tag(config=True)
+    release_gil = Bool(False, help="%%rust functions release the GIL while the Rust code runs.").tag(config=True)
     target_cpu = Unicode(
         "", help="rustc target-cpu for %%rust: 'native', 'portable' or a CPU name; empty: the default compiler's (native)."
     ).tag(config=True)
@@ -122,6 +123,9 @@ class RustMagics(Magics):
     @argument("-q", "--quiet", action="store_true", help="Hide compiler warnings.")
     @argument("--timing", action="store_true", help="Print compile/load time and whether the cache was hit.")
     @argument(
+        "--release-gil", action="store_true", help="Release the GIL while the Rust code runs (threads run in parallel)."
+    )
+    @argument(
         "--dep", action="append", default=[], metavar="'NAME = \"VER\"'",
         help="A crate dependency as a Cargo manifest line (repeatable); built by cargo once per set.",
     )  # fmt: skip
@@ -188,6 +192,7 @@ class RustMagics(Magics):
             quiet=args.quiet or self.quiet,
             dep_lines=self._dep_lines(args.dep),
             progress=self._progress(),
+            release_gil=args.release_gil or self.release_gil or None,
         )
         self._bind(module, args.name)
         if not (args.quiet or self.quiet):

@@ -61,6 +61,9 @@ pub const METH_KEYWORDS: c_int = 0x0002;
 pub const PYTHON_API_VERSION: c_int = 1013;
 
 unsafe extern "C" {
+    /// Releases the GIL (wrappers of cells built with release_gil, around the Rust call only).
+    pub fn PyEval_SaveThread() -> *mut c_void;
+    pub fn PyEval_RestoreThread(state: *mut c_void);
     pub fn PyModule_Create2(def: *mut PyModuleDef, apiver: c_int) -> *mut PyObject;
     pub fn PyImport_ImportModule(name: *const c_char) -> *mut PyObject;
     pub fn PyObject_GetAttrString(o: *mut PyObject, name: *const c_char) -> *mut PyObject;
