@@ -110,3 +110,15 @@ def test_a_buffer_is_released_after_the_call(par) -> None:
     par.halve(xs)
     assert xs[0] == 4.0
     xs.resize(10, refcheck=False)  # no export left behind
+
+
+def test_the_magic_option_and_config(ip) -> None:
+    ip.run_cell_magic("rust", "-q --release-gil -n released_mod", "pub fn rel_probe(x: u8) -> u8 { x }")
+    assert ip.user_ns["released_mod"].entry.meta["options"]["release_gil"] is True
+    ip.run_line_magic("config", "RustMagics.release_gil = True")
+    try:
+        ip.run_cell_magic("rust", "-q -n config_mod", "pub fn rel_probe2(x: u8) -> u8 { x }")
+        assert ip.user_ns["config_mod"].entry.meta["options"]["release_gil"] is True
+    finally:
+        ip.run_line_magic("config", "RustMagics.release_gil = False")
+    assert ip.user_ns["rel_probe2"](3) == 3
