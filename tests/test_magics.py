@@ -139,7 +139,7 @@ def test_options(ip, capsys) -> None:
     assert "cache hit" in capsys.readouterr().out
     run_cell(ip, code, "-O 3 -g --edition 2018 --target-cpu native -n probe3")
     opts = ip.user_ns["probe3"].entry.meta["options"]
-    assert opts == {"opt_level": 3, "debug": True, "edition": "2018", "target_cpu": "native"}
+    assert opts == {"opt_level": 3, "debug": True, "edition": "2018", "target_cpu": "native", "release_gil": False}
 
 
 def test_force_builds_a_new_artifact(ip) -> None:
