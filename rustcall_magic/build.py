@@ -252,7 +252,8 @@ def build_cell(
     options: BuildOptions,
     output: Path,
     extra_args: Sequence[str] = (),
-    prelude_library: Path | None = None,
+    *,
+    prelude_library: Path,
     release_gil: bool = False,
 ) -> tuple[BuildResult, CellInfo]:
     """Generate the crate of the cell *source* exporting ``info.functions`` and run rustc on it.
@@ -263,18 +264,15 @@ def build_cell(
     and the rest is built again; errors in the cell itself are raised as they are.
     Raises RustCompileError (for a syntax error, with the diagnostics of the cell
     alone, where the appended glue line cannot show) and RustToolchainError.
-    With *prelude_library* (the prebuilt glue library, see ``prelude.py``) the
-    glue links it instead of compiling its own copy of the prelude.
+    The glue links *prelude_library* (its fixed part, built once: see ``prelude.py``).
     """
-    if prelude_library is not None:
-        extra_args = [*extra_args, "--extern", f"{PRELUDE_CRATE}={prelude_library}"]
+    extra_args = [*extra_args, "--extern", f"{PRELUDE_CRATE}={prelude_library}"]
     while True:
         crate = generate(
             module_name,
             unwinding_source(source, info),
             info.functions,
             info.types,
-            linked_prelude=prelude_library is not None,
             release_gil=release_gil,
         )
         try:

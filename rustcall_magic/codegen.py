@@ -2,11 +2,12 @@
 
 The crate root is the user's cell, unchanged, followed by one line that mounts
 ``glue.rs`` as a private module; rustc diagnostics for the cell therefore carry
-the cell's own line numbers. ``glue.rs`` is ``glue/prelude.rs`` (C-API
-declarations and the type-table conversions) plus, per function, one
+the cell's own line numbers. ``glue.rs`` brings the glue library's names into
+scope (``glue/*.rs``: C-API declarations, the type-table conversions, user
+types; built once, see ``prelude.py``), then holds, per function, one
 ``METH_FASTCALL`` wrapper that converts arguments, calls the function inside
-``catch_unwind`` and converts the result; then the method table and
-``PyInit_<module>``.
+``catch_unwind`` and converts the result; the cell's types; the method table
+and ``PyInit_<module>``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ GLUE_FILE = "glue.rs"
 #: Crate name of the prelude when it is linked as a prebuilt library (see ``prelude.py``).
 PRELUDE_CRATE = "rustcall_glue"
 
-#: The head of ``glue.rs`` when the prelude is a linked library: the prelude's names in scope
+#: The head of ``glue.rs``: the glue library's names in scope
 #: (``self::`` paths resolve the same in every edition), and its lint settings for the wrappers.
-_LINKED_PRELUDE_HEAD = f"""#![allow(dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals)]
+_GLUE_HEAD = f"""#![allow(dead_code, non_camel_case_types, non_snake_case, non_upper_case_globals)]
 #![allow(unused_unsafe, unsafe_op_in_unsafe_fn, static_mut_refs, unused_imports)]
 extern crate {PRELUDE_CRATE};
 pub use self::{PRELUDE_CRATE}::*;
@@ -123,19 +124,10 @@ def glue_fingerprint(state_dir: Path | None = None) -> str:
     return _fingerprint
 
 
-def prelude_source() -> str:
-    """The static part of the glue (shipped as package data)."""
-    return (_PACKAGE_DIR / "glue" / "prelude.rs").read_text(encoding="utf-8")
-
-
-def _static_parts() -> list[str]:
-    glue = _PACKAGE_DIR / "glue"
-    return [prelude_source(), *((glue / f).read_text(encoding="utf-8") for f in ("handles.rs", "structs.rs"))]
-
-
 def prelude_library_source() -> str:
-    """The static part of the glue as the source of one library crate (``lib.rs`` of :data:`PRELUDE_CRATE`)."""
-    return "\n".join(_static_parts())
+    """The static part of the glue (package data) as the source of one library crate (``lib.rs`` of :data:`PRELUDE_CRATE`)."""
+    glue = _PACKAGE_DIR / "glue"
+    return "\n".join((glue / f).read_text(encoding="utf-8") for f in ("prelude.rs", "handles.rs", "structs.rs"))
 
 
 def rust_bytes(s: str) -> str:
@@ -750,20 +742,17 @@ def generate(
     functions: list[FnSig],
     types: list[UserType] | tuple[()] = (),
     *,
-    linked_prelude: bool = False,
     release_gil: bool = False,
 ) -> GeneratedCrate:
     """Generate the crate for *cell_source* exporting *functions* and *types* as module *module_name*.
 
-    With *linked_prelude* the glue's static part is not pasted into ``glue.rs``
-    but used from the library crate :data:`PRELUDE_CRATE` (which the build must
-    pass with ``--extern``). With *release_gil* the functions' wrappers release
+    The glue's static part is not in ``glue.rs``: it is the library crate
+    :data:`PRELUDE_CRATE`, which the build passes with ``--extern``. With *release_gil* the functions' wrappers release
     the GIL around the Rust call (methods of the cell's types keep it).
     """
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
-    head = [_LINKED_PRELUDE_HEAD] if linked_prelude else _static_parts()
-    parts = [*head, "\n// ---- generated for this cell ----\n"]
+    parts = [_GLUE_HEAD, "\n// ---- generated for this cell ----\n"]
     wrappers: dict[str, tuple[int, int]] = {}
     line = 1 + sum(p.count("\n") + 1 for p in parts)  # 1-based; parts are joined by newlines
 

@@ -231,7 +231,7 @@ def _load_libstd(tc: Toolchain) -> None:
     """Load the toolchain's shared libstd into the process, once: JIT'd code resolves std symbols there."""
     with _init_lock:
         if tc.sysroot not in _libstd_loaded:
-            libdir = Path(tc.sysroot) / "lib" / "rustlib" / tc.host / "lib"
+            libdir = tc.std_libdir
             libs = sorted(glob.glob(str(libdir / "libstd-*.so")))
             if not libs:
                 raise RustToolchainError(

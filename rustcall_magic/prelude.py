@@ -1,20 +1,21 @@
 """The fixed part of the generated glue, compiled once per toolchain as a Rust library crate.
 
-Every cell crate needs the glue's prelude (C-API declarations, the type table's
-conversions, keyword binding, the handle ABI): about 2,000 lines that rustc
-would type-check, borrow-check and code-generate again for each cell, four
-fifths of a cold build. Built once as the rlib ``rustcall_glue`` and linked
-with ``--extern``, a cell build only compiles the cell and its wrappers; what a
-wrapper's fast path calls is ``#[inline]`` or generic, so it is still
-instantiated and optimized inside the cell, exactly as when pasted.
+Every cell crate needs the glue's fixed part (C-API declarations, the type
+table's conversions, keyword binding, the handle ABI, user types): about 3,000
+lines that rustc would type-check, borrow-check and code-generate again for
+each cell, four fifths of a cold build. Built once as the rlib
+``rustcall_glue`` and linked with ``--extern``, a cell build only compiles the
+cell and its wrappers; what a wrapper's fast path calls is ``#[inline]`` or
+generic, so it is still instantiated and optimized inside the cell. The JIT
+loads the same crate built as a dylib into the process once, so the IR it
+optimizes holds only the cell.
 
 The library is an entry of a kind of :data:`ENTRY_KINDS`, keyed by its sources,
 flags, toolchain and Python ABI, in the support cache ``lib/`` inside the
 compile cache: the same private, checked, atomically published storage as cell
 entries (a library linked into cells is code we run), kept apart from the cells'
 entries so that listings, ``clear`` and the size cap deal in cells only.
-Several processes build it once (the per-key lock). The LLVM path keeps pasting
-the prelude as a module: its IR must be whole for the JIT.
+Several processes build it once (the per-key lock).
 """
 
 from __future__ import annotations
@@ -55,8 +56,7 @@ def rustc_flags(options: BuildOptions, tc: Toolchain, crate_type: str = "rlib") 
     if options.target_cpu:
         flags += ["-C", f"target-cpu={options.target_cpu}"]
     if crate_type == "dylib":
-        libdir = Path(tc.sysroot) / "lib" / "rustlib" / tc.host / "lib"
-        flags += ["-C", "prefer-dynamic", "-C", f"link-arg=-Wl,-rpath,{libdir}"]
+        flags += ["-C", "prefer-dynamic", "-C", f"link-arg=-Wl,-rpath,{tc.std_libdir}"]
     return flags
 
 

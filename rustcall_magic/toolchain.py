@@ -43,6 +43,11 @@ class Toolchain:
         return ""
 
     @property
+    def std_libdir(self) -> Path:
+        """Where the toolchain's shared std (``libstd-*.so``) lives: ``<sysroot>/lib/rustlib/<host>/lib``."""
+        return Path(self.sysroot) / "lib" / "rustlib" / self.host / "lib"
+
+    @property
     def host(self) -> str:
         """Target triple of the host, e.g. ``x86_64-unknown-linux-gnu``."""
         return self._field("host")
