@@ -70,6 +70,14 @@ class Recipe:
 _origins: weakref.WeakKeyDictionary[Any, tuple[Recipe, str]] = weakref.WeakKeyDictionary()
 
 
+def entry_exports(entry: Entry) -> tuple[list[FnSig], list[tuple[str, str]], list[Diagnostic]]:
+    """What a cache entry's metadata records of its cell: signatures, skipped items (name, reason), rustc's warnings."""
+    sigs = [FnSig.from_json(f) for f in entry.meta.get("functions", [])]
+    skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
+    diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
+    return sigs, skipped, diags
+
+
 def origin_of(fn: Any) -> tuple[Recipe, str] | None:
     """The recipe of the cell that exported *fn*, and *fn*'s name there; None for any other object."""
     try:
@@ -382,9 +390,7 @@ class RustCompiler:
                     continue
                 load_seconds = time.perf_counter() - t1
                 break
-        sigs = [FnSig.from_json(f) for f in entry.meta.get("functions", [])]
-        skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
-        diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
+        sigs, skipped, diags = entry_exports(entry)
         for name, reason in skipped:
             warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
         if diags and not quiet:
@@ -415,9 +421,7 @@ class RustCompiler:
         except RustcallError:
             return None  # evicted between lookup and load
         load_seconds = time.perf_counter() - t1
-        sigs = [FnSig.from_json(f) for f in entry.meta.get("functions", [])]
-        skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
-        diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
+        sigs, skipped, diags = entry_exports(entry)
         info = CompileInfo(True, 0.0, load_seconds, time.perf_counter() - t0, key)
         return RustModule(ext, sigs, entry, info, diags, skipped, source)
 

@@ -58,7 +58,7 @@ from ._version import __version__
 from .build import BuildOptions, build_cell
 from .cache import Entry, make_key
 from .codegen import GLUE_VERSION, glue_fingerprint
-from .compiler import CellFunctions, RustCompiler, RustModule
+from .compiler import CellFunctions, RustCompiler, RustModule, entry_exports
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError
 from .loader import note_linked
 from .signature import FnSig, parse_cell
@@ -1104,9 +1104,7 @@ def _from_entry(
     t0: float,
     mod: LLVMModule | None = None,
 ) -> JitModule:
-    sigs = [FnSig.from_json(f) for f in entry.meta.get("functions", [])]
-    skipped = [(str(n), str(r)) for n, r in entry.meta.get("skipped", [])]
-    diags = [Diagnostic(**d) for d in entry.meta.get("warnings", [])]
+    sigs, skipped, diags = entry_exports(entry)
     if mod is None:
         for name, reason in skipped:
             warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=4)
