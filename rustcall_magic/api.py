@@ -283,7 +283,9 @@ def optimize_balanced(module: LLVMModule) -> LLVMModule:
 # first use of one of these names, never at import.
 
 #: Names served by the ownership runtime module.
-RUNTIME_NAMES = frozenset({"RustBox", "RustRc", "RustArc", "RustVec", "create_rust_vec", "copy_to_python", "to_list", "drop"})
+RUNTIME_NAMES = frozenset(
+    {"RustBox", "RustRc", "RustArc", "RustVec", "create_rust_vec", "copy_to_python", "to_list", "drop"}
+)
 
 
 def ownership_runtime() -> ModuleType:

@@ -153,7 +153,9 @@ def parse_diagnostics(stderr: str) -> tuple[list[Diagnostic], list[Diagnostic], 
             continue
         level = str(d.get("level", ""))
         msg = str(d.get("message", ""))
-        if not d.get("spans") and (msg.startswith("aborting due to") or "warning emitted" in msg or "warnings emitted" in msg):
+        if not d.get("spans") and (
+            msg.startswith("aborting due to") or "warning emitted" in msg or "warnings emitted" in msg
+        ):
             continue
         if level.startswith("error"):
             errors.append(_to_diagnostic(d))
@@ -175,9 +177,7 @@ def build_library(toolchain: Toolchain, args: Sequence[str], artifact: Path, cwd
     """
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(
-            [toolchain.rustc, *args, "-o", str(artifact)], cwd=cwd, capture_output=True, text=True
-        )
+        proc = subprocess.run([toolchain.rustc, *args, "-o", str(artifact)], cwd=cwd, capture_output=True, text=True)
     except OSError as e:
         raise RustToolchainError(f"could not run {toolchain.rustc}: {e}") from e
     seconds = time.perf_counter() - t0

@@ -436,7 +436,9 @@ class Cache:
             if entry.key in keep or not doomed(entry):
                 continue
             try:
-                if self._evict_locked(entry.key, lambda current, e=entry: current is not None and current.path == e.path):
+                if self._evict_locked(
+                    entry.key, lambda current, e=entry: current is not None and current.path == e.path
+                ):
                     removed.append(entry)
             except TimeoutError:
                 continue
@@ -481,7 +483,9 @@ class Cache:
         failed = [f"{path.name[:12]}: {err}" for path, _, err in self._remove_refused() if err]
         removed = self.remove_where(lambda e: True, keep)
         if failed:
-            raise RustCacheError(f"could not remove {len(failed)} refused entr{'y' if len(failed) == 1 else 'ies'}: {failed[0]}")
+            raise RustCacheError(
+                f"could not remove {len(failed)} refused entr{'y' if len(failed) == 1 else 'ies'}: {failed[0]}"
+            )
         return removed
 
     def _remove_refused(self) -> list[tuple[Path, str, str]]:
@@ -538,7 +542,9 @@ class Cache:
                 evict(
                     entry.key,
                     problem,
-                    lambda cur, e=entry: cur is not None and cur.path == e.path and self.verify(cur, full=True) is not None,
+                    lambda cur, e=entry: (
+                        cur is not None and cur.path == e.path and self.verify(cur, full=True) is not None
+                    ),
                 )
         for path in self.unreadable():
             evict(path.name, "metadata is unreadable", lambda cur: cur is None)
@@ -710,9 +716,7 @@ class CacheStats:
         cap = f" of {human_size(self.max_bytes)} cap" if self.max_bytes else ""
         n = len(self.entries)
         refused = f"; {len(self.refused)} refused (`%rustcache clear` removes them)" if self.refused else ""
-        return (
-            f"rustcall cache {self.root}: {n} entr{'y' if n == 1 else 'ies'}, {human_size(self.total_size)}{cap}{refused}"
-        )
+        return f"rustcall cache {self.root}: {n} entr{'y' if n == 1 else 'ies'}, {human_size(self.total_size)}{cap}{refused}"
 
     def __str__(self) -> str:
         return f"{self.summary()}\n{self.table()}" if self.entries or self.refused else self.summary()

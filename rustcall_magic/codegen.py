@@ -130,7 +130,9 @@ def glue_fingerprint(state_dir: Path | None = None) -> str:
 def prelude_library_source() -> str:
     """The static part of the glue (package data) as the source of one library crate (``lib.rs`` of :data:`PRELUDE_CRATE`)."""
     glue = _PACKAGE_DIR / "glue"
-    return "\n".join((glue / f).read_text(encoding="utf-8") for f in ("prelude.rs", "handles.rs", "structs.rs"))
+    return "\n".join(
+        (glue / f).read_text(encoding="utf-8") for f in ("prelude.rs", "handles.rs", "structs.rs", "interrupt.rs")
+    )
 
 
 def rust_bytes(s: str) -> str:
@@ -191,9 +193,9 @@ def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
         f"    if let Some((i, j)) = overlapping(&[{items}]) {{",
         f"        const NAMES: [&str; {n}] = [{names}];",
         f"        const TYPES: [&str; {n}] = [{types}];",
-        "        let msg = format!(\"shares memory with argument {} ({}), but a `&mut` borrow must not alias "
+        '        let msg = format!("shares memory with argument {} ({}), but a `&mut` borrow must not alias '
         "another argument (Rust's borrowing rule): pass a copy\", j + 1, NAMES[j]);",
-        f"        return raise_arg_error({sig_lit}, i, NAMES[i], TYPES[i], \"\", ArgError::Msg(CODE_VALUE, msg), *args.add(i));",
+        f'        return raise_arg_error({sig_lit}, i, NAMES[i], TYPES[i], "", ArgError::Msg(CODE_VALUE, msg), *args.add(i));',
         "    }",
     ]
 
@@ -203,7 +205,11 @@ _RECEIVERS = {"&self": ("UserRef", "get()"), "&mut self": ("UserMut", "get_mut()
 
 
 def _wrapper(
-    index: int | str, sig: FnSig, call: Callable[[list[str]], str] | None = None, release_gil: bool = False
+    index: int | str,
+    sig: FnSig,
+    call: Callable[[list[str]], str] | None = None,
+    release_gil: bool = False,
+    interrupt: bool = False,
 ) -> str:
     """The ``METH_FASTCALL`` wrapper ``__rc_w{index}`` of *sig* (and its keyword binder ``__rc_k{index}``).
 
@@ -212,7 +218,8 @@ def _wrapper(
     first C argument (``_m``), borrowed or moved before the arguments convert.
     With *release_gil* the GIL is released around the Rust call alone: every
     argument is converted (and moved, borrowed or pinned) before, the result
-    converted and any panic raised after it is taken again.
+    converted and any panic raised after it is taken again. With *interrupt* (the cell
+    calls ``check_interrupt``) the call counts as running for the interrupt state.
     """
     n = len(sig.params)
     sig_lit = rust_str(sig.text)
@@ -243,7 +250,7 @@ def _wrapper(
         "}",
         "",
         "#[allow(unused_unsafe, unused_variables, unused_mut, non_snake_case, clippy::all)]",
-        f"unsafe extern \"C\" fn __rc_w{index}(_m: *mut PyObject, args: *const *mut PyObject, nargs: isize, "
+        f'unsafe extern "C" fn __rc_w{index}(_m: *mut PyObject, args: *const *mut PyObject, nargs: isize, '
         "kwnames: *mut PyObject) -> *mut PyObject {",
         "    unsafe {",
         f"    if !kwnames.is_null() {{ return __rc_k{index}(_m, args, nargs, kwnames); }}",
@@ -285,6 +292,8 @@ def _wrapper(
     # stay in the wrapper's frame, so buffer guards are released when the wrapper returns,
     # after a caught panic too. The result is converted inside the closure because an
     # error type's Display is user code that may panic.
+    if interrupt:
+        lines.append("    let _interrupt_scope = InterruptScope::enter();")
     if release_gil:
         # Moves and borrows of handles and instances happen here, holding the GIL; the call
         # sees only Rust values. Holders stay in this frame: their locks last the whole call.
@@ -428,7 +437,7 @@ def _user_type(
         body = f"    us_no_new::<{t}>(t, a, kw)"
     out.append(
         "#[allow(unused_variables)]\n"
-        f"unsafe extern \"C\" fn __rc_new{k}(t: *mut PyObject, a: *mut PyObject, kw: *mut PyObject) -> *mut PyObject {{\n"
+        f'unsafe extern "C" fn __rc_new{k}(t: *mut PyObject, a: *mut PyObject, kw: *mut PyObject) -> *mut PyObject {{\n'
         f"{default_first if ctor is None else ''}\n{body}\n}}"
     )
     new_fn = f"Some(__rc_new{k})"
@@ -441,13 +450,13 @@ def _user_type(
         rt, fl = f.type.rust(), f"{ut.name}.{pn}"
         sig_lit = rust_str(f"field {fl}: {f.type}")
         out.append(
-            f"unsafe extern \"C\" fn __rc_g{k}_{f.name}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
+            f'unsafe extern "C" fn __rc_g{k}_{f.name}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n'
             f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
             "    if let Err(e) = ArgHolder::fill(&mut h, o) { return raise_self_error(e); }\n"
             "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| "
             f"IntoPy::into_py(::std::clone::Clone::clone(&h.get().{f.name})))) {{\n"
             f"        Ok(r) => r,\n        Err(p) => raise_panic({rust_str(fl)}, p),\n    }}\n}}\n"
-            f"unsafe extern \"C\" fn __rc_s{k}_{f.name}(o: *mut PyObject, v: *mut PyObject, _c: *mut c_void) -> c_int {{\n"
+            f'unsafe extern "C" fn __rc_s{k}_{f.name}(o: *mut PyObject, v: *mut PyObject, _c: *mut c_void) -> c_int {{\n'
             "    if v.is_null() {\n"
             f"        us_raise(__rc_type_ffi::PyExc_TypeError, {rust_str(f'cannot delete field {fl}')});\n"
             "        return -1;\n    }\n"
@@ -471,13 +480,13 @@ def _user_type(
     len_fn = "None"
     if any(m.name == "len" and m.receiver == "&self" and not m.params and str(m.ret) == "usize" for m in ut.methods):
         out.append(
-            f"unsafe extern \"C\" fn __rc_len{k}(o: *mut PyObject) -> isize {{\n"
+            f'unsafe extern "C" fn __rc_len{k}(o: *mut PyObject) -> isize {{\n'
             f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
             "    if let Err(e) = ArgHolder::fill(&mut h, o) { raise_self_error(e); return -1; }\n"
             f"    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {t}::len(h.get()))) {{\n"
             "        Ok(n) if n <= isize::MAX as usize => n as isize,\n"
-            "        Ok(_) => { us_raise(PyExc_OverflowError, \"len() is larger than sys.maxsize\"); -1 }\n"
-            "        Err(p) => { raise_panic(\"len\", p); -1 }\n    }\n}"
+            '        Ok(_) => { us_raise(PyExc_OverflowError, "len() is larger than sys.maxsize"); -1 }\n'
+            '        Err(p) => { raise_panic("len", p); -1 }\n    }\n}'
         )
         len_fn = f"Some(__rc_len{k})"
     ops = _operators(k, ut, out)
@@ -528,8 +537,13 @@ def _probes(t: str) -> str:
     return "Probes { " + ", ".join(f"{f}: Probe::<{t}>::{c}" for f, c in _PROBE_FIELDS) + " }"
 
 
-_NB_SLOTS = {"Add": "Py_nb_add", "Sub": "Py_nb_subtract", "Mul": "Py_nb_multiply", "Div": "Py_nb_true_divide",
-             "Rem": "Py_nb_remainder"}
+_NB_SLOTS = {
+    "Add": "Py_nb_add",
+    "Sub": "Py_nb_subtract",
+    "Mul": "Py_nb_multiply",
+    "Div": "Py_nb_true_divide",
+    "Rem": "Py_nb_remainder",
+}
 _PROBES = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Rem": "REM"}
 
 
@@ -562,7 +576,7 @@ def _operators(k: int, ut: UserType, out: list[str]) -> str:
             for r in lhs
         )
         out.append(
-            f"unsafe extern \"C\" fn __rc_op{k}_{op}(a: *mut PyObject, b: *mut PyObject) -> *mut PyObject {{\n"
+            f'unsafe extern "C" fn __rc_op{k}_{op}(a: *mut PyObject, b: *mut PyObject) -> *mut PyObject {{\n'
             f"    let (sa, sb) = (<{t} as UserType>::owns_type((*a).ob_type), <{t} as UserType>::owns_type((*b).ob_type));\n"
             "    if sa && sb {\n"
             f"        return match Probe::<{t}>::{_PROBES[op]} {{ Some(f) => f(a, b), None => not_implemented() }};\n"
@@ -609,14 +623,14 @@ def _variants(
     out = [f"static mut __RC_V{k}: [*mut PyObject; {len(ut.cases)}] = [::std::ptr::null_mut(); {len(ut.cases)}];"]
     arms = " ".join(f"{_variant_pattern(t, v)} => {rust_str(v.name)}," for v in ut.cases)
     out.append(
-        f"unsafe extern \"C\" fn __rc_variant{k}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
+        f'unsafe extern "C" fn __rc_variant{k}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n'
         f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
         "    if let Err(e) = ArgHolder::fill(&mut h, o) { return raise_self_error(e); }\n"
         f"    py_str(match h.get() {{ {arms} }})\n}}"
     )
     base_getset = [
-        f"        __rc_type_ffi::PyGetSetDef {{ name: b\"variant\\0\".as_ptr() as *const c_char, "
-        f"get: Some(__rc_variant{k}), set: None, doc: b\"The name of this value's variant.\\0\".as_ptr() as *const c_char, "
+        f'        __rc_type_ffi::PyGetSetDef {{ name: b"variant\\0".as_ptr() as *const c_char, '
+        f'get: Some(__rc_variant{k}), set: None, doc: b"The name of this value\'s variant.\\0".as_ptr() as *const c_char, '
         "closure: ::std::ptr::null_mut() },"
     ]
     parts = []
@@ -627,7 +641,11 @@ def _variants(
 
         def call(args: list[str], v: Variant = v) -> str:
             if v.shape == "named":
-                return f"{t}::{v.name} {{ " + ", ".join(f"{f.name}: {a}" for f, a in zip(v.fields, args, strict=True)) + " }"
+                return (
+                    f"{t}::{v.name} {{ "
+                    + ", ".join(f"{f.name}: {a}" for f, a in zip(v.fields, args, strict=True))
+                    + " }"
+                )
             if v.shape == "tuple":
                 return f"{t}::{v.name}(" + ", ".join(args) + ")"
             return f"{t}::{v.name}"
@@ -636,15 +654,19 @@ def _variants(
         wrappers[f"{ut.name}.{v.name}"] = start + len(out)
         out.append(_wrapper(ident, sig, call))
         out.append(
-            f"unsafe extern \"C\" fn __rc_vnew{k}_{j}(_t: *mut PyObject, a: *mut PyObject, kw: *mut PyObject) -> *mut PyObject {{\n"
+            f'unsafe extern "C" fn __rc_vnew{k}_{j}(_t: *mut PyObject, a: *mut PyObject, kw: *mut PyObject) -> *mut PyObject {{\n'
             f"    call_with_tuple(__rc_w{ident}, a, kw)\n}}"
         )
         getset = []
-        readable = [(i, f, n) for i, (f, n) in enumerate(zip(v.fields, names, strict=True)) if _user_types_in(f.type) <= cloneable]
+        readable = [
+            (i, f, n)
+            for i, (f, n) in enumerate(zip(v.fields, names, strict=True))
+            if _user_types_in(f.type) <= cloneable
+        ]
         for i, f, n in readable:
             fl = f"{ut.name}.{v.name}.{n}"
             out.append(
-                f"unsafe extern \"C\" fn __rc_vg{k}_{j}_{i}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n"
+                f'unsafe extern "C" fn __rc_vg{k}_{j}_{i}(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {{\n'
                 f"    let mut h: UserRef<{t}> = ArgHolder::empty();\n"
                 "    if let Err(e) = ArgHolder::fill(&mut h, o) { return raise_self_error(e); }\n"
                 "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| match h.get() {\n"
@@ -677,9 +699,7 @@ def _user_enum(k: int, ut: UserType) -> tuple[list[str], str, dict[str, int]]:
     """The glue of one fieldless enum (an enum.Enum class): conversions, method wrappers, PyInit statements."""
     t = f"super::{ut.name}"
     n = len(ut.variants)
-    from_arms = "\n".join(
-        f"        if o == m[{i}] {{ return Ok({t}::{v}); }}" for i, (v, _) in enumerate(ut.variants)
-    )
+    from_arms = "\n".join(f"        if o == m[{i}] {{ return Ok({t}::{v}); }}" for i, (v, _) in enumerate(ut.variants))
     into_arms = "\n".join(f"            {t}::{v} => {i}," for i, (v, _) in enumerate(ut.variants))
     out = [
         f"static mut __RC_E{k}: [*mut PyObject; {n}] = [::std::ptr::null_mut(); {n}];",
@@ -739,6 +759,11 @@ def _user_enum(k: int, ut: UserType) -> tuple[list[str], str, dict[str, int]]:
     return out, init, wrappers
 
 
+def uses_interrupt(cell_source: str) -> bool:
+    """Whether the cell may call ``rustcall::check_interrupt``/``interrupt_pending`` (it then loads the runtime at init)."""
+    return "check_interrupt" in cell_source or "interrupt_pending" in cell_source
+
+
 def generate(
     module_name: str,
     cell_source: str,
@@ -756,6 +781,7 @@ def generate(
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
     parts = [_GLUE_HEAD, "\n// ---- generated for this cell ----\n"]
+    interrupt = uses_interrupt(cell_source)
     wrappers: dict[str, tuple[int, int]] = {}
     line = 1 + sum(p.count("\n") + 1 for p in parts)  # 1-based; parts are joined by newlines
 
@@ -767,7 +793,7 @@ def generate(
         parts.append(code)
 
     for i, sig in enumerate(functions):
-        add(_wrapper(i, sig, release_gil=release_gil), sig.name)
+        add(_wrapper(i, sig, release_gil=release_gil, interrupt=interrupt), sig.name)
     type_inits = []
     # What the cell derives or implements: a field of such a type reads as a clone.
     cloneable = frozenset(t.name for t in types if {"Clone", "Copy"} & set(t.traits))
@@ -783,7 +809,7 @@ def generate(
         )
         type_inits.append(
             f"        let names = PyTuple_New({len(types)});\n{names}"
-            "        if __rc_type_ffi::PyModule_AddObject(m, b\"__rustcall_types__\\0\".as_ptr() as *const c_char, names) != 0 {\n"
+            '        if __rc_type_ffi::PyModule_AddObject(m, b"__rustcall_types__\\0".as_ptr() as *const c_char, names) != 0 {\n'
             "            Py_DecRef(m); return ::std::ptr::null_mut();\n        }"
         )
     n = len(functions)
@@ -797,14 +823,14 @@ def generate(
     if any(ut.kind == "user" for ut in types):
         n += 2
         methods.append(
-            "    PyMethodDef { ml_name: b\"_rustcall_version\\0\".as_ptr() as *const c_char, "
+            '    PyMethodDef { ml_name: b"_rustcall_version\\0".as_ptr() as *const c_char, '
             "ml_meth: Some(us_version), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
-            "ml_doc: b\"Changes whenever a struct instance of this module changes state\\0\".as_ptr() as *const c_char },"
+            'ml_doc: b"Changes whenever a struct instance of this module changes state\\0".as_ptr() as *const c_char },'
         )
         methods.append(
-            "    PyMethodDef { ml_name: b\"_rustcall_instances\\0\".as_ptr() as *const c_char, "
+            '    PyMethodDef { ml_name: b"_rustcall_instances\\0".as_ptr() as *const c_char, '
             "ml_meth: Some(us_instances), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
-            "ml_doc: b\"(id, kind, state, preview) of every struct instance whose object exists\\0\".as_ptr() "
+            'ml_doc: b"(id, kind, state, preview) of every struct instance whose object exists\\0".as_ptr() '
             "as *const c_char },"
         )
     methods.append(
@@ -819,6 +845,7 @@ def generate(
         )
     else:
         init_types = "PyModule_Create2(::std::ptr::addr_of_mut!(MODULE_DEF), PYTHON_API_VERSION)"
+    init_interrupt = "\n        if init_interrupt() != 0 { return ::std::ptr::null_mut(); }" if interrupt else ""
     parts.append(
         f"""
 static mut MODULE_DEF: PyModuleDef = PyModuleDef {{
@@ -840,7 +867,7 @@ static mut MODULE_DEF: PyModuleDef = PyModuleDef {{
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn PyInit_{module_name}() -> *mut PyObject {{
     unsafe {{
-        if init_runtime() != 0 {{ return ::std::ptr::null_mut(); }}
+        if init_runtime() != 0 {{ return ::std::ptr::null_mut(); }}{init_interrupt}
         MODULE_DEF.m_methods = ::std::ptr::addr_of_mut!(METHODS) as *mut PyMethodDef;
         {init_types}
     }}

@@ -448,7 +448,14 @@ class RustCompiler:
             output = build_dir / f"{module_name}.so"
             if ws is None:
                 result, info = build_cell(
-                    source, info, module_name, build_dir, tc, opts, output, prelude_library=glue_lib,
+                    source,
+                    info,
+                    module_name,
+                    build_dir,
+                    tc,
+                    opts,
+                    output,
+                    prelude_library=glue_lib,
                     release_gil=release_gil,
                 )
             else:
@@ -456,7 +463,15 @@ class RustCompiler:
                 with ws.locked():
                     flags = ws.build(progress if progress is not None else StderrProgress())
                     result, info = build_cell(
-                        source, info, module_name, build_dir, tc, opts, output, flags, prelude_library=glue_lib,
+                        source,
+                        info,
+                        module_name,
+                        build_dir,
+                        tc,
+                        opts,
+                        output,
+                        flags,
+                        prelude_library=glue_lib,
                         release_gil=release_gil,
                     )
             meta = {

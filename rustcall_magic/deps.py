@@ -125,7 +125,9 @@ def normalize_spec(name: str, spec: Any, base: Path | None = None) -> dict[str, 
         if kind is None:
             raise ValueError(f"dependency {name!r}: unsupported key {k!r} (supported: {', '.join(sorted(_SPEC_KEYS))})")
         if not isinstance(v, kind) or (kind is list and not all(isinstance(f, str) for f in v)):
-            raise ValueError(f"dependency {name!r}: {k} must be a {'list of strings' if kind is list else kind.__name__}")
+            raise ValueError(
+                f"dependency {name!r}: {k} must be a {'list of strings' if kind is list else kind.__name__}"
+            )
         out["default-features" if k == "default_features" else k] = sorted(set(v)) if kind is list else v
     if "path" in out:
         out["path"] = str((base or Path.cwd()).joinpath(os.path.expanduser(out["path"])).resolve())
@@ -224,7 +226,9 @@ def collect_dependencies(
         try:
             doc = tomllib.loads(line)
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f'a dependency is written NAME = "VERSION" or NAME = {{ ... }}, not {line!r} ({e})') from None
+            raise ValueError(
+                f'a dependency is written NAME = "VERSION" or NAME = {{ ... }}, not {line!r} ({e})'
+            ) from None
         for n, s in doc.items():
             deps[n] = normalize_spec(n, s)
     for n, s in (dependencies or {}).items():
@@ -287,7 +291,9 @@ def path_fingerprint(deps: Dependencies) -> str:
                     st = os.stat(os.path.join(dirpath, f))
                 except OSError:
                     continue
-                h.update(f"{os.path.relpath(os.path.join(dirpath, f), root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+                h.update(
+                    f"{os.path.relpath(os.path.join(dirpath, f), root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode()
+                )
     return h.hexdigest()
 
 
@@ -458,8 +464,19 @@ class Workspace:
             os.chmod(self.path, 0o700)
             (self.path / "src" / "lib.rs").write_text("", encoding="utf-8")
             _write_atomic(self.path / "Cargo.toml", manifest_text(self.deps, self.opt_level, self.debug))
-            _write_atomic(self.path / SET_FILE, json.dumps({"deps": self.deps, "opt_level": self.opt_level, "debug": self.debug,
-                                     "target_cpu": self.target_cpu, "created": time.time()}, indent=1))
+            _write_atomic(
+                self.path / SET_FILE,
+                json.dumps(
+                    {
+                        "deps": self.deps,
+                        "opt_level": self.opt_level,
+                        "debug": self.debug,
+                        "target_cpu": self.target_cpu,
+                        "created": time.time(),
+                    },
+                    indent=1,
+                ),
+            )
         except OSError as e:
             raise RustCacheError(f"cannot create the dependency workspace {self.path}: {e}") from e
 
@@ -474,9 +491,7 @@ class Workspace:
         if update:
             self._run_quick(self._cargo("update", "--quiet"))
         meta = json.loads(
-            self._run_quick(
-                self._cargo("metadata", "--format-version", "1", "--filter-platform", self.toolchain.host)
-            )
+            self._run_quick(self._cargo("metadata", "--format-version", "1", "--filter-platform", self.toolchain.host))
         )
         res = meta.get("resolve") or {}
         root = res.get("root")
@@ -674,7 +689,12 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 def cargo_error(stderr: str, status: int) -> RustCompileError:
     """A RustCompileError holding cargo's own message (progress lines dropped)."""
-    keep = [ln for ln in stderr.splitlines() if not _COMPILING.match(ln) and not re.match(r"^\s*(Locking|Adding|Updating|Blocking|Downloaded|Downloading)\b", ln)]
+    keep = [
+        ln
+        for ln in stderr.splitlines()
+        if not _COMPILING.match(ln)
+        and not re.match(r"^\s*(Locking|Adding|Updating|Blocking|Downloaded|Downloading)\b", ln)
+    ]
     text = "\n".join(keep).strip() or f"cargo exited with status {status}"
     first = next((ln for ln in keep if ln.startswith("error")), text.splitlines()[0])
     message = first.removeprefix("error:").strip()
@@ -705,7 +725,8 @@ class DepSet:
     def crates_text(self) -> str:
         """``rand 0.8, rayon 1`` (path dependencies as ``name (path)``)."""
         return ", ".join(
-            f"{n} {s['version']}" if "version" in s else f"{n} (path)" if "path" in s else n for n, s in self.crates.items()
+            f"{n} {s['version']}" if "version" in s else f"{n} (path)" if "path" in s else n
+            for n, s in self.crates.items()
         )
 
 
@@ -759,7 +780,9 @@ def remove_sets(cache: Cache, doomed: Callable[[DepSet], bool], keep: Iterable[s
     return removed
 
 
-def enforce_limit(cache: Cache, max_bytes: int, keep_keys: Collection[str] = (), keep_sets: Collection[str] = ()) -> int:
+def enforce_limit(
+    cache: Cache, max_bytes: int, keep_keys: Collection[str] = (), keep_sets: Collection[str] = ()
+) -> int:
     """Evict least-recently-used cache entries and dependency sets, together, until they hold at most *max_bytes*.
 
     0 means no cap. Entries whose key is in *keep_keys* and sets whose id is in

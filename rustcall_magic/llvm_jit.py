@@ -375,7 +375,9 @@ def prepare_ir(
                 # This module's own control block; the global itself becomes the template.
                 control = f"@__rustcall_emutls.{len(blocks)}"
                 template = "null" if zero else token
-                blocks.append(f"{control} = internal global {{ i64, i64, ptr, ptr }} {{ i64 {size}, i64 {align}, ptr null, ptr {template} }}")
+                blocks.append(
+                    f"{control} = internal global {{ i64, i64, ptr, ptr }} {{ i64 {size}, i64 {align}, ptr null, ptr {template} }}"
+                )
             call = f"@__emutls_get_address(ptr {control})"
             needs.add("declare ptr @__emutls_get_address(ptr)")
             # Left as a plain global (the template, or unused): codegen must place no TLS section.
@@ -861,7 +863,13 @@ def get_llvm_module(
     tc = get_toolchain(cache.root)
     edition = compiler.edition if edition is None else str(edition)
     name_key = make_key(
-        {"source": source, "edition": edition, "rustc": tc.version_verbose, "glue": glue_fingerprint(cache.root), "jit": _jit_fingerprint()}
+        {
+            "source": source,
+            "edition": edition,
+            "rustc": tc.version_verbose,
+            "glue": glue_fingerprint(cache.root),
+            "jit": _jit_fingerprint(),
+        }
     )
     return lower(source, compiler, edition=edition, module_name=f"_rustcall_ir_{name_key[:24]}", quiet=quiet)
 
@@ -986,7 +994,6 @@ def _jit_from_ir(
         False, mod.rustc_seconds, mod.optimize_seconds, codegen_seconds, link_seconds, time.perf_counter() - t0, key
     )
     return JitModule(ext, mod.signatures, info, config, mod.source, mod.warnings, mod.skipped, entry)
-
 
 
 def source_key(source: str, compiler: RustCompiler, config: OptimizationConfig, edition: str, tc: Toolchain) -> str:

@@ -48,7 +48,8 @@ class RustMagics(Magics):
     quiet = Bool(False, help="Hide rustc warnings.").tag(config=True)
     release_gil = Bool(False, help="%%rust functions release the GIL while the Rust code runs.").tag(config=True)
     target_cpu = Unicode(
-        "", help="rustc target-cpu for %%rust: 'native', 'portable' or a CPU name; empty: the default compiler's (native)."
+        "",
+        help="rustc target-cpu for %%rust: 'native', 'portable' or a CPU name; empty: the default compiler's (native).",
     ).tag(config=True)
     max_cache_bytes = Int(0, help="Evict least-recently-used cache entries above this size; 0: no cap.").tag(
         config=True
@@ -91,8 +92,14 @@ class RustMagics(Magics):
             return base
         root = Path(self.cache_dir) if self.cache_dir else base.cache.root
         spec = (
-            id(base), base.optimization_level, base.emit_debug_info, base.edition, base.target_cpu, base.quiet,
-            str(root), self.max_cache_bytes or base.max_cache_bytes,
+            id(base),
+            base.optimization_level,
+            base.emit_debug_info,
+            base.edition,
+            base.target_cpu,
+            base.quiet,
+            str(root),
+            self.max_cache_bytes or base.max_cache_bytes,
         )
         c = self._compilers.get(spec)
         if c is None:
@@ -376,9 +383,7 @@ class RustMagics(Magics):
         known = ", ".join(sorted({*self.definitions, *registered_functions()})) or "none yet"
         raise UsageError(f"no %%rust function named {name!r} (defined: {known})")
 
-    def _call_line(
-        self, magic: str, line: str, lookup: Callable[[str], tuple[Callable[..., Any], FnSig]]
-    ) -> Any:
+    def _call_line(self, magic: str, line: str, lookup: Callable[[str], tuple[Callable[..., Any], FnSig]]) -> Any:
         """``%<magic> NAME(args) [-> TYPE]``: evaluate the arguments in the user namespace and call."""
         text = line.strip()
         if not text:
@@ -511,7 +516,9 @@ class RustMagics(Magics):
         if args.timing:
             info = getattr(module, "info", None)
             if isinstance(module, RustModule):
-                hit = "cache hit" if module.info.cache_hit else f"compiled in {module.info.compile_seconds * 1e3:.0f} ms"
+                hit = (
+                    "cache hit" if module.info.cache_hit else f"compiled in {module.info.compile_seconds * 1e3:.0f} ms"
+                )
                 print(f"rust_llvm: built by %%rust ({hit}), loaded in {module.info.total_seconds * 1e3:.1f} ms total")
             elif info is not None and hasattr(info, "link_seconds"):
                 if info.cache_hit and not show:
@@ -548,7 +555,9 @@ class RustMagics(Magics):
         origin = self.modules[rust_at]
         options = origin.entry.meta.get("options", {}) if origin.entry is not None else {}
         recorded = origin.entry.meta.get("dependencies") if origin.entry is not None else None
-        module: Any = api.jit_fallback(origin.source, self.compiler(), recorded, edition=options.get("edition"), quiet=True)
+        module: Any = api.jit_fallback(
+            origin.source, self.compiler(), recorded, edition=options.get("edition"), quiet=True
+        )
         if module is None:
             module, _ = jit_source(origin.source, self.compiler(), edition=options.get("edition"), quiet=True)
         for fname, sig in module.signatures.items():
@@ -632,7 +641,9 @@ class RustMagics(Magics):
             found.append(("%%rust", rust[0]))
         jit = self._llvm_definitions().get(name)
         if jit is not None:
-            rust_at = next((i for i in range(len(self.modules) - 1, -1, -1) if name in self.modules[i].signatures), None)
+            rust_at = next(
+                (i for i in range(len(self.modules) - 1, -1, -1) if name in self.modules[i].signatures), None
+            )
             # A JIT definition made before a newer %%rust cell redefined the name is stale.
             if rust_at is None or jit[3] > rust_at or self.modules[rust_at].source == jit[2]:
                 found.append(("%rust_llvm", jit[0]))
@@ -742,13 +753,19 @@ def load_ipython_extension(ipython: Any) -> None:
     from . import bench
 
     # %rust_bench and rc.benchmark() see this shell's %%rust / %rust_llvm definitions.
-    bench.providers[:] = [p for p in bench.providers if getattr(p, "__self__", None) is None or p.__self__.shell is not ipython]
+    bench.providers[:] = [
+        p for p in bench.providers if getattr(p, "__self__", None) is None or p.__self__.shell is not ipython
+    ]
     bench.providers.append(magics._bench_backends)
     # %config RustMagics.<trait> finds configurables here.
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     # Live views send what they show at the end of each cell, in that cell's context.
     ipython.events.register("post_run_cell", _flush_views)
+    # IPython and ipykernel install their SIGINT handlers with signal.signal around cells,
+    # which unchains check_interrupt's handler: chain it again before each cell runs.
+    if _arm_interrupt not in ipython.events.callbacks["pre_run_cell"]:
+        ipython.events.register("pre_run_cell", _arm_interrupt)
     if _in_kernel(ipython):
         # In a notebook, say at once which toolchain cells will use (or that there is none).
         print(_toolchain_line(magics))
@@ -758,6 +775,15 @@ def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext rustcall_magic``: stop flushing views after each cell (IPython keeps the magics)."""
     if _flush_views in ipython.events.callbacks["post_run_cell"]:
         ipython.events.unregister("post_run_cell", _flush_views)
+    if _arm_interrupt in ipython.events.callbacks["pre_run_cell"]:
+        ipython.events.unregister("pre_run_cell", _arm_interrupt)
+
+
+def _arm_interrupt(info: Any = None) -> None:
+    """``pre_run_cell``: chain ``rustcall::check_interrupt``'s SIGINT handler again (see runtime.arm_interrupt)."""
+    runtime = sys.modules.get(f"{__package__}.runtime")
+    if runtime is not None:
+        runtime.arm_interrupt()
 
 
 def _flush_views(result: Any = None) -> None:

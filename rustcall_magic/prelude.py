@@ -115,10 +115,20 @@ def _build(cache: Cache, key: str, tc: Toolchain, options: BuildOptions, source:
         lib_rs.write_text(source, encoding="utf-8")
         artifact = build_dir / f"lib{PRELUDE_CRATE}.{'so' if crate_type == 'dylib' else 'rlib'}"
         seconds = build_library(
-            tc, [*rustc_flags(options, tc, crate_type), str(lib_rs)], artifact, build_dir, "the generated glue's library"
+            tc,
+            [*rustc_flags(options, tc, crate_type), str(lib_rs)],
+            artifact,
+            build_dir,
+            "the generated glue's library",
         )
         lib_rs.unlink()
-        meta = {"module": "", "kind": ENTRY_KINDS[crate_type], "functions": [], "rustc": tc.release, "build_seconds": round(seconds, 4)}
+        meta = {
+            "module": "",
+            "kind": ENTRY_KINDS[crate_type],
+            "functions": [],
+            "rustc": tc.release,
+            "build_seconds": round(seconds, 4),
+        }
         return cache.publish(key, build_dir, artifact, meta)
     except BaseException:
         shutil.rmtree(build_dir, ignore_errors=True)

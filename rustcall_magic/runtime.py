@@ -50,7 +50,6 @@ RUSTC_FLAGS = (
 )
 
 
-
 def rustc_flags() -> list[str]:
     """:data:`RUSTC_FLAGS` and the cfgs describing the running interpreter (part of the cache key)."""
     return [*RUSTC_FLAGS, *python_cfgs()]
@@ -188,3 +187,28 @@ def _build(cache: Cache, key: str, tc: Toolchain, files: dict[str, bytes]) -> En
 def _abi_capsule() -> Any:
     """The runtime's C-ABI capsule; cell modules that pass handles call this at init."""
     return load()._ABI
+
+
+#: Set once a cell that checks for interrupts has loaded: IPython then re-arms before each cell.
+_interrupt_used = False
+
+
+def _interrupt_capsule() -> Any:
+    """The runtime's interrupt-state capsule, its SIGINT handler chained in; cells that call
+    ``check_interrupt`` call this at init."""
+    global _interrupt_used
+    mod = load()
+    mod._arm_interrupt()
+    _interrupt_used = True
+    return mod._INTERRUPT
+
+
+def arm_interrupt() -> None:
+    """Chains ``check_interrupt``'s SIGINT handler in front of the installed one again.
+
+    ``signal.signal`` (which IPython and ipykernel call around cells) replaces
+    it; the extension calls this before each cell. Does nothing until a cell
+    that checks for interrupts has loaded.
+    """
+    if _interrupt_used and _module is not None:
+        _module._arm_interrupt()

@@ -522,6 +522,7 @@ class UserType:
             return f"pub enum {self.name} {{ " + ", ".join(f"{v} = {d}" for v, d in self.variants) + " }"
         if self.shape == "data":
             return f"pub enum {self.name} {{ " + ", ".join(c.text for c in self.cases) + " }"
+
         def one(f: Field) -> str:
             vis = "pub " if f.public else ""
             return f"{vis}{f.type}" if self.shape == "tuple" else f"{vis}{f.name}: {f.type}"
@@ -696,7 +697,9 @@ def _fn_types(
 ) -> tuple[tuple[Param, ...], RType, str] | str:
     """(parameters, return type, receiver) of function item *node*, or why it cannot be exported."""
     tparams = node.child_by_field_name("type_parameters")
-    if tparams is not None and any(c.type not in ("lifetime", "lifetime_parameter", "<", ">", ",") for c in tparams.children):
+    if tparams is not None and any(
+        c.type not in ("lifetime", "lifetime_parameter", "<", ">", ",") for c in tparams.children
+    ):
         return "generic functions cannot be exported (type `" + _text(tparams) + "`)"
     params_node = node.child_by_field_name("parameters")
     params: list[Param] = []
@@ -964,7 +967,9 @@ def _leading_attrs_and_doc(children: list[Any], i: int) -> tuple[list[str], str]
             if n.type == "line_comment":
                 docs.append(text.rstrip("\n").removeprefix(" "))
             else:
-                docs.append("\n".join(ln.strip().removeprefix("* ").removeprefix("*") for ln in text.strip().splitlines()))
+                docs.append(
+                    "\n".join(ln.strip().removeprefix("* ").removeprefix("*") for ln in text.strip().splitlines())
+                )
         else:
             break
         j -= 1

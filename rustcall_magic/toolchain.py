@@ -23,8 +23,7 @@ from pathlib import Path
 from .errors import RustToolchainError
 
 _INSTALL_HINT = (
-    "Install Rust with rustup (https://rustup.rs), or point the RUSTC environment "
-    "variable at a rustc binary."
+    "Install Rust with rustup (https://rustup.rs), or point the RUSTC environment variable at a rustc binary."
 )
 
 
@@ -228,7 +227,11 @@ def get_toolchain(state_dir: Path | None = None) -> Toolchain:
     _memo[stamp] = tc
     if store is not None:
         known = {k: v for k, v in known.items() if isinstance(v, dict)}
-        known[stamp] = {"vV": tc.version_verbose, "sysroot": tc.sysroot, "real": _stat_tuple(Path(tc.sysroot) / "bin" / "rustc")}
+        known[stamp] = {
+            "vV": tc.version_verbose,
+            "sysroot": tc.sysroot,
+            "real": _stat_tuple(Path(tc.sysroot) / "bin" / "rustc"),
+        }
         tmp = store.with_name(f".toolchain.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(known))

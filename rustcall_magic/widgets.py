@@ -182,7 +182,11 @@ class _WeakListener:
         if isinstance(other, _WeakListener):
             return self is other
         view = self._ref()
-        return view is not None and getattr(other, "__self__", None) is view and getattr(other, "__func__", None) is self._func
+        return (
+            view is not None
+            and getattr(other, "__self__", None) is view
+            and getattr(other, "__func__", None) is self._func
+        )
 
     def __hash__(self) -> int:
         return self._hash
@@ -281,7 +285,7 @@ def cache_table_html(stats: CacheStats, sort: str = "last_used") -> str:
             f'<td class="rustcall-num">{_e(human_size(e.size))}</td>'
             f"<td>{_e(_when(e.created, now))}</td><td>{_e(_when(e.last_used, now))}</td>"
             f'<td class="rustcall-num">{e.hits}</td>'
-            f'<td>{"<span class=rustcall-ok>● yes</span>" if e.loaded else "<span class=rustcall-muted>no</span>"}</td></tr>'
+            f"<td>{'<span class=rustcall-ok>● yes</span>' if e.loaded else '<span class=rustcall-muted>no</span>'}</td></tr>"
         )
     out.append("</tbody></table>")
     if len(entries) > MAX_ROWS:
@@ -320,7 +324,7 @@ def cache_header_html(stats: CacheStats) -> str:
     return (
         f'<div><span class="rustcall-title">Rust compile cache</span>'
         f'<b class="rustcall-count">{n}</b> entr{"y" if n == 1 else "ies"}'
-        f'{f" ({loaded} loaded here)" if loaded else ""} · {gauge}</div>'
+        f"{f' ({loaded} loaded here)' if loaded else ''} · {gauge}</div>"
         f'<div class="rustcall-muted"><code>{_e(stats.root)}</code></div>'
     )
 
@@ -347,9 +351,7 @@ class CacheView(_LiveMixin, w.VBox):
             tooltip="Remove entries not used for the given number of days",
             layout=_BUTTON,
         )
-        self.days = w.BoundedFloatText(
-            value=30, min=0, max=36500, step=1, layout=w.Layout(width="64px")
-        )
+        self.days = w.BoundedFloatText(value=30, min=0, max=36500, step=1, layout=w.Layout(width="64px"))
         self.clear_button = w.Button(
             description="Clear",
             icon="trash",
@@ -629,7 +631,9 @@ def _find_handles(namespace: Mapping[str, Any], wanted: int) -> list[Any]:
             except Exception:
                 pass
         # An instance of a cell's struct: its row id is the object's id().
-        elif id(v) == wanted and type(v).__module__.startswith("_rustcall_") and callable(getattr(type(v), "drop", None)):
+        elif (
+            id(v) == wanted and type(v).__module__.startswith("_rustcall_") and callable(getattr(type(v), "drop", None))
+        ):
             found.append(v)
 
     for name, value in list(namespace.items()):
@@ -655,9 +659,7 @@ class HandlesView(_LiveMixin, w.VBox):
     button looks for the selected handle (default: the ``__main__`` module's).
     """
 
-    def __init__(
-        self, namespace: Mapping[str, Any] | None = None, interval: float = 0.25, **kwargs: Any
-    ) -> None:
+    def __init__(self, namespace: Mapping[str, Any] | None = None, interval: float = 0.25, **kwargs: Any) -> None:
         self._namespace = namespace
         self.header = w.HTML()
         self.hide_ended = w.Checkbox(value=False, description="hide ended", indent=False, layout=w.Layout(width="auto"))
@@ -757,8 +759,7 @@ class HandlesView(_LiveMixin, w.VBox):
         found = _find_handles(self.namespace(), handle_id)
         if not found:
             self._say(
-                f"handle #{handle_id} is not bound to a name in the namespace; "
-                "drop it from code with rc.drop(handle)",
+                f"handle #{handle_id} is not bound to a name in the namespace; drop it from code with rc.drop(handle)",
                 error=True,
             )
             return
@@ -790,8 +791,9 @@ class HandlesView(_LiveMixin, w.VBox):
         snap = self.snapshot
         if snap is None:
             return "HandlesView()"
-        return handles.snapshot_table(replace(snap, alive=snap.alive[len(snap.alive) - min(len(snap.alive), MAX_ROWS) :]))
-
+        return handles.snapshot_table(
+            replace(snap, alive=snap.alive[len(snap.alive) - min(len(snap.alive), MAX_ROWS) :])
+        )
 
 
 class CargoProgressView(w.HBox):

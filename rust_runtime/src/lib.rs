@@ -36,3 +36,5 @@ pub mod module;
 pub mod panic;
 #[cfg(feature = "python")]
 pub mod pyffi;
+#[cfg(feature = "python")]
+pub mod interrupt;

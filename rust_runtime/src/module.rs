@@ -209,7 +209,7 @@ macro_rules! meth {
     };
 }
 
-static mut METHODS: [PyMethodDef; 10] = [
+static mut METHODS: [PyMethodDef; 12] = [
     meth!("create_rust_vec", f_create_rust_vec as FastFn, METH_FASTCALL,
           "create_rust_vec(items, dtype=None)\n--\n\nA RustVec copied from a buffer (dtype from its format) or an iterable."),
     meth!("copy_to_python", f_copy_to_python as FastFn, METH_FASTCALL,
@@ -223,8 +223,28 @@ static mut METHODS: [PyMethodDef; 10] = [
     meth!("_stats", f_stats as ObjFn, METH_NOARGS, "(created, ended, alive, payload allocs, payload frees)."),
     meth!("_select", f_select as FastFn, METH_FASTCALL,
           "_select(min_id, max_alive, max_ended)\n--\n\nNewest alive rows, latest ended rows, counts per state."),
+    meth!("_arm_interrupt", f_arm_interrupt as ObjFn, METH_NOARGS,
+          "Chain the SIGINT handler behind check_interrupt() in front of the installed one (again if replaced); \
+           clears a flag no call can see. 1: armed, 0: SIGINT is ignored or default, -1: error."),
+    meth!("_interrupt_status", f_interrupt_status as ObjFn, METH_NOARGS,
+          "(armed, pending, active calls) of check_interrupt()'s state."),
     PyMethodDef { ml_name: std::ptr::null(), ml_meth: std::ptr::null(), ml_flags: 0, ml_doc: std::ptr::null() },
 ];
+
+unsafe extern "C" fn f_arm_interrupt(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
+    crate::interrupt::clear_if_idle();
+    PyLong_FromLongLong(crate::interrupt::arm() as i64)
+}
+
+unsafe extern "C" fn f_interrupt_status(_m: *mut PyObject, _a: *mut PyObject) -> *mut PyObject {
+    use std::sync::atomic::Ordering;
+    let s = &crate::interrupt::STATE;
+    tuple(&[
+        PyBool_FromLong(crate::interrupt::armed() as _),
+        PyBool_FromLong((s.pending.load(Ordering::SeqCst) != 0) as _),
+        PyLong_FromUnsignedLongLong(s.active.load(Ordering::SeqCst) as u64),
+    ])
+}
 
 static mut MODULE_DEF: PyModuleDef = PyModuleDef {
     m_base: PyModuleDef_Base {
@@ -271,6 +291,16 @@ pub unsafe extern "C" fn PyInit__rustcall_runtime() -> *mut PyObject {
     }
     let cap = crate::abi::capsule();
     if cap.is_null() || PyModule_AddObjectRef(m, b"_ABI\0".as_ptr() as *const c_char, cap) != 0 {
+        Py_DecRef(m);
+        return null_mut();
+    }
+    Py_DecRef(cap);
+    let cap = PyCapsule_New(
+        &crate::interrupt::STATE as *const crate::interrupt::InterruptState as *mut _,
+        b"_rustcall_runtime._INTERRUPT\0".as_ptr() as *const _,
+        std::ptr::null_mut(),
+    );
+    if cap.is_null() || PyModule_AddObjectRef(m, b"_INTERRUPT\0".as_ptr() as *const c_char, cap) != 0 {
         Py_DecRef(m);
         return null_mut();
     }

@@ -413,6 +413,9 @@ pub unsafe fn raise_arg_error(
 #[cold]
 #[inline(never)]
 pub unsafe fn raise_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut PyObject {
+    if payload.is::<Interrupted>() {
+        return raise_interrupted();
+    }
     let msg: String = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
