@@ -476,6 +476,27 @@ def _user_type(
             f"get: Some(__rc_g{k}_{f.name}), set: Some(__rc_s{k}_{f.name}), "
             f"doc: {rust_bytes(f'{pn}: {f.type}')}.as_ptr() as *const c_char, closure: ::std::ptr::null_mut() }},"
         )
+    # Pickling by field values: `_rustcall_from_fields(*fields)` builds the value from every field in
+    # order (whatever `new` does), when every field is a property.
+    if ut.shape in ("named", "tuple", "unit") and ut.fieldwise and len(properties) == len(ut.fields):
+        field_names = [f.name for f in ut.fields]
+
+        def fields_call(args: list[str]) -> str:
+            if ut.shape == "named":
+                return f"{t} {{ " + ", ".join(f"{n}: {a}" for n, a in zip(field_names, args, strict=True)) + " }"
+            if ut.shape == "tuple":
+                return f"{t}(" + ", ".join(args) + ")"
+            return t
+
+        fields_sig = FnSig(
+            "_rustcall_from_fields", tuple(Param(_field_param(f.name), f.type) for f in ut.fields), self_t, owner=""
+        )
+        out.append(_wrapper(f"f{k}", fields_sig, fields_call))
+        methods.append(
+            "        PyMethodDef { ml_name: b\"_rustcall_from_fields\\0\".as_ptr() as *const c_char, "
+            f"ml_meth: Some(__rc_wf{k}), ml_flags: METH_FASTCALL | METH_KEYWORDS | METH_STATIC, "
+            f"ml_doc: {rust_bytes('The value built from its fields in order (unpickling).')}.as_ptr() as *const c_char }},"
+        )
     # `pub fn len(&self) -> usize` is also `len(obj)`.
     len_fn = "None"
     if any(m.name == "len" and m.receiver == "&self" and not m.params and str(m.ret) == "usize" for m in ut.methods):

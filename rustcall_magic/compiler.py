@@ -128,6 +128,10 @@ class CellFunctions:
                 fn = getattr(ext, s.name, None)
                 if fn is not None:
                     _origins[fn] = (recipe, s.name)
+            # Instances of a struct built from its fields pickle by field values (see _reduce_instance).
+            for name, cls in self.types.items():
+                if hasattr(cls, "_rustcall_from_fields"):
+                    copyreg.pickle(cls, _InstanceReducer(recipe, name))
 
     @property
     def recipe(self) -> Recipe | None:
@@ -558,6 +562,40 @@ def _rebuild_module(backend: str, source: str, options: str, key: str) -> RustMo
 def _rebuild_function(backend: str, source: str, options: str, key: str, name: str) -> Any:
     """Unpickle a cell function (see :func:`_rebuild_module`)."""
     return _rebuild_module(backend, source, options, key)[name]
+
+
+def _field_names(source: str, type_name: str) -> tuple[str, ...]:
+    """The fields of *type_name* in *source*, in declaration order (parsed once per cell and type)."""
+    key = (source, type_name)
+    names = _field_cache.get(key)
+    if names is None:
+        ut = next(t for t in parse_cell(source).types if t.name == type_name)
+        names = _field_cache[key] = tuple(f.name for f in ut.fields)
+    return names
+
+
+_field_cache: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+class _InstanceReducer:
+    """copyreg reducer of one struct class: an instance pickles as its cell's recipe, its type's name and
+    its field values (each pickled in turn), and unpickles through ``_rustcall_from_fields``."""
+
+    def __init__(self, recipe: Recipe, type_name: str) -> None:
+        self.recipe = recipe
+        self.type_name = type_name
+
+    def __call__(self, obj: Any) -> tuple[Any, ...]:
+        r = self.recipe
+        fields = _field_names(r.source, self.type_name)
+        values = tuple(getattr(obj, f"_{f}" if f.isdigit() else f) for f in fields)
+        return _rebuild_instance, (r.backend, r.source, r.options, r.key, self.type_name, values)
+
+
+def _rebuild_instance(backend: str, source: str, options: str, key: str, type_name: str, values: tuple) -> Any:
+    """Unpickle a struct instance: its class from the cell (see :func:`_rebuild_module`), built from *values*."""
+    cls = _rebuild_module(backend, source, options, key).types[type_name]
+    return cls._rustcall_from_fields(*values)
 
 
 def _reduce_builtin(fn: Any) -> Any:

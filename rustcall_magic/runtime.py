@@ -15,6 +15,7 @@ type object for the whole session, whatever cache a later compile uses.
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import shutil
 import sys
@@ -90,21 +91,32 @@ def source_files(root: Path | None = None) -> dict[str, bytes]:
     return files
 
 
-def runtime_key(tc: Toolchain, files: dict[str, bytes] | None = None) -> str:
-    """Cache key of the runtime: its sources, the rustc flags, the toolchain and the Python ABI."""
-    files = source_files() if files is None else files
+def _key_parts(files: dict[str, bytes]) -> dict[str, Any]:
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    return make_key(
-        {
-            "runtime": digest.hexdigest(),
-            "flags": rustc_flags(),
-            "toolchain": tc.fingerprint,
-            "python": python_abi_tag(),
-            "package": __version__,
-        }
-    )
+    return {"runtime": digest.hexdigest(), "flags": rustc_flags(), "python": python_abi_tag(), "package": __version__}
+
+
+def runtime_key(tc: Toolchain, files: dict[str, bytes] | None = None) -> str:
+    """Cache key of the runtime: its sources, the rustc flags, the toolchain and the Python ABI."""
+    parts = _key_parts(source_files() if files is None else files)
+    return make_key({**parts, "toolchain": tc.fingerprint})
+
+
+def runtime_identity(files: dict[str, bytes] | None = None) -> str:
+    """The runtime's key less the toolchain: how a process with no rustc finds a runtime built elsewhere."""
+    return make_key(_key_parts(source_files() if files is None else files))
+
+
+def _entry_without_toolchain(cache: Cache, files: dict[str, bytes]) -> Entry | None:
+    """A sound runtime entry of these sources for this Python (the newest), when rustc cannot be asked."""
+    identity = runtime_identity(files)
+    found = [e for e in cache.entries() if e.meta.get("kind") == "runtime" and e.meta.get("identity") == identity]
+    for ent in sorted(found, key=lambda e: e.created, reverse=True):
+        if cache.verify(ent) is None:
+            return ent
+    return None
 
 
 def is_loaded() -> bool:
@@ -134,8 +146,15 @@ def load(cache: Cache | None = None) -> ModuleType:
             return _module
         cache = Cache(default_cache_dir()) if cache is None else cache
         cache.ensure()
-        tc = get_toolchain(cache.root)
         files = source_files()
+        try:
+            tc = get_toolchain(cache.root)
+        except RustToolchainError:
+            # No rustc here (a worker given the artifacts): a runtime built elsewhere will do.
+            ent = _entry_without_toolchain(cache, files)
+            if ent is None:
+                raise
+            return _finish(cache, ent)
         key = runtime_key(tc, files)
         ent = cache.valid_entry(key)
         if ent is None:
@@ -143,15 +162,22 @@ def load(cache: Cache | None = None) -> ModuleType:
                 ent = cache.valid_entry(key, repair=True, what="cached ownership runtime", stacklevel=4)
                 if ent is None:
                     ent = _build(cache, key, tc, files)
-        else:
-            cache.touch(ent)
-        mod = load_extension(ent.module_name, ent.artifact)
-        # Cells fetch the ABI capsule by module name (PyCapsule_Import).
-        sys.modules.setdefault(MODULE_NAME, mod)
-        handles._attach(mod)
-        _entry = ent
-        _module = mod
-        return mod
+        return _finish(cache, ent)
+
+
+def _finish(cache: Cache, ent: Entry) -> ModuleType:
+    """Load the runtime from *ent* (called holding ``_lock``)."""
+    global _module, _entry
+    cache.touch(ent)
+    mod = load_extension(ent.module_name, ent.artifact)
+    # Cells fetch the ABI capsule by module name (PyCapsule_Import).
+    sys.modules.setdefault(MODULE_NAME, mod)
+    handles._attach(mod)
+    # A RustVec pickles by value (its item type and elements).
+    copyreg.pickle(mod.RustVec, _reduce_vec)
+    _entry = ent
+    _module = mod
+    return mod
 
 
 def _build(cache: Cache, key: str, tc: Toolchain, files: dict[str, bytes]) -> Entry:
@@ -174,6 +200,7 @@ def _build(cache: Cache, key: str, tc: Toolchain, files: dict[str, bytes]) -> En
         meta: dict[str, Any] = {
             "module": MODULE_NAME,
             "kind": "runtime",
+            "identity": runtime_identity(files),
             "functions": [],
             "rustc": tc.release,
             "build_seconds": round(seconds, 4),
@@ -212,3 +239,21 @@ def arm_interrupt() -> None:
     """
     if _interrupt_used and _module is not None:
         _module._arm_interrupt()
+
+
+def _reduce_vec(v: Any) -> tuple[Any, ...]:
+    """A RustVec pickles by value: its item type and its elements (native byte order when it is a buffer)."""
+    if v.dropped:
+        raise TypeError(f"cannot pickle a {v.state} RustVec")
+    try:
+        with memoryview(v) as mv:
+            return _rebuild_vec, (v.dtype, mv.format, mv.tobytes())
+    except (TypeError, ValueError):
+        return _rebuild_vec, (v.dtype, None, v.to_list())
+
+
+def _rebuild_vec(dtype: str, fmt: str | None, data: Any) -> Any:
+    """Unpickle a RustVec (see :func:`_reduce_vec`), loading the runtime when needed."""
+    mod = load()
+    items = memoryview(data).cast(fmt) if fmt is not None else data
+    return mod.create_rust_vec(items, dtype)

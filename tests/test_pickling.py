@@ -108,3 +108,66 @@ def test_joblib_runs_cell_functions() -> None:
     m = rc.compile_rust(CELL, quiet=True)
     out = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(m.square)(i) for i in range(100))
     assert out == [i * i for i in range(100)]
+
+
+VALUES = """
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point { pub x: f64, pub y: f64, pub name: String }
+#[derive(Clone)]
+pub struct Pair(pub i32, pub Point);
+pub struct Scaled { pub k: u8 }
+impl Scaled { pub fn new(k: u8) -> Scaled { Scaled { k: k * 2 } } }
+pub struct Opaque { secret: i64 }
+impl Opaque { pub fn new() -> Opaque { Opaque { secret: 7 } } pub fn get(&self) -> i64 { self.secret } }
+pub fn moved(p: &Point, dx: f64) -> Point { Point { x: p.x + dx, y: p.y, name: p.name.clone() } }
+pub fn total(v: &Vec<i64>) -> i64 { v.iter().sum() }
+"""
+
+
+@pytest.mark.parametrize(
+    ("dtype", "items"),
+    [("i64", [1, -2, 3]), ("f64", [1.5, -0.25]), ("u8", [0, 255]), ("bool", [True, False]), ("i32", [])],
+)
+def test_rust_vec_pickles_by_value(dtype: str, items: list) -> None:
+    v = rc.create_rust_vec(items, dtype)
+    w = pickle.loads(pickle.dumps(v))
+    assert type(w) is type(v) and w.dtype == dtype and w.to_list() == items
+    assert w.id != v.id  # a new vector, owned by its own handle
+    w.push(items[0] if items else 0)
+    assert v.to_list() == items
+
+
+def test_a_dropped_rust_vec_does_not_pickle() -> None:
+    v = rc.create_rust_vec([1, 2], "i64")
+    v.drop()
+    with pytest.raises(TypeError, match="dropped"):
+        pickle.dumps(v)
+
+
+def test_struct_instances_pickle_by_field_values() -> None:
+    m = rc.compile_rust(VALUES, quiet=True)
+    p = m.Point(1.5, -2.0, "a")
+    q = pickle.loads(pickle.dumps(p))
+    assert type(q) is m.Point and (q.x, q.y, q.name) == (1.5, -2.0, "a")
+    assert q is not p
+    pair = pickle.loads(pickle.dumps(m.Pair(3, p)))
+    assert pair._0 == 3 and pair._1.name == "a"
+    # Field values, not the constructor: `new` doubled k once, unpickling does not again.
+    s = pickle.loads(pickle.dumps(m.Scaled(5)))
+    assert s.k == 10
+    # Private fields cannot be read back: such a value does not pickle.
+    with pytest.raises(TypeError, match="Opaque"):
+        pickle.dumps(m.Opaque())
+
+
+def test_struct_instances_and_rust_vecs_cross_a_spawn_pool(monkeypatch, no_rustc: str) -> None:
+    m = rc.compile_rust(VALUES, quiet=True)
+    monkeypatch.setenv("RUSTC", no_rustc)
+    points = [m.Point(float(i), 0.0, f"p{i}") for i in range(20)]
+    vecs = [rc.create_rust_vec(list(range(i)), "i64") for i in range(20)]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        out = pool.starmap(m.moved, [(p, 0.5) for p in points])
+        sums = pool.map(m.total, vecs)
+    assert [(o.x, o.name) for o in out] == [(i + 0.5, f"p{i}") for i in range(20)]
+    assert all(type(o) is m.Point for o in out)
+    assert sums == [sum(range(i)) for i in range(20)]

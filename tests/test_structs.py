@@ -527,9 +527,11 @@ def test_docs_show_rust_signatures_and_doc_comments(shapes) -> None:
     assert V.__module__.startswith("_rustcall_")
 
 
-def test_pickling_an_instance_is_refused(shapes) -> None:
+def test_instances_pickle_by_field_values_unless_a_field_is_private(shapes) -> None:
+    v = pickle.loads(pickle.dumps(shapes["Vec2"](1, 2)))
+    assert type(v) is shapes["Vec2"] and (v.x, v.y) == (1, 2)
     with pytest.raises(TypeError):
-        pickle.dumps(shapes["Vec2"](1, 2))
+        pickle.dumps(shapes["opaque"](5))
 
 
 # -- threads -----------------------------------------------------------------------------
