@@ -111,6 +111,10 @@ def __getattr__(name: str) -> Any:
         value = getattr(api.ownership_runtime(), name)
         globals()[name] = value
         return value
+    if name == "dask":  # rc.dask.register(client); Dask is imported only then
+        import importlib
+
+        return importlib.import_module(f"{__name__}.dask")
     if name in _LAZY:
         from . import llvm_jit
 

@@ -189,6 +189,7 @@ class RustModule(CellFunctions):
         self.entry = entry
         self.info = info
         super().__init__(ext, signatures, source, warnings, skipped)
+        _note_loaded(entry)
 
     @property
     def recipe(self) -> Recipe:
@@ -527,6 +528,36 @@ def _process_lock(key: str) -> threading.Lock:
 
 
 # ---------------------------------------------------------------------------
+# The cache entries this process has loaded, for shipping them elsewhere (``rustcall_magic.dask``).
+
+_loaded_lock = threading.Lock()
+_loaded: dict[str, Entry] = {}
+#: Called with each entry loaded for the first time in this process.
+entry_listeners: list[Callable[[Entry], None]] = []
+#: Cache key -> why an artifact sent to this process was refused (named when that cell is missing).
+refused_artifacts: dict[str, str] = {}
+#: True in processes (Dask workers) where a cell function that cannot be unpickled must not fail the
+#: unpickling itself but its calls (some engines hang on a task they cannot deserialize).
+defer_unpickle_errors = False
+
+
+def _note_loaded(entry: Entry) -> None:
+    with _loaded_lock:
+        if entry.key in _loaded:
+            return
+        _loaded[entry.key] = entry
+        listeners = list(entry_listeners)
+    for listener in listeners:
+        listener(entry)
+
+
+def loaded_entries() -> list[Entry]:
+    """The cache entries of the cells loaded in this process so far, in load order."""
+    with _loaded_lock:
+        return list(_loaded.values())
+
+
+# ---------------------------------------------------------------------------
 # Pickling by reference: a cell function or module pickles as its cell's recipe.
 
 _rebuilt_lock = threading.Lock()
@@ -551,9 +582,11 @@ def _rebuild_module(backend: str, source: str, options: str, key: str) -> RustMo
             try:
                 module = compiler.compile(source, quiet=True, **json.loads(options))
             except RustToolchainError as e:
+                refused = refused_artifacts.get(key)
+                why = f"; its artifact sent to this process was refused: {refused}" if refused else ""
                 raise RustToolchainError(
                     f"the cell (cache key {key[:12]}) is not in this process's cache ({compiler.cache.root}) "
-                    f"and cannot be built here: {e}"
+                    f"and cannot be built here: {e}{why}"
                 ) from e
         _rebuilt[key] = module
         return module
@@ -561,7 +594,32 @@ def _rebuild_module(backend: str, source: str, options: str, key: str) -> RustMo
 
 def _rebuild_function(backend: str, source: str, options: str, key: str, name: str) -> Any:
     """Unpickle a cell function (see :func:`_rebuild_module`)."""
-    return _rebuild_module(backend, source, options, key)[name]
+    try:
+        return _rebuild_module(backend, source, options, key)[name]
+    except RustcallError as e:
+        if not (defer_unpickle_errors or _in_dask_worker()):
+            raise
+        return _Unavailable(name, e)
+
+
+def _in_dask_worker() -> bool:
+    """Whether a Dask worker runs in this process (a task that fails to deserialize there may hang)."""
+    worker = sys.modules.get("distributed.worker")
+    return bool(worker is not None and getattr(getattr(worker, "Worker", None), "_instances", None))
+
+
+class _Unavailable:
+    """Stands for a cell function that could not be loaded: calling it raises why."""
+
+    def __init__(self, name: str, error: RustcallError) -> None:
+        self.name = name
+        self.error = error
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise type(self.error)(f"cell function {self.name!r} is not available here: {self.error}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _Unavailable, (self.name, self.error)
 
 
 def _field_names(source: str, type_name: str) -> tuple[str, ...]:

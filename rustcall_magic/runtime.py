@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import handles
+from . import compiler, handles
 from ._version import __version__
 from .build import build_library, python_cfgs
 from .cache import Cache, Entry, default_cache_dir, make_key
@@ -177,6 +177,8 @@ def _finish(cache: Cache, ent: Entry) -> ModuleType:
     copyreg.pickle(mod.RustVec, _reduce_vec)
     _entry = ent
     _module = mod
+    # Shipped to Dask workers with the cells (rustcall_magic.dask).
+    compiler._note_loaded(ent)
     return mod
 
 

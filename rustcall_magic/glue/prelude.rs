@@ -1274,9 +1274,40 @@ impl<T: BufElem + FromPy> ArgHolder for SliceArg<T> {
                     self.copied = true;
                     return Ok(());
                 }
+                if let ArgError::Msg(CODE_BUFFER, m) = &e {
+                    if m.contains("not aligned") {
+                        return self.copy_unaligned(o, e);
+                    }
+                }
                 Err(e)
             }
         }
+    }
+}
+
+impl<T: BufElem> SliceArg<T> {
+    /// A shared slice of a misaligned buffer (e.g. an array Dask or pickle protocol 5 received into a
+    /// message frame) reads a copy; `&mut [T]` still refuses it.
+    #[cold]
+    #[inline(never)]
+    unsafe fn copy_unaligned(&mut self, o: *mut PyObject, e: ArgError) -> Result<(), ArgError> {
+        PyErr_Clear();
+        let mut view: Py_buffer = ::std::mem::zeroed();
+        if PyObject_GetBuffer(o, &mut view, PyBUF_ND | PyBUF_FORMAT) != 0 {
+            PyErr_Clear();
+            return Err(e);
+        }
+        let g = BufHold { view: view, held: true, data: ::std::ptr::null_mut(), count: 0 };
+        if !format_matches(g.view.format, T::CODES) || g.view.itemsize as usize != ::std::mem::size_of::<T>() {
+            return Err(e);
+        }
+        let n = g.view.len as usize / ::std::mem::size_of::<T>();
+        let mut v: Vec<T> = Vec::with_capacity(n);
+        ::std::ptr::copy_nonoverlapping(g.view.buf as *const u8, v.as_mut_ptr() as *mut u8, n * ::std::mem::size_of::<T>());
+        v.set_len(n);
+        self.owned = v;
+        self.copied = true;
+        Ok(())
     }
 }
 
