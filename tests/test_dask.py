@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -55,7 +54,9 @@ def _worker_env(dask_worker) -> tuple[str | None, str | None]:
 def test_workers_without_the_artifacts_fail_clearly_not_hang(client) -> None:
     m = rc.compile_rust("pub fn cube(x: i64) -> i64 { x * x * x }", quiet=True)
     envs = client.run(_worker_env)
-    assert all(cache != os.environ["RUSTCALL_CACHE_DIR"] and rustc.endswith("must-not-run") for cache, rustc in envs.values())
+    assert all(
+        cache != os.environ["RUSTCALL_CACHE_DIR"] and rustc.endswith("must-not-run") for cache, rustc in envs.values()
+    )
     fut = client.submit(m.cube, 3)
     with pytest.raises(RustToolchainError, match="cannot be built here"):
         fut.result(timeout=TIMEOUT)
@@ -105,19 +106,21 @@ def test_a_tampered_artifact_is_refused(client) -> None:
     plugin = rc.dask.ArtifactPlugin.from_entry(m.entry)
     plugin.data = plugin.data[:-1] + bytes([plugin.data[-1] ^ 0xFF])
     client.register_plugin(plugin, name=plugin.name)
-    with pytest.raises(RustToolchainError, match="refused.*SHA-256"):
+    with pytest.raises(RustToolchainError, match=r"refused.*SHA-256"):
         client.submit(m.neg, 1).result(timeout=TIMEOUT)
 
 
 def test_register_needs_a_client() -> None:
-    with pytest.raises(TypeError, match="distributed.Client"):
+    with pytest.raises(TypeError, match=r"distributed\.Client"):
         rc.dask.register("tcp://127.0.0.1:8786")
 
 
 def test_the_package_does_not_import_dask() -> None:
     import subprocess
 
-    code = "import sys, rustcall_magic as rc; rc.compile_rust; print('distributed' in sys.modules, 'dask' in sys.modules)"
+    code = (
+        "import sys, rustcall_magic as rc; rc.compile_rust; print('distributed' in sys.modules, 'dask' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
