@@ -122,3 +122,47 @@ def test_the_magic_option_and_config(ip) -> None:
     finally:
         ip.run_line_magic("config", "RustMagics.release_gil = False")
     assert ip.user_ns["rel_probe2"](3) == 3
+
+
+ARCS = """
+use std::sync::Arc;
+pub fn peek_arc(a: &Arc<i64>) -> i64 { **a }
+pub fn pass_arc(a: Arc<i64>) -> Arc<i64> { a }
+pub fn count_arc(a: &Arc<i64>) -> usize { Arc::strong_count(a) }
+"""
+
+
+def test_arc_clones_used_from_several_threads_with_release_gil() -> None:
+    m = rc.compile_rust(ARCS, quiet=True, release_gil=True)
+    a = rc.RustArc(41, "i64")
+    clones = [a.clone() for _ in range(2)]
+    ids = {a.id, *(c.id for c in clones)}
+    rows = [r for r in rc.live_handles(include_ended=False) if r.id in ids]
+    assert len(rows) == 3 and all(r.kind == "Arc" and r.strong_count == 3 for r in rows)
+    totals = [0, 0]
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            mine = clones[k]
+            for _ in range(10_000):
+                totals[k] += m.peek_arc(mine) + m.peek_arc(a)
+                # Moving a clone in and getting it back: a new handle each time, the count unchanged.
+                mine = m.pass_arc(mine)
+            clones[k] = mine
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    assert totals == [2 * 41 * 10_000] * 2
+    assert m.count_arc(a) == 3 and a.strong_count == 3
+    alive = [r for r in rc.live_handles(include_ended=False) if r.kind == "Arc" and r.preview == "41"]
+    assert {r.id for r in alive} == {a.id, *(c.id for c in clones)}
+    for c in clones:
+        c.drop()
+    assert a.strong_count == 1
