@@ -211,3 +211,54 @@ def test_cells_without_check_interrupt_do_not_reference_it() -> None:
     checked = "pub fn f(x: i64) -> i64 { rustcall::check_interrupt(); x }\n"
     glue = generate("m_checked", checked, list(parse_cell(checked).functions)).files["glue.rs"]
     assert "init_interrupt()" in glue and "InterruptScope::enter()" in glue
+
+
+THREADS = """
+import os, signal, sys, threading, time
+import rustcall_magic as rc
+m = rc.compile_rust('''
+pub fn spin(n: u64, started: &mut [u8]) -> u64 {
+    started[0] = 1;
+    let mut s = 0u64;
+    for i in 0..n { rustcall::check_interrupt(); s = s.wrapping_add(i ^ (s >> 3)); }
+    s
+}
+''', release_gil=True, quiet=True)
+flags = [bytearray(1), bytearray(1)]
+stopped = []
+def run(k):
+    try:
+        m.spin(10**15, flags[k])
+    except KeyboardInterrupt:
+        stopped.append(time.monotonic())
+ts = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+for t in ts:
+    t.start()
+while not all(f[0] for f in flags):  # both calls are running
+    time.sleep(0.01)
+print("START", flush=True)
+try:
+    for t in ts:
+        t.join()
+except KeyboardInterrupt:
+    t0 = time.monotonic()
+    print("MAIN", flush=True)
+for t in ts:
+    t.join(5)
+print("THREADS", len(stopped), all(s - t0 < 1.0 for s in stopped), m.spin(1000, bytearray(1)), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_release_gil_calls_in_every_thread(tmp_path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", THREADS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "START"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.split() == ["MAIN", "THREADS", "2", "True", "8968425615673229001"], err
