@@ -72,7 +72,13 @@ def main() -> None:
         two = min(wall(m.spin, 2) for _ in range(3))
         print(f"| {label:<22} | {one * 1e3:7.0f} ms | {two * 1e3:7.0f} ms | {two / (2 * one):10.2f}x |")
     env = {"h": held.add, "f": free.add}
-    rounds = [(timeit.timeit("h(1, 2)", globals=env, number=1_000_000), timeit.timeit("f(1, 2)", globals=env, number=1_000_000)) for _ in range(9)]
+    rounds = [
+        (
+            timeit.timeit("h(1, 2)", globals=env, number=1_000_000),
+            timeit.timeit("f(1, 2)", globals=env, number=1_000_000),
+        )
+        for _ in range(9)
+    ]
     h = min(r[0] for r in rounds) * 1e3
     f = min(r[1] for r in rounds) * 1e3
     print(f"\nper call, add(1, 2): {h:.1f} ns holding the GIL, {f:.1f} ns releasing it (+{f - h:.1f} ns)")
@@ -98,9 +104,12 @@ def dask_rows(cell) -> None:
     exec(PY_COLLATZ, ns)  # a module-level function of __main__ would not unpickle in the workers
     tasks, n = 500, 300
     assert cell.collatz(n) == ns["collatz"](n)
-    with distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         rc.dask.register(client)
         print(f"\nDask client.map(collatz, [{n}] * {tasks}), LocalCluster 2 workers x 1 thread, best of 3\n")
         print(f"| {'function':<22} | {'wall':>9} | {'tasks/s':>9} | {'vs Python':>9} |")
