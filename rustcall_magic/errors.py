@@ -2,8 +2,9 @@
 
 Every error the package raises on purpose subclasses :class:`RustcallError`.
 The generated Rust glue of every compiled cell imports this module at load
-time and calls the ``_raise_*`` helpers on its error paths, so that messages
-are composed in one place, in Python.
+time and calls the underscored helpers on its error paths, so that messages
+are composed in one place, in Python; the helpers return the exception and the
+glue raises it from C, so that no frame of this module shows in tracebacks.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def _item_of(obj: Any, path: tuple[int, ...]) -> Any:
     return obj
 
 
-def _raise_arg_error(
+def _arg_error(
     signature: str,
     index: int,
     name: str,
@@ -177,7 +178,9 @@ def _raise_arg_error(
     obj: Any,
     path: tuple[int, ...] = (),
     item_type: str = "",
-) -> None:
+) -> Exception:
+    """The exception for an argument that did not convert (returned: the glue raises it from C,
+    so that the traceback ends at the user's call)."""
     if signature.startswith("field "):  # a property setter of an exported struct
         what, signature = signature.split(":", 1)[0], signature.removeprefix("field ")
     else:
@@ -200,20 +203,31 @@ def _raise_arg_error(
         shown = repr(obj)
         if len(shown) > 40:
             shown = f"{shown[:18]}...{shown[-18:]}"
-        raise OverflowError(f"{what}: {shown} is out of range for {rust_type}; signature: {signature}")
+        return OverflowError(f"{what}: {shown} is out of range for {rust_type}; signature: {signature}")
     if code == _ARG_VALUE:
-        raise ValueError(f"{what}: {detail}; signature: {signature}")
+        return ValueError(f"{what}: {detail}; signature: {signature}")
     if code == _ARG_BUFFER:
-        raise BufferError(f"{what}: {detail}; signature: {signature}")
+        return BufferError(f"{what}: {detail}; signature: {signature}")
     extra = f" ({detail})" if detail else ""
-    raise TypeError(f"{what} must be {expected}, not {got}{extra}; signature: {signature}")
+    return TypeError(f"{what} must be {expected}, not {got}{extra}; signature: {signature}")
 
 
-def _raise_arg_count(signature: str, expected: int, got: int) -> None:
+def _raise_arg_error(*args: Any) -> None:
+    """Raise :func:`_arg_error`'s exception (for Python callers; IPython hides this frame)."""
+    __tracebackhide__ = True
+    raise _arg_error(*args)
+
+
+def _arg_count(signature: str, expected: int, got: int) -> Exception:
     fn = signature.split("(", 1)[0].split()[-1]
     plural = "" if expected == 1 else "s"
     verb = "was" if got == 1 else "were"
-    raise TypeError(f"{fn}() takes {expected} argument{plural} but {got} {verb} given; signature: {signature}")
+    return TypeError(f"{fn}() takes {expected} argument{plural} but {got} {verb} given; signature: {signature}")
+
+
+def _raise_arg_count(signature: str, expected: int, got: int) -> None:
+    __tracebackhide__ = True
+    raise _arg_count(signature, expected, got)
 
 
 def _note_arg(exc: BaseException, signature: str, index: int, name: str, rust_type: str) -> None:
@@ -224,16 +238,31 @@ def _note_arg(exc: BaseException, signature: str, index: int, name: str, rust_ty
         exc.add_note(note)
 
 
-def _raise_arg_binding(signature: str, problem: str) -> None:
+def _arg_binding(signature: str, problem: str) -> Exception:
     fn = signature.split("(", 1)[0].split()[-1]
-    raise TypeError(f"{fn}() {problem}; signature: {signature}")
+    return TypeError(f"{fn}() {problem}; signature: {signature}")
+
+
+def _raise_arg_binding(signature: str, problem: str) -> None:
+    __tracebackhide__ = True
+    raise _arg_binding(signature, problem)
+
+
+def _panic(function: str, message: str, file: str | None, line: int, column: int) -> RustPanic:
+    if file is not None and file.endswith("cell.rs"):
+        file = "cell"
+    return RustPanic(message, function, file, line or None, column or None)
 
 
 def _raise_panic(function: str, message: str, file: str | None, line: int, column: int) -> None:
-    if file is not None and file.endswith("cell.rs"):
-        file = "cell"
-    raise RustPanic(message, function, file, line or None, column or None)
+    __tracebackhide__ = True
+    raise _panic(function, message, file, line, column)
+
+
+def _rust_error(message: str) -> RustError:
+    return RustError(message)
 
 
 def _raise_rust_error(message: str) -> None:
+    __tracebackhide__ = True
     raise RustError(message)

@@ -1,0 +1,501 @@
+
+// ---------------------------------------------------------------------------
+// Callbacks and iterators (glue/callbacks.rs, appended to the prelude).
+//
+// A callback parameter (`&dyn Fn(A) -> R`, `&mut dyn FnMut(..)`, `impl Fn(..)`) is a
+// `Callback<fn(A) -> R>` holder: the Python object, borrowed for the call, and, when
+// the object is a `%%rust` function of exactly that Rust signature, the "native shim"
+// its module registered at init. The wrapper hands the user's function a closure that
+// calls the shim directly (no Python), or else converts the arguments, calls the
+// object with the GIL taken (PyGILState_Ensure: the wrapper may have released it)
+// and converts the result.
+//
+// Every cell links its own copy of std, and a panic raised by one copy aborts the
+// process when another copy's catch_unwind meets it. So nothing unwinds from one
+// cell into another: a native shim catches its function's panic and returns the
+// RustPanic as an exception object, and a Python exception (or a failed conversion)
+// in a callback becomes a `PyCallbackError` panic payload of the calling cell, which
+// unwinds the Rust frames (destructors run) up to the wrapper; there `raise_panic`
+// restores the exception as it was, traceback included.
+//
+// A returned iterator is a `RustIterator` object owning the boxed Rust iterator;
+// `next()` converts one item at a time.
+
+pub mod __rc_cb_ffi {
+    use super::PyObject;
+    use ::std::os::raw::{c_char, c_int, c_void};
+
+    unsafe extern "C" {
+        pub fn PyObject_Vectorcall(c: *mut PyObject, args: *const *mut PyObject, nargsf: usize, kw: *mut PyObject) -> *mut PyObject;
+        pub fn PyGILState_Ensure() -> c_int;
+        pub fn PyGILState_Release(s: c_int);
+        pub fn PyCFunction_GetSelf(o: *mut PyObject) -> *mut PyObject;
+        pub fn PyCapsule_New(p: *mut c_void, name: *const c_char, destructor: *mut c_void) -> *mut PyObject;
+        pub fn PyCapsule_GetPointer(c: *mut PyObject, name: *const c_char) -> *mut c_void;
+        pub fn PyCallable_Check(o: *mut PyObject) -> c_int;
+        pub fn PyDict_GetItemString(d: *mut PyObject, k: *const c_char) -> *mut PyObject;
+        pub fn PyDict_SetItemString(d: *mut PyObject, k: *const c_char, v: *mut PyObject) -> c_int;
+        pub fn PyDict_New() -> *mut PyObject;
+        pub fn PyErr_SetObject(t: *mut PyObject, v: *mut PyObject);
+        pub fn PyException_GetTraceback(e: *mut PyObject) -> *mut PyObject;
+        pub static mut PyCFunction_Type: PyObject;
+        pub static mut PyExc_TypeError: *mut PyObject;
+    }
+}
+
+use self::__rc_cb_ffi as cbffi;
+
+pub const PY_VECTORCALL_ARGUMENTS_OFFSET: usize = 1 << (8 * ::std::mem::size_of::<usize>() - 1);
+
+/// A Python exception travelling through Rust frames as a panic payload (owned references).
+pub struct PyCallbackError {
+    t: *mut PyObject,
+    v: *mut PyObject,
+    tb: *mut PyObject,
+}
+
+// Only touched with the GIL held (taken in Drop when needed).
+unsafe impl Send for PyCallbackError {}
+
+impl PyCallbackError {
+    /// Takes the pending exception (the GIL is held).
+    pub unsafe fn fetch() -> PyCallbackError {
+        let (mut t, mut v, mut tb) = (::std::ptr::null_mut(), ::std::ptr::null_mut(), ::std::ptr::null_mut());
+        PyErr_Fetch(&mut t, &mut v, &mut tb);
+        if t.is_null() {
+            // A callable that returned NULL without an exception: CPython would raise SystemError.
+            cbffi::PyErr_SetObject(cbffi::PyExc_TypeError, py_str("a callback failed without setting an exception"));
+            PyErr_Fetch(&mut t, &mut v, &mut tb);
+        }
+        PyErr_NormalizeException(&mut t, &mut v, &mut tb);
+        PyCallbackError { t: t, v: v, tb: tb }
+    }
+
+    /// Makes the exception pending again (the GIL is held); its traceback is kept.
+    pub unsafe fn restore(mut self) {
+        let (t, v, tb) = (self.t, self.v, self.tb);
+        self.t = ::std::ptr::null_mut();
+        self.v = ::std::ptr::null_mut();
+        self.tb = ::std::ptr::null_mut();
+        PyErr_Restore(t, v, tb);
+    }
+}
+
+impl Drop for PyCallbackError {
+    fn drop(&mut self) {
+        if self.t.is_null() && self.v.is_null() {
+            return;
+        }
+        // Caught and dropped by the user's code (catch_unwind): release it with the GIL.
+        unsafe {
+            let g = cbffi::PyGILState_Ensure();
+            Py_DecRef(self.t);
+            Py_DecRef(self.v);
+            Py_DecRef(self.tb);
+            cbffi::PyGILState_Release(g);
+        }
+    }
+}
+
+/// Unwinds the Rust frames with the pending Python exception (the GIL is held by `g`, released here).
+#[cold]
+#[inline(never)]
+pub unsafe fn unwind_with_pending(g: c_int) -> ! {
+    let e = PyCallbackError::fetch();
+    cbffi::PyGILState_Release(g);
+    ::std::panic::resume_unwind(Box::new(e))
+}
+
+/// A `%%rust` function's native entry: moves the argument tuple out of `args`, writes the
+/// result to `ret`; NULL on success, else a new reference to the exception (a RustPanic).
+pub type NativeShim = unsafe extern "C" fn(args: *mut u8, ret: *mut u8) -> *mut PyObject;
+
+/// What a module registers per function in `__rustcall_native__` (a capsule's pointer).
+/// `repr(C)`: the cell that reads it is another compilation.
+#[repr(C)]
+pub struct NativeEntry {
+    pub sig: *const u8,
+    pub sig_len: usize,
+    /// None when the function's types cannot pass between cells natively.
+    pub shim: Option<NativeShim>,
+}
+
+pub const NATIVE_CAPSULE: &[u8] = b"rustcall_magic.native\0";
+
+/// A new dict for a module's native entries.
+pub unsafe fn native_table() -> *mut PyObject {
+    cbffi::PyDict_New()
+}
+
+/// Registers function `name` (NUL-terminated) with its fn pointer type's name and shim; 0 on success.
+pub unsafe fn native_add(table: *mut PyObject, name: &'static [u8], sig: &'static str, shim: Option<NativeShim>) -> c_int {
+    let e = Box::into_raw(Box::new(NativeEntry { sig: sig.as_ptr(), sig_len: sig.len(), shim: shim }));
+    let cap = cbffi::PyCapsule_New(e as *mut c_void, NATIVE_CAPSULE.as_ptr() as *const c_char, ::std::ptr::null_mut());
+    if cap.is_null() {
+        return -1;
+    }
+    let r = cbffi::PyDict_SetItemString(table, name.as_ptr() as *const c_char, cap);
+    Py_DecRef(cap);
+    r
+}
+
+/// Panic of a function called through its native shim: RustPanic as an exception object.
+#[cold]
+#[inline(never)]
+pub unsafe fn native_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut PyObject {
+    let g = cbffi::PyGILState_Ensure();
+    raise_panic(function, payload);
+    let e = PyCallbackError::fetch();
+    let v = e.v;
+    Py_IncRef(v);
+    drop(e);
+    cbffi::PyGILState_Release(g);
+    v
+}
+
+/// The `%%rust` function behind `o` (a builtin of a module with `__rustcall_native__`):
+/// (its name, its entry); None for any other object.
+pub unsafe fn native_entry(o: *mut PyObject) -> Option<(String, &'static NativeEntry)> {
+    if (*o).ob_type != ::std::ptr::addr_of_mut!(cbffi::PyCFunction_Type) {
+        return None;
+    }
+    let m = cbffi::PyCFunction_GetSelf(o);
+    if m.is_null() || is_none(m) {
+        return None;
+    }
+    let table = PyObject_GetAttrString(m, b"__rustcall_native__\0".as_ptr() as *const c_char);
+    if table.is_null() {
+        PyErr_Clear();
+        return None;
+    }
+    // PyCFunctionObject: the header, then `m_ml` (its PyMethodDef).
+    let def = *((o as *const u8).add(::std::mem::size_of::<PyObject>()) as *const *const PyMethodDef);
+    let name = ::std::ffi::CStr::from_ptr((*def).ml_name);
+    let cap = cbffi::PyDict_GetItemString(table, name.as_ptr());
+    let found = if cap.is_null() {
+        None
+    } else {
+        let p = cbffi::PyCapsule_GetPointer(cap, NATIVE_CAPSULE.as_ptr() as *const c_char);
+        if p.is_null() {
+            PyErr_Clear();
+            None
+        } else {
+            Some((name.to_string_lossy().into_owned(), &*(p as *const NativeEntry)))
+        }
+    };
+    Py_DecRef(table);
+    found
+}
+
+/// Holder of a callback argument whose Rust signature is the fn pointer type `F`.
+pub struct Callback<F> {
+    obj: *mut PyObject,
+    native: Option<NativeShim>,
+    _sig: ::std::marker::PhantomData<F>,
+}
+
+// The Python path takes the GIL for every call, and the shim of a native function is plain
+// Rust: a callback may be shared with the threads the Rust function starts.
+unsafe impl<F> Send for Callback<F> {}
+unsafe impl<F> Sync for Callback<F> {}
+
+impl<F: 'static> ArgHolder for Callback<F> {
+    #[inline(always)]
+    fn empty() -> Self {
+        Callback { obj: ::std::ptr::null_mut(), native: None, _sig: ::std::marker::PhantomData }
+    }
+
+    unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
+        if let Some((name, e)) = native_entry(o) {
+            if let Some(shim) = e.shim {
+                let theirs = ::std::str::from_utf8_unchecked(::std::slice::from_raw_parts(e.sig, e.sig_len));
+                let ours = ::std::any::type_name::<F>();
+                if theirs != ours {
+                    return Err(ArgError::Msg(CODE_TYPE, format!(
+                        "the %%rust function {}() has type `{}`, which is not `{}`", name, theirs, ours)));
+                }
+                self.native = Some(shim);
+            }
+        } else if cbffi::PyCallable_Check(o) == 0 {
+            return Err(ArgError::Type(""));
+        }
+        // Borrowed: the caller's argument array keeps it alive for the call.
+        self.obj = o;
+        Ok(())
+    }
+}
+
+impl<F> Callback<F> {
+    /// Calls the callback with the argument tuple `args` (converted, or moved to the native shim).
+    #[inline(always)]
+    pub unsafe fn call<A: CallArgs, R: CallRet>(&self, args: A) -> R {
+        match self.native {
+            Some(shim) => {
+                let mut args = ::std::mem::ManuallyDrop::new(args);
+                let mut ret = ::std::mem::MaybeUninit::<R>::uninit();
+                // The shim moves the arguments out and writes the result.
+                let e = shim(&mut *args as *mut A as *mut u8, ret.as_mut_ptr() as *mut u8);
+                if !e.is_null() {
+                    resume_native_error(e);
+                }
+                ret.assume_init()
+            }
+            None => self.call_py(args),
+        }
+    }
+
+    #[inline(never)]
+    pub unsafe fn call_py<A: CallArgs, R: CallRet>(&self, args: A) -> R {
+        let g = cbffi::PyGILState_Ensure();
+        let mut buf: [*mut PyObject; 13] = [::std::ptr::null_mut(); 13];
+        let n = match args.into_py_args(&mut buf[1..]) {
+            Some(n) => n,
+            None => unwind_with_pending(g),
+        };
+        let r = cbffi::PyObject_Vectorcall(self.obj, buf.as_ptr().add(1), n | PY_VECTORCALL_ARGUMENTS_OFFSET, ::std::ptr::null_mut());
+        for a in &buf[1..1 + n] {
+            Py_DecRef(*a);
+        }
+        if r.is_null() {
+            unwind_with_pending(g);
+        }
+        let v = R::from_callback(r);
+        match v {
+            Ok(v) => {
+                Py_DecRef(r);
+                cbffi::PyGILState_Release(g);
+                v
+            }
+            Err(e) => {
+                return_error::<R>(self.obj, r, e);
+                Py_DecRef(r);
+                unwind_with_pending(g)
+            }
+        }
+    }
+}
+
+/// Resumes the exception object `e` returned by a native shim as this cell's panic.
+#[cold]
+#[inline(never)]
+pub unsafe fn resume_native_error(e: *mut PyObject) -> ! {
+    let g = cbffi::PyGILState_Ensure();
+    let t = (*e).ob_type;
+    Py_IncRef(t);
+    let tb = cbffi::PyException_GetTraceback(e);
+    cbffi::PyGILState_Release(g);
+    ::std::panic::resume_unwind(Box::new(PyCallbackError { t: t, v: e, tb: tb }))
+}
+
+/// Sets the exception for a callback result `r` that does not convert to `R`.
+#[cold]
+#[inline(never)]
+pub unsafe fn return_error<R>(callable: *mut PyObject, r: *mut PyObject, e: ArgError) {
+    let got = ::std::ffi::CStr::from_ptr((*((*r).ob_type as *const PyTypeHead)).tp_name).to_string_lossy().into_owned();
+    let what = ::std::ffi::CStr::from_ptr((*((*callable).ob_type as *const PyTypeHead)).tp_name).to_string_lossy().into_owned();
+    let want = ::std::any::type_name::<R>().replace("alloc::string::", "").replace("core::option::", "");
+    let (exc, detail) = match e {
+        ArgError::PyErr => return,
+        ArgError::Overflow => (PyExc_OverflowError, format!("{} is out of range for", got)),
+        ArgError::Msg(_, m) => (cbffi::PyExc_TypeError, format!("{} ({}), expected", got, m)),
+        ArgError::Value(m) | ArgError::Type(m) if !m.is_empty() => (cbffi::PyExc_TypeError, format!("{} ({}), expected", got, m)),
+        _ => (cbffi::PyExc_TypeError, format!("{}, expected", got)),
+    };
+    PyErr_Clear();
+    cbffi::PyErr_SetObject(exc, py_str(&format!("a callback ({} object) returned {} {}", what, detail, want)));
+}
+
+/// The argument tuple of a callback call: each item converted to a new reference.
+pub trait CallArgs {
+    /// Fills `out` and returns the count; None with an exception set (what was made is released).
+    unsafe fn into_py_args(self, out: &mut [*mut PyObject]) -> Option<usize>;
+}
+
+impl CallArgs for () {
+    #[inline(always)]
+    unsafe fn into_py_args(self, _out: &mut [*mut PyObject]) -> Option<usize> {
+        Some(0)
+    }
+}
+
+macro_rules! call_args {
+    ($($n:expr => ($($i:tt $t:ident),+);)*) => {$(
+        impl<$($t: IntoPy),+> CallArgs for ($($t,)+) {
+            #[inline(always)]
+            unsafe fn into_py_args(self, out: &mut [*mut PyObject]) -> Option<usize> {
+                $(
+                    let o = self.$i.into_py();
+                    if o.is_null() {
+                        for a in &out[..$i] {
+                            Py_DecRef(*a);
+                        }
+                        return None;
+                    }
+                    out[$i] = o;
+                )+
+                Some($n)
+            }
+        }
+    )*};
+}
+call_args! {
+    1 => (0 A);
+    2 => (0 A, 1 B);
+    3 => (0 A, 1 B, 2 C);
+    4 => (0 A, 1 B, 2 C, 3 D);
+    5 => (0 A, 1 B, 2 C, 3 D, 4 E);
+    6 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F);
+    7 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G);
+    8 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H);
+    9 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H, 8 I);
+    10 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H, 8 I, 9 J);
+    11 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H, 8 I, 9 J, 10 K);
+    12 => (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H, 8 I, 9 J, 10 K, 11 L);
+}
+
+/// A callback's return value: converted from what the Python callable returned.
+pub trait CallRet: Sized {
+    unsafe fn from_callback(o: *mut PyObject) -> Result<Self, ArgError>;
+}
+
+impl<T: FromPy> CallRet for T {
+    #[inline(always)]
+    unsafe fn from_callback(o: *mut PyObject) -> Result<Self, ArgError> {
+        T::from_py(o)
+    }
+}
+
+impl CallRet for () {
+    /// A callback of a `()` signature may return anything (a lambda's value is ignored).
+    #[inline(always)]
+    unsafe fn from_callback(_o: *mut PyObject) -> Result<Self, ArgError> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Iterators.
+
+/// A `RustIterator` object: the header and the type-erased boxed iterator.
+#[repr(C)]
+pub struct IterObject {
+    pub ob: PyObject,
+    /// `Box<Box<dyn Iterator<Item = T>>>` as a raw pointer; null once exhausted or dropped.
+    pub state: *mut c_void,
+    /// Advances the iterator: a new reference, NULL at the end (no exception) or on error.
+    pub next: unsafe fn(*mut c_void) -> *mut PyObject,
+    pub drop: unsafe fn(*mut c_void),
+}
+
+/// This cell's `RustIterator` type (made on first use).
+pub static mut ITER_TYPE: *mut PyObject = ::std::ptr::null_mut();
+
+unsafe fn iter_next_of<T: IntoPy>(p: *mut c_void) -> *mut PyObject {
+    let it = &mut *(p as *mut Box<dyn Iterator<Item = T>>);
+    match it.next() {
+        Some(v) => v.into_py(),
+        None => ::std::ptr::null_mut(),
+    }
+}
+
+unsafe fn iter_drop_of<T>(p: *mut c_void) {
+    drop(Box::from_raw(p as *mut Box<dyn Iterator<Item = T>>));
+}
+
+/// Drops the Rust iterator of `o` (a panic in its Drop is contained and returned).
+unsafe fn iter_release(o: *mut IterObject) -> Option<Box<dyn Any + Send>> {
+    let p = ::std::mem::replace(&mut (*o).state, ::std::ptr::null_mut());
+    if p.is_null() {
+        return None;
+    }
+    let d = (*o).drop;
+    ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || d(p))).err()
+}
+
+unsafe extern "C" fn iter_self(o: *mut PyObject) -> *mut PyObject {
+    new_ref(o)
+}
+
+unsafe extern "C" fn iter_next(o: *mut PyObject) -> *mut PyObject {
+    let it = o as *mut IterObject;
+    let p = (*it).state;
+    if p.is_null() {
+        return ::std::ptr::null_mut();
+    }
+    let f = (*it).next;
+    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || f(p))) {
+        Ok(r) => {
+            if r.is_null() && PyErr_Occurred().is_null() {
+                // Exhausted: the Rust iterator is dropped now, not when the object goes.
+                if let Some(pp) = iter_release(it) {
+                    return raise_panic("drop", pp);
+                }
+            }
+            r
+        }
+        Err(payload) => {
+            // An iterator that panicked is finished: later next() calls stop at once.
+            let _ = iter_release(it);
+            raise_panic("next", payload)
+        }
+    }
+}
+
+unsafe extern "C" fn iter_dealloc(o: *mut PyObject) {
+    // No caller to raise to: a panic in the iterator's Drop is contained and dropped.
+    let _ = iter_release(o as *mut IterObject);
+    let t = (*o).ob_type;
+    __rc_type_ffi::PyObject_Free(o as *mut c_void);
+    Py_DecRef(t);
+}
+
+#[cold]
+#[inline(never)]
+pub unsafe fn iter_type() -> *mut PyObject {
+    if !ITER_TYPE.is_null() {
+        return ITER_TYPE;
+    }
+    let mut slots = [
+        PyType_Slot { slot: Py_tp_iter, pfunc: iter_self as *mut c_void },
+        PyType_Slot { slot: Py_tp_iternext, pfunc: iter_next as *mut c_void },
+        PyType_Slot { slot: Py_tp_dealloc, pfunc: iter_dealloc as *mut c_void },
+        PyType_Slot {
+            slot: Py_tp_doc,
+            pfunc: b"A lazy iterator over a Rust iterator's items (converted one by one).\0".as_ptr() as *mut c_void,
+        },
+        PyType_Slot { slot: 0, pfunc: ::std::ptr::null_mut() },
+    ];
+    let mut spec = PyType_Spec {
+        name: b"rustcall_magic.RustIterator\0".as_ptr() as *const c_char,
+        basicsize: ::std::mem::size_of::<IterObject>() as c_int,
+        itemsize: 0,
+        flags: Py_TPFLAGS_DEFAULT as ::std::os::raw::c_uint,
+        slots: slots.as_mut_ptr(),
+    };
+    ITER_TYPE = __rc_type_ffi::PyType_FromSpec(&mut spec);
+    ITER_TYPE
+}
+
+/// A new `RustIterator` owning `it`.
+pub unsafe fn iter_into_py<T: IntoPy + 'static>(it: Box<dyn Iterator<Item = T>>) -> *mut PyObject {
+    let t = iter_type();
+    if t.is_null() {
+        return t;
+    }
+    let o = __rc_type_ffi::PyType_GenericAlloc(t, 0);
+    if o.is_null() {
+        return o;
+    }
+    let io = o as *mut IterObject;
+    (*io).state = Box::into_raw(Box::new(it)) as *mut c_void;
+    (*io).next = iter_next_of::<T>;
+    (*io).drop = iter_drop_of::<T>;
+    o
+}
+
+impl<T: IntoPy + 'static> IntoPy for Box<dyn Iterator<Item = T>> {
+    #[inline(always)]
+    unsafe fn into_py(self) -> *mut PyObject {
+        iter_into_py(self)
+    }
+}
