@@ -10,6 +10,9 @@ glue raises it from C, so that no frame of this module shows in tracebacks.
 from __future__ import annotations
 
 import re
+import sys
+import warnings
+from collections.abc import Iterable
 from typing import Any
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -26,6 +29,54 @@ class RustcallError(Exception):
 
 class RustcallWarning(UserWarning):
     """A cell item that was skipped, or a cache entry that was repaired."""
+
+
+def item_line(source: str, name: str) -> int | None:
+    """The 1-based line of *source* declaring item *name* (``f``, ``Point`` or ``Point.norm``), if found."""
+    simple = re.escape(name.rsplit(".", 1)[-1])
+    m = re.search(rf"\b(?:fn|struct|enum)\s+(?:r#)?{simple}\b", source)
+    return source.count("\n", 0, m.start()) + 1 if m else None
+
+
+#: Modules whose frames are not the user's code when a cell is compiled.
+_INTERNAL = ("rustcall_magic", "IPython", "traitlets", "decorator", "ipykernel")
+
+
+def warn_skipped(skipped: Iterable[tuple[str, str]], source: str) -> None:
+    """Warn (RustcallWarning) about every item of *source* that was not exported, at the user's code.
+
+    Under a ``%%rust`` magic the warning names the cell (IPython's file name for it) and
+    the line of the skipped item; otherwise the first caller outside this package.
+    """
+    items = list(skipped)
+    if not items:
+        return
+    frame = sys._getframe(1)
+    below = None
+    while frame is not None and (
+        frame.f_globals.get("__name__", "").split(".")[0] in _INTERNAL or frame.f_code.co_filename.startswith("<decorator-gen")
+    ):
+        below, frame = frame, frame.f_back
+    for name, reason in items:
+        message = f"Rust item `{name}` was not exported: {reason}"
+        if frame is None:
+            warnings.warn(message, RustcallWarning, stacklevel=2)
+            continue
+        lineno = frame.f_lineno
+        line = item_line(source, name)
+        # A cell runs as a module whose one statement calls run_cell_magic.
+        cell = frame.f_code.co_name == "<module>" and below is not None and below.f_code.co_name == "run_cell_magic"
+        if line is not None and cell:
+            lineno = line + 1  # the cell's first line is the magic's
+        warnings.warn_explicit(
+            message,
+            RustcallWarning,
+            frame.f_code.co_filename,
+            lineno,
+            module=frame.f_globals.get("__name__"),
+            registry=frame.f_globals.setdefault("__warningregistry__", {}),
+            module_globals=frame.f_globals,
+        )
 
 
 class RustToolchainError(RustcallError):

@@ -1158,6 +1158,14 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         ret_node = node.child_by_field_name("return_type")
         ret = rtype_of(ret_node, users, self_name) if ret_node is not None else UNIT
         return RType("fn", name, (*params, ret))
+    if t == "bounded_type":
+        # `impl Fn(u64) -> u64 + Sync`, `dyn Iterator<Item = T> + Send`: auto traits and lifetimes add
+        # nothing the glue needs (its callbacks are Send + Sync, its iterators owned).
+        parts = [c for c in node.children if c.is_named]
+        rest = {_text(c) for c in parts[1:]}
+        if parts and rest <= {"Send", "Sync", "'static"}:
+            return rtype_of(parts[0], users, self_name)
+        return RType("other", " ".join(_text(node).split()))
     if t in ("dynamic_type", "abstract_type"):
         trait = node.child_by_field_name("trait")
         if trait is None or trait.type not in ("function_type", "generic_type"):
@@ -1192,6 +1200,8 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         if node.child_by_field_name("length") is not None:
             return RType("other", " ".join(_text(node).split()))
         return RType("slice", "", (rtype_of(node.child_by_field_name("element"), users, self_name),))
+    if t == "tuple_type" and len([c for c in node.children if c.is_named]) == 1 and _first_of(node, ",") is None:
+        return rtype_of(next(c for c in node.children if c.is_named), users, self_name)  # `(T)` is T
     if t == "tuple_type":
         return RType("tuple", "", tuple(rtype_of(c, users, self_name) for c in node.children if c.is_named))
     if t == "pointer_type":

@@ -296,7 +296,7 @@ pub unsafe fn return_error<R>(callable: *mut PyObject, r: *mut PyObject, e: ArgE
     let want = ::std::any::type_name::<R>().replace("alloc::string::", "").replace("core::option::", "");
     let (exc, detail) = match e {
         ArgError::PyErr => return,
-        ArgError::Overflow => (PyExc_OverflowError, format!("{} is out of range for", got)),
+        ArgError::Overflow => (PyExc_OverflowError, format!("an {} out of range for", got)),
         ArgError::Msg(_, m) => (cbffi::PyExc_TypeError, format!("{} ({}), expected", got, m)),
         ArgError::Value(m) | ArgError::Type(m) if !m.is_empty() => (cbffi::PyExc_TypeError, format!("{} ({}), expected", got, m)),
         _ => (cbffi::PyExc_TypeError, format!("{}, expected", got)),
@@ -497,5 +497,12 @@ impl<T: IntoPy + 'static> IntoPy for Box<dyn Iterator<Item = T>> {
     #[inline(always)]
     unsafe fn into_py(self) -> *mut PyObject {
         iter_into_py(self)
+    }
+}
+
+impl<T: IntoPy + 'static> IntoPy for Box<dyn Iterator<Item = T> + Send> {
+    #[inline(always)]
+    unsafe fn into_py(self) -> *mut PyObject {
+        iter_into_py(self as Box<dyn Iterator<Item = T>>)
     }
 }
