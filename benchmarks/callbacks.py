@@ -21,6 +21,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 
 os.environ.setdefault("RUSTCALL_CACHE_DIR", tempfile.mkdtemp(prefix="rustcall-bench-"))
 
@@ -47,7 +48,7 @@ N = 1_000_000
 ROUNDS = 3
 
 
-def py_integrate(f, a: float, b: float, n: int) -> float:  # noqa: ANN001
+def py_integrate(f: Callable[[float], float], a: float, b: float, n: int) -> float:
     h = (b - a) / n
     s = 0.0
     for i in range(n):
@@ -55,12 +56,12 @@ def py_integrate(f, a: float, b: float, n: int) -> float:  # noqa: ANN001
     return s * h
 
 
-def py_squares(n: int):  # noqa: ANN201
+def py_squares(n: int) -> Iterator[float]:
     for i in range(n):
         yield float(i) * float(i)
 
 
-def best_ns(fns: list, n: int) -> list[float]:  # noqa: ANN001
+def best_ns(fns: list[Callable[[], object]], n: int) -> list[float]:
     best = [math.inf] * len(fns)
     for _ in range(ROUNDS):
         for k, fn in enumerate(fns):

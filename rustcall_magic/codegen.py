@@ -355,6 +355,15 @@ def native_shim(index: int, sig: FnSig) -> str | None:
             "    }",
             "    }",
             "}",
+            # The function as a `fn` pointer for another cell: its panic resumes there.
+            "#[allow(unused_unsafe, non_snake_case, clippy::all)]",
+            f"fn __rc_p{index}({', '.join(f'{x}: {t}' for x, t in zip(xs, types, strict=True))}) -> {sig.ret.rust()} {{",
+            "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
+            f"super::{sig.rust_path}({', '.join(xs)}))) {{",
+            "        Ok(v) => v,",
+            f"        Err(p) => unsafe {{ resume_elsewhere(native_panic({rust_str(sig.name)}, p)) }},",
+            "    }",
+            "}",
         ]
     )
 
@@ -365,9 +374,9 @@ def _native_table(functions: list[FnSig], shims: dict[int, str]) -> str:
     for i, sig in enumerate(functions):
         if i in shims:
             ptr = fn_pointer([p.type for p in sig.params], sig.ret)
-            entry = f"::std::any::type_name::<{ptr}>(), Some(__rc_n{i})"
+            entry = f"::std::any::type_name::<{ptr}>(), Some(__rc_n{i}), __rc_p{i} as {ptr} as *const ()"
         else:
-            entry = '"", None'
+            entry = '"", None, ::std::ptr::null()'
         lines.append(
             f"        if native_add(nt, {rust_bytes(sig.name)}, {entry}) != 0 {{ Py_DecRef(nt); Py_DecRef(m); "
             "return ::std::ptr::null_mut(); }"

@@ -197,6 +197,8 @@ TYPE_TABLE: dict[str, TypeRow] = {
     "impl FnMut(..)": TypeRow(
         "a callable taking {params} and returning {ret}", None, "Callback<{fn}>", "{closure}", callback=True
     ),
+    # A `fn` pointer has no state: it takes `%%rust` functions only (their native shims).
+    "fn(..)": TypeRow("a `%%rust` function `{fnptr}`", None, "FnPtrArg<{fn}>", "{v}.get()", callback=True),
     # Iterators become lazy Python iterators, items converted one by one (glue/callbacks.rs).
     "Box<dyn Iterator<_>>": TypeRow(None, "iterator"),
     "impl Iterator<_>": TypeRow(None, "iterator", ret_as="Box::new({v}) as Box<dyn Iterator<Item = {0}>>"),
@@ -342,6 +344,8 @@ def type_row(t: RType, position: str) -> TypeRow | None:
 
 def _args_supported(row: TypeRow, t: RType, position: str) -> bool:
     args = type_args(t)
+    if row.callback and pattern(t) == "fn(..)":
+        return all(native_type(a) for a in args)
     if row.callback:
         return _callback_supported(args)
     if position == "return" and row.any_return_args:
@@ -443,6 +447,8 @@ def py_in_text(t: RType) -> str:
     args = type_args(t)
     if t.kind == "path" and t.name == "Option" and args:
         return f"{py_in_text(args[0])} or None"
+    if row.callback and pattern(t) == "fn(..)":
+        return row.py_in.format(fnptr=fn_pointer_text(t))
     if row.callback:
         *params, ret = callback_fn(t).args
         shown = f"({', '.join(str(p) for p in params)})" if params else "no arguments"

@@ -238,3 +238,32 @@ def test_llvm_cell_takes_callbacks(ip, prod):
         integrate(prod.refuse_big, 0.0, 1.0, 10)
     with pytest.raises(KeyError):
         integrate(lambda x: {}[x], 0.0, 1.0, 10)
+
+
+POINTERS = r"""
+use std::sync::atomic::{AtomicUsize, Ordering};
+static DROPS: AtomicUsize = AtomicUsize::new(0);
+struct Guard;
+impl Drop for Guard { fn drop(&mut self) { DROPS.fetch_add(1, Ordering::SeqCst); } }
+pub fn ptr_drops() -> usize { DROPS.load(Ordering::SeqCst) }
+pub fn apply_ptr(f: fn(f64) -> f64, x: f64) -> f64 { let _g = Guard; f(x) }
+pub fn count_chars(f: fn(&str) -> usize, words: Vec<String>) -> usize { words.iter().map(|w| f(w)).sum() }
+pub fn native_only(x: f64) -> f64 { x + 1.0 }
+"""
+
+
+def test_fn_pointer_takes_rust_functions(prod):
+    m = rc.compile_rust(POINTERS)
+    assert m.apply_ptr(prod.square, 3.0) == 9.0
+    assert m.apply_ptr(m.native_only, 3.0) == 4.0  # a function of the same cell
+    other = rc.compile_rust("pub fn len_of(s: &str) -> usize { s.chars().count() }")
+    assert m.count_chars(other.len_of, ["ab", "çé", ""]) == 4
+    with pytest.raises(TypeError, match=r"a `fn` pointer takes a %%rust function"):
+        m.apply_ptr(lambda x: x, 1.0)
+    with pytest.raises(TypeError, match=r"isquare\(\) has type `fn\(i64\) -> i64`"):
+        m.apply_ptr(prod.isquare, 1.0)
+    drops = m.ptr_drops()
+    with pytest.raises(rc.RustPanic, match=r"in refuse_big\(\): too big: 0\.75"):
+        m.apply_ptr(prod.refuse_big, 0.75)
+    assert m.ptr_drops() == drops + 1  # unwound through the caller's frame
+    assert m.apply_ptr(prod.refuse_big, 0.25) == 0.25

@@ -38,6 +38,10 @@ pub mod __rc_cb_ffi {
         pub fn PyDict_New() -> *mut PyObject;
         pub fn PyErr_SetObject(t: *mut PyObject, v: *mut PyObject);
         pub fn PyException_GetTraceback(e: *mut PyObject) -> *mut PyObject;
+        pub fn PyThreadState_GetDict() -> *mut PyObject;
+        pub fn PyInterpreterState_Get() -> *mut c_void;
+        pub fn PyInterpreterState_GetDict(i: *mut c_void) -> *mut PyObject;
+        pub fn PyDict_DelItemString(d: *mut PyObject, k: *const c_char) -> c_int;
         pub static mut PyCFunction_Type: PyObject;
         pub static mut PyExc_TypeError: *mut PyObject;
     }
@@ -118,6 +122,9 @@ pub struct NativeEntry {
     pub sig_len: usize,
     /// None when the function's types cannot pass between cells natively.
     pub shim: Option<NativeShim>,
+    /// The function as a `fn` pointer of the type named by `sig` (a shim that catches its
+    /// panic and resumes it in the caller's cell, see `resume_elsewhere`); null with no shim.
+    pub ptr: *const (),
 }
 
 pub const NATIVE_CAPSULE: &[u8] = b"rustcall_magic.native\0";
@@ -128,8 +135,14 @@ pub unsafe fn native_table() -> *mut PyObject {
 }
 
 /// Registers function `name` (NUL-terminated) with its fn pointer type's name and shim; 0 on success.
-pub unsafe fn native_add(table: *mut PyObject, name: &'static [u8], sig: &'static str, shim: Option<NativeShim>) -> c_int {
-    let e = Box::into_raw(Box::new(NativeEntry { sig: sig.as_ptr(), sig_len: sig.len(), shim: shim }));
+pub unsafe fn native_add(
+    table: *mut PyObject,
+    name: &'static [u8],
+    sig: &'static str,
+    shim: Option<NativeShim>,
+    ptr: *const (),
+) -> c_int {
+    let e = Box::into_raw(Box::new(NativeEntry { sig: sig.as_ptr(), sig_len: sig.len(), shim: shim, ptr: ptr }));
     let cap = cbffi::PyCapsule_New(e as *mut c_void, NATIVE_CAPSULE.as_ptr() as *const c_char, ::std::ptr::null_mut());
     if cap.is_null() {
         return -1;
@@ -370,6 +383,159 @@ impl CallRet for () {
     #[inline(always)]
     unsafe fn from_callback(_o: *mut PyObject) -> Result<Self, ArgError> {
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `fn(A) -> R` pointers. A pointer carries no state, so the function handed to the user's code
+// is the producing cell's typed shim (`__rc_p{i}`): it catches the panic of the function, but
+// cannot unwind with it (its std is not the caller's). It resumes the panic with the
+// "resumer" of the innermost wrapper taking a `fn` argument on this thread (the thread
+// state's dict), or else of the last one entered in the process (threads the Rust code
+// started): that cell's own `resume_unwind`.
+
+pub const RESUME_KEY: &[u8] = b"rustcall_magic.resume\0";
+pub const RESUME_CAPSULE: &[u8] = b"rustcall_magic.resumer\0";
+
+/// Starts unwinding in this cell with the exception object `e` (owned).
+pub type Resumer = unsafe extern "C-unwind" fn(e: *mut PyObject);
+
+pub unsafe extern "C-unwind" fn resume_here(e: *mut PyObject) {
+    resume_native_error(e)
+}
+
+/// This cell's resumer as a capsule (made once).
+pub static mut RESUMER: *mut PyObject = ::std::ptr::null_mut();
+
+/// Holder of a `fn` pointer argument: the function of another (or this) cell, and this cell's
+/// resumer installed for the call (the previous ones are restored on drop).
+pub struct FnPtrArg<F> {
+    ptr: *const (),
+    prev: [*mut PyObject; 2],
+    set: bool,
+    _sig: ::std::marker::PhantomData<F>,
+}
+
+impl<F: Copy + 'static> FnPtrArg<F> {
+    #[inline(always)]
+    pub unsafe fn get(&self) -> F {
+        ::std::mem::transmute_copy::<*const (), F>(&self.ptr)
+    }
+}
+
+unsafe fn resume_dicts() -> [*mut PyObject; 2] {
+    [cbffi::PyThreadState_GetDict(), cbffi::PyInterpreterState_GetDict(cbffi::PyInterpreterState_Get())]
+}
+
+impl<F: Copy + 'static> ArgHolder for FnPtrArg<F> {
+    #[inline(always)]
+    fn empty() -> Self {
+        FnPtrArg { ptr: ::std::ptr::null(), prev: [::std::ptr::null_mut(); 2], set: false, _sig: ::std::marker::PhantomData }
+    }
+
+    unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
+        let ours = ::std::any::type_name::<F>();
+        let (name, e) = match native_entry(o) {
+            Some(found) => found,
+            None => return Err(ArgError::Type("a `fn` pointer takes a %%rust function; declare the parameter \
+                `&dyn Fn(..)` or `impl Fn(..)` to take any Python callable")),
+        };
+        let theirs = ::std::str::from_utf8_unchecked(::std::slice::from_raw_parts(e.sig, e.sig_len));
+        if e.ptr.is_null() {
+            return Err(ArgError::Msg(CODE_TYPE, format!(
+                "the %%rust function {}() cannot be called natively by another cell (its types hold memory \
+                 of its own allocator or of its cell)", name)));
+        }
+        if theirs != ours {
+            return Err(ArgError::Msg(CODE_TYPE, format!(
+                "the %%rust function {}() has type `{}`, which is not `{}`", name, theirs, ours)));
+        }
+        if RESUMER.is_null() {
+            RESUMER = cbffi::PyCapsule_New(resume_here as *mut c_void, RESUME_CAPSULE.as_ptr() as *const c_char, ::std::ptr::null_mut());
+            if RESUMER.is_null() {
+                return Err(ArgError::PyErr);
+            }
+        }
+        let dicts = resume_dicts();
+        for (k, d) in dicts.iter().enumerate() {
+            if d.is_null() {
+                continue;
+            }
+            let prev = cbffi::PyDict_GetItemString(*d, RESUME_KEY.as_ptr() as *const c_char);
+            Py_IncRef(prev);
+            self.prev[k] = prev;
+            if cbffi::PyDict_SetItemString(*d, RESUME_KEY.as_ptr() as *const c_char, RESUMER) != 0 {
+                return Err(ArgError::PyErr);
+            }
+        }
+        self.set = true;
+        self.ptr = e.ptr;
+        Ok(())
+    }
+}
+
+impl<F> Drop for FnPtrArg<F> {
+    fn drop(&mut self) {
+        if !self.set {
+            return;
+        }
+        // Wrappers drop their holders with the GIL held (after taking it back under release_gil).
+        unsafe {
+            // The call's exception, if any, stays pending across the dict updates.
+            let (mut t, mut v, mut tb) = (::std::ptr::null_mut(), ::std::ptr::null_mut(), ::std::ptr::null_mut());
+            PyErr_Fetch(&mut t, &mut v, &mut tb);
+            let dicts = resume_dicts();
+            for (k, d) in dicts.iter().enumerate() {
+                if d.is_null() {
+                    continue;
+                }
+                let prev = self.prev[k];
+                if prev.is_null() {
+                    cbffi::PyDict_DelItemString(*d, RESUME_KEY.as_ptr() as *const c_char);
+                    PyErr_Clear();
+                } else {
+                    cbffi::PyDict_SetItemString(*d, RESUME_KEY.as_ptr() as *const c_char, prev);
+                    Py_DecRef(prev);
+                }
+            }
+            PyErr_Clear();
+            PyErr_Restore(t, v, tb);
+        }
+    }
+}
+
+/// Resumes the exception `e` (a native function's panic) in the cell whose wrapper is calling
+/// it through a `fn` pointer (see above). With no such wrapper the process cannot go on.
+#[cold]
+#[inline(never)]
+pub unsafe fn resume_elsewhere(e: *mut PyObject) -> ! {
+    let g = cbffi::PyGILState_Ensure();
+    let mut resumer: Option<Resumer> = None;
+    for d in resume_dicts().iter() {
+        if d.is_null() {
+            continue;
+        }
+        let cap = cbffi::PyDict_GetItemString(*d, RESUME_KEY.as_ptr() as *const c_char);
+        if !cap.is_null() {
+            let p = cbffi::PyCapsule_GetPointer(cap, RESUME_CAPSULE.as_ptr() as *const c_char);
+            if !p.is_null() {
+                resumer = Some(::std::mem::transmute::<*mut c_void, Resumer>(p));
+                break;
+            }
+            PyErr_Clear();
+        }
+    }
+    cbffi::PyGILState_Release(g);
+    match resumer {
+        Some(r) => {
+            r(e);
+            ::std::process::abort()
+        }
+        None => {
+            eprintln!("rustcall_magic: a %%rust function called through a `fn` pointer panicked with no wrapper to \
+                       report to; aborting");
+            ::std::process::abort()
+        }
     }
 }
 
