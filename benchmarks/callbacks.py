@@ -3,6 +3,7 @@
 A midpoint-rule integrator of N = 1e6 steps takes its integrand as ``&dyn Fn(f64) -> f64``.
 Rows (ns per invocation = total time / N):
 - the integrand as a `%%rust` function (called natively through its shim: no Python);
+- the same function as a ``fn(f64) -> f64`` pointer parameter;
 - the same body inlined into the Rust loop (the floor: no call at all);
 - the `%%rust` function wrapped in a Python lambda (a Python call per step, which calls Rust);
 - a Python lambda ``lambda x: x * x`` (a Python call per step);
@@ -29,6 +30,12 @@ import rustcall_magic as rc
 
 SOURCE = """
 pub fn integrate(f: &dyn Fn(f64) -> f64, a: f64, b: f64, n: u64) -> f64 {
+    let h = (b - a) / n as f64;
+    let mut s = 0.0;
+    for i in 0..n { s += f(a + (i as f64 + 0.5) * h); }
+    s * h
+}
+pub fn integrate_ptr(f: fn(f64) -> f64, a: f64, b: f64, n: u64) -> f64 {
     let h = (b - a) / n as f64;
     let mut s = 0.0;
     for i in 0..n { s += f(a + (i as f64 + 0.5) * h); }
@@ -77,6 +84,7 @@ def main() -> None:
     sq = m.square
     rows = [
         ("%%rust fn as callback (native)", lambda: m.integrate(sq, 0.0, 1.0, N)),
+        ("%%rust fn as a `fn` pointer", lambda: m.integrate_ptr(sq, 0.0, 1.0, N)),
         ("body inlined in the Rust loop", lambda: m.integrate_square(0.0, 1.0, N)),
         ("%%rust fn through a lambda", lambda: m.integrate(lambda x: sq(x), 0.0, 1.0, N)),
         ("Python lambda x: x * x", lambda: m.integrate(lambda x: x * x, 0.0, 1.0, N)),
