@@ -299,6 +299,11 @@ def _wrapper(
     if release_gil:
         # Moves and borrows of handles and instances happen here, holding the GIL; the call
         # sees only Rust values. Holders stay in this frame: their locks last the whole call.
+        lines += [
+            f"    ArgHolder::releasing_gil(&mut a{i});"
+            for i, p in enumerate(sig.params)
+            if (row := type_row(p.type, "param")) is not None and row.holder is not None
+        ]
         lines += [f"    let p{j} = {e};" for j, e in enumerate(call_args)]
         lines += [
             "    let ts = PyEval_SaveThread();",

@@ -267,3 +267,11 @@ def test_fn_pointer_takes_rust_functions(prod):
         m.apply_ptr(prod.refuse_big, 0.75)
     assert m.ptr_drops() == drops + 1  # unwound through the caller's frame
     assert m.apply_ptr(prod.refuse_big, 0.25) == 0.25
+
+
+def test_python_callback_from_rust_thread_needs_release_gil():
+    m = rc.compile_rust(RELEASED + "\n// holding the GIL\n")
+    # The calling thread holds the GIL and waits for the Rust threads: no deadlock, a panic.
+    with pytest.raises(rc.RustPanic):
+        m.total_threads(lambda i: i, 5)
+    assert m.total(lambda x: x, 3) == 3.0

@@ -204,6 +204,10 @@ pub unsafe fn native_entry(o: *mut PyObject) -> Option<(String, &'static NativeE
 pub struct Callback<F> {
     obj: *mut PyObject,
     native: Option<NativeShim>,
+    /// The thread of the call, and whether it released the GIL: a thread the Rust code
+    /// started cannot take the GIL while that thread holds it (and waits for this one).
+    owner: Option<::std::thread::ThreadId>,
+    released: bool,
     _sig: ::std::marker::PhantomData<F>,
 }
 
@@ -215,7 +219,12 @@ unsafe impl<F> Sync for Callback<F> {}
 impl<F: 'static> ArgHolder for Callback<F> {
     #[inline(always)]
     fn empty() -> Self {
-        Callback { obj: ::std::ptr::null_mut(), native: None, _sig: ::std::marker::PhantomData }
+        Callback { obj: ::std::ptr::null_mut(), native: None, owner: None, released: false, _sig: ::std::marker::PhantomData }
+    }
+
+    #[inline(always)]
+    fn releasing_gil(&mut self) {
+        self.released = true;
     }
 
     unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
@@ -234,6 +243,7 @@ impl<F: 'static> ArgHolder for Callback<F> {
         }
         // Borrowed: the caller's argument array keeps it alive for the call.
         self.obj = o;
+        self.owner = Some(::std::thread::current().id());
         Ok(())
     }
 }
@@ -259,6 +269,11 @@ impl<F> Callback<F> {
 
     #[inline(never)]
     pub unsafe fn call_py<A: CallArgs, R: CallRet>(&self, args: A) -> R {
+        if !self.released && self.owner != Some(::std::thread::current().id()) {
+            // Waiting for the GIL here would wait forever: fail this thread instead.
+            panic!("a Python callback was called from a thread the Rust code started while the calling thread \
+                    holds the GIL; build the cell with --release-gil");
+        }
         let g = cbffi::PyGILState_Ensure();
         let mut buf: [*mut PyObject; 13] = [::std::ptr::null_mut(); 13];
         let n = match args.into_py_args(&mut buf[1..]) {

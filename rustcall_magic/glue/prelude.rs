@@ -1160,6 +1160,9 @@ pub unsafe fn ndarray_items<T: BufElem>(o: *mut PyObject, writable: bool) -> Opt
 pub trait ArgHolder: Sized {
     fn empty() -> Self;
     unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError>;
+    /// Told, after every argument converted, that the wrapper releases the GIL for the call.
+    #[inline(always)]
+    fn releasing_gil(&mut self) {}
 }
 
 #[inline(always)]
