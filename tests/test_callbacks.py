@@ -275,3 +275,42 @@ def test_python_callback_from_rust_thread_needs_release_gil():
     with pytest.raises(rc.RustPanic):
         m.total_threads(lambda i: i, 5)
     assert m.total(lambda x: x, 3) == 3.0
+
+
+METHODS = r"""
+pub struct Scale { pub k: f64 }
+impl Scale {
+    pub fn new(k: f64) -> Self { Scale { k } }
+    /// f applied to k.
+    pub fn apply(&self, f: &dyn Fn(f64) -> f64) -> f64 { f(self.k) }
+    pub fn map_all(&mut self, f: impl Fn(f64) -> f64) { self.k = f(self.k); }
+}
+"""
+
+
+def test_methods_take_callbacks(prod):
+    m = rc.compile_rust(METHODS)
+    s = m.Scale(3.0)
+    assert s.apply(lambda x: x + 1) == 4.0
+    assert s.apply(prod.square) == 9.0
+    s.map_all(prod.square)
+    assert s.k == 9.0
+    with pytest.raises(ZeroDivisionError):
+        s.map_all(lambda x: x / 0)
+    # The exception interrupted a `&mut self` method, as a panic would: the instance is poisoned.
+    with pytest.raises(rc.RustHandleError, match="poisoned"):
+        s.apply(lambda x: x)
+
+
+def test_llvm_cell_as_producer(ip, cons):
+    pytest.importorskip("llvmlite")
+    ip.run_cell_magic(
+        "rust_llvm", "", "pub fn cube(x: f64) -> f64 { x * x * x }\npub fn no_neg(x: f64) -> f64 { assert!(x >= 0.0); x }"
+    )
+    assert cons.integrate(ip.user_ns["cube"], 0.0, 1.0, 1000) == pytest.approx(0.25, rel=1e-5)
+    with pytest.raises(rc.RustPanic, match="no_neg"):
+        cons.integrate(ip.user_ns["no_neg"], -1.0, 1.0, 10)
+    ptr = rc.compile_rust(POINTERS)
+    assert ptr.apply_ptr(ip.user_ns["cube"], 2.0) == 8.0
+    with pytest.raises(rc.RustPanic, match="no_neg"):
+        ptr.apply_ptr(ip.user_ns["no_neg"], -2.0)
