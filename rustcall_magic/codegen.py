@@ -844,11 +844,11 @@ def generate(
 
     shims: dict[int, str] = {}
     for i, sig in enumerate(functions):
-        add(_wrapper(i, sig, release_gil=release_gil), sig.name)
+        # The native shims sit inside the function's line range: a rustc error there is about it too.
         shim = native_shim(i, sig)
         if shim is not None:
             shims[i] = shim
-            add(shim)
+        add(_wrapper(i, sig, release_gil=release_gil) + ("" if shim is None else "\n" + shim), sig.name)
     type_inits = []
     # What the cell derives or implements: a field of such a type reads as a clone.
     cloneable = frozenset(t.name for t in types if {"Clone", "Copy"} & set(t.traits))
