@@ -42,6 +42,9 @@ CELL_FILE = "cell.rs"
 GLUE_FILE = "glue.rs"
 #: Crate name of the prelude when it is linked as a prebuilt library (see ``prelude.py``).
 PRELUDE_CRATE = "rustcall_glue"
+#: The name under which a cell's own code reaches the glue library (``rustcall::...``,
+#: e.g. ``rustcall::check_interrupt()``): the same library, passed a second time.
+USER_CRATE = "rustcall"
 
 #: The head of ``glue.rs``: the glue library's names in scope
 #: (``self::`` paths resolve the same in every edition), and its lint settings for the wrappers.
