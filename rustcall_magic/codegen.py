@@ -342,7 +342,7 @@ def native_shim(index: int, sig: FnSig) -> str | None:
 
     Another cell calls it with a pointer to the argument tuple and one to the result; it
     catches the function's panic (which must not unwind into another cell's std) and
-    returns it as a RustPanic object.
+    returns it as a ``NativeFailure``. ``__rc_p{index}`` is the function as a ``fn`` pointer.
     """
     if sig.owner or sig.extern_c or not all(native_type(t) for t in (*(p.type for p in sig.params), sig.ret)):
         return None
@@ -353,13 +353,13 @@ def native_shim(index: int, sig: FnSig) -> str | None:
     return "\n".join(
         [
             "#[allow(unused_unsafe, unused_variables, non_snake_case, clippy::all)]",
-            f"unsafe extern \"C\" fn __rc_n{index}(a: *mut u8, r: *mut u8) -> *mut PyObject {{",
+            f"unsafe extern \"C\" fn __rc_n{index}(a: *mut u8, r: *mut u8) -> *mut NativeFailure {{",
             "    unsafe {",
             f"    let {tup_x}: {tup_t} = ::std::ptr::read(a as *mut {tup_t});",
             "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
             f"super::{sig.rust_path}({', '.join(xs)}))) {{",
             f"        Ok(v) => {{ ::std::ptr::write(r as *mut {sig.ret.rust()}, v); ::std::ptr::null_mut() }}",
-            f"        Err(p) => native_panic({rust_str(sig.name)}, p),",
+            f"        Err(p) => native_failure({rust_str(sig.name)}, p),",
             "    }",
             "    }",
             "}",
@@ -369,7 +369,7 @@ def native_shim(index: int, sig: FnSig) -> str | None:
             "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
             f"super::{sig.rust_path}({', '.join(xs)}))) {{",
             "        Ok(v) => v,",
-            f"        Err(p) => unsafe {{ resume_elsewhere(native_panic({rust_str(sig.name)}, p)) }},",
+            f"        Err(p) => unsafe {{ resume_elsewhere(native_failure({rust_str(sig.name)}, p)) }},",
             "    }",
             "}",
         ]

@@ -47,6 +47,7 @@ pub fn holds_gil(_x: f64) -> f64 { unsafe { PyGILState_Check() as f64 } }
 pub fn refuse_big(x: f64) -> f64 { if x > 0.5 { panic!("too big: {}", x) } x }
 pub fn shout(i: i64, s: &str) -> String { format!("{}{}", s.to_uppercase(), i) }
 pub fn labels(v: Vec<String>) -> usize { v.len() }
+pub fn below_seven(i: u64) -> u64 { assert!(i < 7, "{} is too big", i); i }
 """
 
 RELEASED = r"""
@@ -269,8 +270,12 @@ def test_fn_pointer_takes_rust_functions(prod):
     assert m.apply_ptr(prod.refuse_big, 0.25) == 0.25
 
 
-def test_python_callback_from_rust_thread_needs_release_gil():
+def test_python_callback_from_rust_thread_needs_release_gil(prod):
     m = rc.compile_rust(RELEASED + "\n// holding the GIL\n")
+    # A native callback needs no GIL: it runs on the Rust threads, and its panic takes none either.
+    assert m.total_threads(prod.below_seven, 3) == sum(range(6))
+    with pytest.raises(rc.RustPanic):
+        m.total_threads(prod.below_seven, 5)
     # The calling thread holds the GIL and waits for the Rust threads: no deadlock, a panic.
     with pytest.raises(rc.RustPanic):
         m.total_threads(lambda i: i, 5)

@@ -12,8 +12,8 @@
 //
 // Every cell links its own copy of std, and a panic raised by one copy aborts the
 // process when another copy's catch_unwind meets it. So nothing unwinds from one
-// cell into another: a native shim catches its function's panic and returns the
-// RustPanic as an exception object, and a Python exception (or a failed conversion)
+// cell into another: a native shim catches its function's panic and returns it as plain
+// data (`NativeFailure`), which the caller resumes as a panic of its own, and a Python exception (or a failed conversion)
 // in a callback becomes a `PyCallbackError` panic payload of the calling cell, which
 // unwinds the Rust frames (destructors run) up to the wrapper; there `raise_panic`
 // restores the exception as it was, traceback included.
@@ -111,8 +111,103 @@ pub unsafe fn unwind_with_pending(g: c_int) -> ! {
 }
 
 /// A `%%rust` function's native entry: moves the argument tuple out of `args`, writes the
-/// result to `ret`; NULL on success, else a new reference to the exception (a RustPanic).
-pub type NativeShim = unsafe extern "C" fn(args: *mut u8, ret: *mut u8) -> *mut PyObject;
+/// result to `ret`; NULL on success, else the function's panic as a `NativeFailure` (plain
+/// data: no Python, so a shim runs on any thread without the GIL, on every path).
+pub type NativeShim = unsafe extern "C" fn(args: *mut u8, ret: *mut u8) -> *mut NativeFailure;
+
+/// A panic of a function of another cell, described in memory that cell frees (`free`).
+#[repr(C)]
+pub struct NativeFailure {
+    pub function: *const u8,
+    pub function_len: usize,
+    pub message: *const u8,
+    pub message_len: usize,
+    /// Null when the panic has no location.
+    pub file: *const u8,
+    pub file_len: usize,
+    pub line: u32,
+    pub column: u32,
+    /// The producer's own record of the strings, for `free`.
+    pub owner: *mut c_void,
+    pub free: unsafe extern "C" fn(*mut NativeFailure),
+}
+
+/// What a `NativeFailure` becomes in the calling cell: a panic payload that its wrapper
+/// raises as RustPanic (with the other cell's function name and panic location).
+pub struct NativePanic {
+    pub function: String,
+    pub message: String,
+    pub location: Option<(String, u32, u32)>,
+}
+
+/// Turns a caught panic of a native function into a `NativeFailure` (this cell's memory).
+#[cold]
+#[inline(never)]
+pub unsafe fn native_failure(function: &'static str, payload: Box<dyn Any + Send>) -> *mut NativeFailure {
+    let message: String = if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    };
+    // The payload's Drop is user code: keep its panic from escaping too.
+    let _ = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || drop(payload)));
+    let loc = PANIC_LOCATION.with(|c| c.borrow_mut().take());
+    let (file, line, column) = match loc {
+        Some((f, l, c)) => (Some(f), l, c),
+        None => (None, 0, 0),
+    };
+    let owned = Box::new((message, file));
+    let f = NativeFailure {
+        function: function.as_ptr(),
+        function_len: function.len(),
+        message: owned.0.as_ptr(),
+        message_len: owned.0.len(),
+        file: owned.1.as_ref().map_or(::std::ptr::null(), |f| f.as_ptr()),
+        file_len: owned.1.as_ref().map_or(0, |f| f.len()),
+        line: line,
+        column: column,
+        owner: Box::into_raw(owned) as *mut c_void,
+        free: free_native_failure,
+    };
+    Box::into_raw(Box::new(f))
+}
+
+unsafe extern "C" fn free_native_failure(f: *mut NativeFailure) {
+    let f = Box::from_raw(f);
+    drop(Box::from_raw(f.owner as *mut (String, Option<String>)));
+}
+
+/// Reads a `NativeFailure` of another cell into this cell's memory and has that cell free it.
+unsafe fn read_failure(f: *mut NativeFailure) -> NativePanic {
+    let text = |p: *const u8, n: usize| String::from_utf8_lossy(::std::slice::from_raw_parts(p, n)).into_owned();
+    let function = text((*f).function, (*f).function_len);
+    let message = text((*f).message, (*f).message_len);
+    let location = if (*f).file.is_null() { None } else { Some((text((*f).file, (*f).file_len), (*f).line, (*f).column)) };
+    ((*f).free)(f);
+    NativePanic { function: function, message: message, location: location }
+}
+
+/// Raises RustPanic for a native function's panic; always returns NULL.
+#[cold]
+#[inline(never)]
+pub unsafe fn raise_native_panic(p: NativePanic) -> *mut PyObject {
+    let (file, line, col) = match p.location {
+        Some((f, l, c)) => (py_str(&f), l, c),
+        None => (none(), 0, 0),
+    };
+    let (pl, pc) = (PyLong_FromLongLong(line as c_longlong), PyLong_FromLongLong(col as c_longlong));
+    call_helper(RAISE_PANIC, &[py_str(&p.function), py_str(&p.message), file, pl, pc]);
+    ::std::ptr::null_mut()
+}
+
+/// Resumes a native function's failure as this cell's panic (its wrapper raises RustPanic).
+#[cold]
+#[inline(never)]
+pub unsafe fn resume_native_failure(f: *mut NativeFailure) -> ! {
+    ::std::panic::resume_unwind(Box::new(read_failure(f)))
+}
 
 /// What a module registers per function in `__rustcall_native__` (a capsule's pointer).
 /// `repr(C)`: the cell that reads it is another compilation.
@@ -150,20 +245,6 @@ pub unsafe fn native_add(
     let r = cbffi::PyDict_SetItemString(table, name.as_ptr() as *const c_char, cap);
     Py_DecRef(cap);
     r
-}
-
-/// Panic of a function called through its native shim: RustPanic as an exception object.
-#[cold]
-#[inline(never)]
-pub unsafe fn native_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut PyObject {
-    let g = cbffi::PyGILState_Ensure();
-    raise_panic(function, payload);
-    let e = PyCallbackError::fetch();
-    let v = e.v;
-    Py_IncRef(v);
-    drop(e);
-    cbffi::PyGILState_Release(g);
-    v
 }
 
 /// The `%%rust` function behind `o` (a builtin of a module with `__rustcall_native__`):
@@ -259,7 +340,7 @@ impl<F> Callback<F> {
                 // The shim moves the arguments out and writes the result.
                 let e = shim(&mut *args as *mut A as *mut u8, ret.as_mut_ptr() as *mut u8);
                 if !e.is_null() {
-                    resume_native_error(e);
+                    resume_native_failure(e);
                 }
                 ret.assume_init()
             }
@@ -301,18 +382,6 @@ impl<F> Callback<F> {
             }
         }
     }
-}
-
-/// Resumes the exception object `e` returned by a native shim as this cell's panic.
-#[cold]
-#[inline(never)]
-pub unsafe fn resume_native_error(e: *mut PyObject) -> ! {
-    let g = cbffi::PyGILState_Ensure();
-    let t = (*e).ob_type;
-    Py_IncRef(t);
-    let tb = cbffi::PyException_GetTraceback(e);
-    cbffi::PyGILState_Release(g);
-    ::std::panic::resume_unwind(Box::new(PyCallbackError { t: t, v: e, tb: tb }))
 }
 
 /// Sets the exception for a callback result `r` that does not convert to `R`.
@@ -412,11 +481,11 @@ impl CallRet for () {
 pub const RESUME_KEY: &[u8] = b"rustcall_magic.resume\0";
 pub const RESUME_CAPSULE: &[u8] = b"rustcall_magic.resumer\0";
 
-/// Starts unwinding in this cell with the exception object `e` (owned).
-pub type Resumer = unsafe extern "C-unwind" fn(e: *mut PyObject);
+/// Starts unwinding in this cell with another cell's panic `f` (which it frees).
+pub type Resumer = unsafe extern "C-unwind" fn(f: *mut NativeFailure);
 
-pub unsafe extern "C-unwind" fn resume_here(e: *mut PyObject) {
-    resume_native_error(e)
+pub unsafe extern "C-unwind" fn resume_here(f: *mut NativeFailure) {
+    resume_native_failure(f)
 }
 
 /// This cell's resumer as a capsule (made once).
@@ -519,11 +588,11 @@ impl<F> Drop for FnPtrArg<F> {
     }
 }
 
-/// Resumes the exception `e` (a native function's panic) in the cell whose wrapper is calling
+/// Resumes the panic `e` of a native function in the cell whose wrapper is calling
 /// it through a `fn` pointer (see above). With no such wrapper the process cannot go on.
 #[cold]
 #[inline(never)]
-pub unsafe fn resume_elsewhere(e: *mut PyObject) -> ! {
+pub unsafe fn resume_elsewhere(e: *mut NativeFailure) -> ! {
     let g = cbffi::PyGILState_Ensure();
     let mut resumer: Option<Resumer> = None;
     for d in resume_dicts().iter() {

@@ -426,6 +426,11 @@ pub unsafe fn raise_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut 
         }
         Err(p) => p,
     };
+    // A panic of another cell's function called natively (glue/callbacks.rs).
+    let payload = match payload.downcast::<NativePanic>() {
+        Ok(p) => return raise_native_panic(*p),
+        Err(p) => p,
+    };
     let msg: String = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
