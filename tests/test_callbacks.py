@@ -307,7 +307,7 @@ def test_methods_take_callbacks(prod):
         s.apply(lambda x: x)
 
 
-def test_llvm_cell_as_producer(ip, cons):
+def test_llvm_cell_as_producer(ip, cons, prod):
     pytest.importorskip("llvmlite")
     ip.run_cell_magic(
         "rust_llvm", "", "pub fn cube(x: f64) -> f64 { x * x * x }\npub fn no_neg(x: f64) -> f64 { assert!(x >= 0.0); x }"
@@ -317,5 +317,9 @@ def test_llvm_cell_as_producer(ip, cons):
         cons.integrate(ip.user_ns["no_neg"], -1.0, 1.0, 10)
     ptr = rc.compile_rust(POINTERS)
     assert ptr.apply_ptr(ip.user_ns["cube"], 2.0) == 8.0
+    ip.run_cell_magic("rust_llvm", "", POINTERS)  # a JIT cell taking `fn` pointers
+    assert ip.user_ns["apply_ptr"](prod.square, 3.0) == 9.0
+    with pytest.raises(rc.RustPanic, match="too big"):
+        ip.user_ns["apply_ptr"](prod.refuse_big, 0.9)
     with pytest.raises(rc.RustPanic, match="no_neg"):
         ptr.apply_ptr(ip.user_ns["no_neg"], -2.0)

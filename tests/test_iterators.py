@@ -34,6 +34,7 @@ pub fn fails_at(n: u64, at: u64) -> impl Iterator<Item = f64> {
 }
 pub fn maybe(n: i32) -> Box<dyn Iterator<Item = Option<i32>> + Send> { Box::new((0..n).map(|i| if i % 2 == 0 { Some(i) } else { None })) }
 pub fn big() -> impl Iterator<Item = u128> { vec![1u128 << 100, 3].into_iter() }
+pub fn names() -> impl Iterator<Item = &'static str> + Send { ["ada", "grace"].into_iter() }
 """
 
 
@@ -46,6 +47,7 @@ def test_items_convert(m):
     assert list(m.words("to be or")) == [(0, "to"), (1, "be"), (2, "or")]
     assert list(m.maybe(4)) == [0, None, 2, None]
     assert list(m.big()) == [1 << 100, 3]
+    assert list(m.names()) == ["ada", "grace"]
     it = m.words("x")
     assert iter(it) is it
     assert type(it).__name__ == "RustIterator"
