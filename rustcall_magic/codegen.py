@@ -364,12 +364,13 @@ def native_shim(index: int, sig: FnSig) -> str | None:
             "    }",
             "}",
             # The function as a `fn` pointer for another cell: its panic resumes there.
+            f"static mut __RC_NE{index}: *const NativeEntry = ::std::ptr::null();",
             "#[allow(unused_unsafe, non_snake_case, clippy::all)]",
             f"fn __rc_p{index}({', '.join(f'{x}: {t}' for x, t in zip(xs, types, strict=True))}) -> {sig.ret.rust()} {{",
             "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
             f"super::{sig.rust_path}({', '.join(xs)}))) {{",
             "        Ok(v) => v,",
-            f"        Err(p) => unsafe {{ resume_elsewhere(native_failure({rust_str(sig.name)}, p)) }},",
+            f"        Err(p) => unsafe {{ resume_elsewhere(__RC_NE{index}, native_failure({rust_str(sig.name)}, p)) }},",
             "    }",
             "}",
         ]
@@ -385,9 +386,10 @@ def _native_table(functions: list[FnSig], shims: dict[int, str]) -> str:
             entry = f"::std::any::type_name::<{ptr}>(), Some(__rc_n{i}), __rc_p{i} as {ptr} as *const ()"
         else:
             entry = '"", None, ::std::ptr::null()'
+        keep = f"__RC_NE{i} = e; " if i in shims else ""
         lines.append(
-            f"        if native_add(nt, {rust_bytes(sig.name)}, {entry}) != 0 {{ Py_DecRef(nt); Py_DecRef(m); "
-            "return ::std::ptr::null_mut(); }"
+            f"        let e = native_add(nt, {rust_bytes(sig.name)}, {entry});\n"
+            f"        if e.is_null() {{ Py_DecRef(nt); Py_DecRef(m); return ::std::ptr::null_mut(); }} {keep}"
         )
     lines.append(
         "        if __rc_type_ffi::PyModule_AddObject(m, b\"__rustcall_native__\\0\".as_ptr() as *const c_char, nt) != 0 {"

@@ -250,6 +250,8 @@ pub fn ptr_drops() -> usize { DROPS.load(Ordering::SeqCst) }
 pub fn apply_ptr(f: fn(f64) -> f64, x: f64) -> f64 { let _g = Guard; f(x) }
 pub fn count_chars(f: fn(&str) -> usize, words: Vec<String>) -> usize { words.iter().map(|w| f(w)).sum() }
 pub fn native_only(x: f64) -> f64 { x + 1.0 }
+/// f(x) on a thread of its own (the GIL stays with the caller).
+pub fn on_thread(f: fn(f64) -> f64, x: f64) -> f64 { std::thread::scope(|s| s.spawn(move || f(x)).join().unwrap()) }
 """
 
 
@@ -268,6 +270,10 @@ def test_fn_pointer_takes_rust_functions(prod):
         m.apply_ptr(prod.refuse_big, 0.75)
     assert m.ptr_drops() == drops + 1  # unwound through the caller's frame
     assert m.apply_ptr(prod.refuse_big, 0.25) == 0.25
+    # On a thread the Rust code started, while the caller holds the GIL: no GIL is needed.
+    assert m.on_thread(prod.square, 4.0) == 16.0
+    with pytest.raises(rc.RustPanic):
+        m.on_thread(prod.refuse_big, 0.75)
 
 
 def test_python_callback_from_rust_thread_needs_release_gil(prod):

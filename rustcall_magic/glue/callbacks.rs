@@ -220,31 +220,47 @@ pub struct NativeEntry {
     /// The function as a `fn` pointer of the type named by `sig` (a shim that catches its
     /// panic and resumes it in the caller's cell, see `resume_elsewhere`); null with no shim.
     pub ptr: *const (),
+    /// The resumer of the cell(s) passing this function as a `fn` pointer right now (null:
+    /// none), how many such calls run, and how many of them are of another cell than the
+    /// resumer's: while that is 0 the shim reports a panic without taking the GIL.
+    pub resumer: ::std::sync::atomic::AtomicPtr<c_void>,
+    pub users: ::std::sync::atomic::AtomicUsize,
+    pub mixed: ::std::sync::atomic::AtomicUsize,
 }
 
-pub const NATIVE_CAPSULE: &[u8] = b"rustcall_magic.native\0";
+/// The capsule name says the layout of `NativeEntry` (cells of other glue versions do not match).
+pub const NATIVE_CAPSULE: &[u8] = b"rustcall_magic.native.1\0";
 
 /// A new dict for a module's native entries.
 pub unsafe fn native_table() -> *mut PyObject {
     cbffi::PyDict_New()
 }
 
-/// Registers function `name` (NUL-terminated) with its fn pointer type's name and shim; 0 on success.
+/// Registers function `name` (NUL-terminated) with its fn pointer type's name and shim; the
+/// entry (it lives as long as the process), or null on failure.
 pub unsafe fn native_add(
     table: *mut PyObject,
     name: &'static [u8],
     sig: &'static str,
     shim: Option<NativeShim>,
     ptr: *const (),
-) -> c_int {
-    let e = Box::into_raw(Box::new(NativeEntry { sig: sig.as_ptr(), sig_len: sig.len(), shim: shim, ptr: ptr }));
+) -> *const NativeEntry {
+    let e = Box::into_raw(Box::new(NativeEntry {
+        sig: sig.as_ptr(),
+        sig_len: sig.len(),
+        shim: shim,
+        ptr: ptr,
+        resumer: ::std::sync::atomic::AtomicPtr::new(::std::ptr::null_mut()),
+        users: ::std::sync::atomic::AtomicUsize::new(0),
+        mixed: ::std::sync::atomic::AtomicUsize::new(0),
+    }));
     let cap = cbffi::PyCapsule_New(e as *mut c_void, NATIVE_CAPSULE.as_ptr() as *const c_char, ::std::ptr::null_mut());
     if cap.is_null() {
-        return -1;
+        return ::std::ptr::null();
     }
     let r = cbffi::PyDict_SetItemString(table, name.as_ptr() as *const c_char, cap);
     Py_DecRef(cap);
-    r
+    if r != 0 { ::std::ptr::null() } else { e }
 }
 
 /// The `%%rust` function behind `o` (a builtin of a module with `__rustcall_native__`):
@@ -497,6 +513,8 @@ pub struct FnPtrArg<F> {
     ptr: *const (),
     prev: [*mut PyObject; 2],
     set: bool,
+    entry: *const NativeEntry,
+    mixed: bool,
     _sig: ::std::marker::PhantomData<F>,
 }
 
@@ -514,7 +532,14 @@ unsafe fn resume_dicts() -> [*mut PyObject; 2] {
 impl<F: Copy + 'static> ArgHolder for FnPtrArg<F> {
     #[inline(always)]
     fn empty() -> Self {
-        FnPtrArg { ptr: ::std::ptr::null(), prev: [::std::ptr::null_mut(); 2], set: false, _sig: ::std::marker::PhantomData }
+        FnPtrArg {
+            ptr: ::std::ptr::null(),
+            prev: [::std::ptr::null_mut(); 2],
+            set: false,
+            entry: ::std::ptr::null(),
+            mixed: false,
+            _sig: ::std::marker::PhantomData,
+        }
     }
 
     unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
@@ -554,6 +579,20 @@ impl<F: Copy + 'static> ArgHolder for FnPtrArg<F> {
         }
         self.set = true;
         self.ptr = e.ptr;
+        // The lock-free way for the shim to find this cell (threads the Rust code starts
+        // have no thread state of their own, and the GIL may be held by this thread).
+        use ::std::sync::atomic::Ordering::SeqCst;
+        let ours = resume_here as *mut c_void;
+        e.users.fetch_add(1, SeqCst);
+        match e.resumer.compare_exchange(::std::ptr::null_mut(), ours, SeqCst, SeqCst) {
+            Ok(_) => {}
+            Err(cur) if cur == ours => {}
+            Err(_) => {
+                e.mixed.fetch_add(1, SeqCst);
+                self.mixed = true;
+            }
+        }
+        self.entry = e as *const NativeEntry;
         Ok(())
     }
 }
@@ -565,6 +604,14 @@ impl<F> Drop for FnPtrArg<F> {
         }
         // Wrappers drop their holders with the GIL held (after taking it back under release_gil).
         unsafe {
+            use ::std::sync::atomic::Ordering::SeqCst;
+            let e = &*self.entry;
+            if self.mixed {
+                e.mixed.fetch_sub(1, SeqCst);
+            }
+            if e.users.fetch_sub(1, SeqCst) == 1 {
+                let _ = e.resumer.compare_exchange(resume_here as *mut c_void, ::std::ptr::null_mut(), SeqCst, SeqCst);
+            }
             // The call's exception, if any, stays pending across the dict updates.
             let (mut t, mut v, mut tb) = (::std::ptr::null_mut(), ::std::ptr::null_mut(), ::std::ptr::null_mut());
             PyErr_Fetch(&mut t, &mut v, &mut tb);
@@ -588,11 +635,20 @@ impl<F> Drop for FnPtrArg<F> {
     }
 }
 
-/// Resumes the panic `e` of a native function in the cell whose wrapper is calling
+/// Resumes the panic `e` of the function of `entry` in the cell whose wrapper is calling
 /// it through a `fn` pointer (see above). With no such wrapper the process cannot go on.
 #[cold]
 #[inline(never)]
-pub unsafe fn resume_elsewhere(e: *mut NativeFailure) -> ! {
+pub unsafe fn resume_elsewhere(entry: *const NativeEntry, e: *mut NativeFailure) -> ! {
+    use ::std::sync::atomic::Ordering::SeqCst;
+    if !entry.is_null() && (*entry).mixed.load(SeqCst) == 0 {
+        let r = (*entry).resumer.load(SeqCst);
+        if !r.is_null() {
+            // One cell passes this function right now: no need for the GIL to find it.
+            (::std::mem::transmute::<*mut c_void, Resumer>(r))(e);
+            ::std::process::abort()
+        }
+    }
     let g = cbffi::PyGILState_Ensure();
     let mut resumer: Option<Resumer> = None;
     for d in resume_dicts().iter() {
