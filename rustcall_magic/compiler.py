@@ -190,6 +190,7 @@ class RustModule(CellFunctions):
         self.info = info
         super().__init__(ext, signatures, source, warnings, skipped)
         _note_loaded(entry)
+        _modules_by_key[entry.key] = self
 
     @property
     def recipe(self) -> Recipe:
@@ -529,6 +530,8 @@ def _process_lock(key: str) -> threading.Lock:
 # ---------------------------------------------------------------------------
 # The cache entries this process has loaded, for shipping them elsewhere (``rustcall_magic.dask``).
 
+#: Cache key -> a loaded module of that entry (unpickling in this process reuses it: same classes).
+_modules_by_key: weakref.WeakValueDictionary[str, RustModule] = weakref.WeakValueDictionary()
 _loaded_lock = threading.Lock()
 _loaded: dict[str, Entry] = {}
 #: Called with each entry loaded for the first time in this process.
@@ -572,7 +575,7 @@ def _rebuild_module(backend: str, source: str, options: str, key: str) -> RustMo
     if backend != "rust":
         raise RustcallError(f"cannot rebuild a cell module made by {backend!r}")
     with _rebuilt_lock:
-        module = _rebuilt.get(key)
+        module = _rebuilt.get(key) or _modules_by_key.get(key)
         if module is not None:
             return module
         compiler = RustCompiler()

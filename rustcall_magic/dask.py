@@ -105,7 +105,11 @@ def _send(client: Client, entries: list[Entry]) -> list[str]:
         name = PREFIX + entry.key
         if name in sent:
             continue
-        client.register_plugin(ArtifactPlugin.from_entry(entry), name=name)
+        try:
+            plugin = ArtifactPlugin.from_entry(entry)
+        except OSError:
+            continue  # the entry was evicted (or its cache removed) since it loaded: nothing to send
+        client.register_plugin(plugin, name=name)
         sent.add(name)
         names.append(name)
     return names
