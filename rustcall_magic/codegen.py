@@ -20,7 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .signature import FnSig, Param, RType, UserType, Variant, holder_type, pass_expr, py_in_text, type_row
+from .signature import (
+    FnSig,
+    Param,
+    RType,
+    UserType,
+    Variant,
+    holder_type,
+    pass_expr,
+    py_in_text,
+    type_row,
+    user_path,
+)
 
 #: Bumped whenever generated code changes shape; part of every cache key.
 GLUE_VERSION = "4"
@@ -214,7 +225,7 @@ def _wrapper(
     n = len(sig.params)
     sig_lit = rust_str(sig.text)
     if call is None:
-        target = f"super::{sig.owner}::{sig.rust_path}" if sig.owner else f"super::{sig.rust_path}"
+        target = f"{user_path(sig.owner)}::{sig.rust_path}" if sig.owner else f"super::{sig.rust_path}"
 
         def call(args: list[str]) -> str:
             return f"{target}({', '.join(args)})"
@@ -249,7 +260,7 @@ def _wrapper(
     self_arg: list[str] = []
     if sig.receiver:
         holder, use = _RECEIVERS[sig.receiver]
-        lines.append(f"    let mut s_: {holder}<super::{sig.owner}> = ArgHolder::empty();")
+        lines.append(f"    let mut s_: {holder}<{user_path(sig.owner)}> = ArgHolder::empty();")
         lines.append("    if let Err(e) = ArgHolder::fill(&mut s_, _m) { return raise_self_error(e); }")
         self_arg = [f"s_.{use}"]
     for i, p in enumerate(sig.params):
@@ -350,7 +361,7 @@ def _user_type(
     """The glue of one exported struct: (items, PyInit statements, index of each wrapper's item by
     qualified method name). A field mentioning another type of the cell is a property only when
     that type is in *cloneable* (reading a field returns a clone)."""
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     out = [
         f"static mut __RC_T{k}: *mut PyObject = ::std::ptr::null_mut();",
         f"unsafe impl UserType for {t} {{",
@@ -536,7 +547,7 @@ def _operators(k: int, ut: UserType, out: list[str]) -> str:
     working through the probe."""
     if not (ut.operators or ut.reflected) or not {"Clone", "Copy"} & set(ut.traits):
         return ""
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     items = []
     for op in _NB_SLOTS:
         rhs = [r for name, r in ut.operators if name == op]
@@ -585,7 +596,7 @@ def _variant_dispatch(k: int, ut: UserType) -> list[str]:
     """``UserType`` items of an enum with data: its instances take the class of their variant."""
     if ut.shape != "data":
         return []
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     arms = " ".join(f"{_variant_pattern(t, v)} => {i}," for i, v in enumerate(ut.cases))
     return [
         "    const RETYPE: bool = true;",
@@ -602,7 +613,7 @@ def _variants(
     k: int, ut: UserType, module_name: str, cloneable: frozenset[str], wrappers: dict[str, int], start: int
 ) -> tuple[list[str], str, list[str]]:
     """Items, ``VariantParts`` initializers and base-class properties (``variant``) of an enum with data."""
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     out = [f"static mut __RC_V{k}: [*mut PyObject; {len(ut.cases)}] = [::std::ptr::null_mut(); {len(ut.cases)}];"]
     arms = " ".join(f"{_variant_pattern(t, v)} => {rust_str(v.name)}," for v in ut.cases)
     out.append(
@@ -672,7 +683,7 @@ def _variants(
 
 def _user_enum(k: int, ut: UserType) -> tuple[list[str], str, dict[str, int]]:
     """The glue of one fieldless enum (an enum.Enum class): conversions, method wrappers, PyInit statements."""
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     n = len(ut.variants)
     from_arms = "\n".join(
         f"        if o == m[{i}] {{ return Ok({t}::{v}); }}" for i, (v, _) in enumerate(ut.variants)
@@ -752,6 +763,9 @@ def generate(
     """
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
+    # A generic item has no code of its own: its instances (``f<i32>``, ``W<i32>``) are exported.
+    functions = [f for f in functions if not f.type_params]
+    types = [t for t in types if not t.type_params]
     parts = [_GLUE_HEAD, "\n// ---- generated for this cell ----\n"]
     wrappers: dict[str, tuple[int, int]] = {}
     line = 1 + sum(p.count("\n") + 1 for p in parts)  # 1-based; parts are joined by newlines

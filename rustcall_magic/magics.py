@@ -196,7 +196,7 @@ class RustMagics(Magics):
         )
         self._bind(module, args.name)
         if not (args.quiet or self.quiet):
-            _report_bound("rust", [*module.functions, *module.types])
+            _report_bound("rust", [*dict.fromkeys([*module.functions, *module.types, *module.generics])])
         if args.timing:
             i = module.info
             if i.cache_hit:
@@ -360,6 +360,7 @@ class RustMagics(Magics):
             ns[fname] = fn
             self.definitions[fname] = (fn, sig)
         ns.update(module.types)
+        ns.update({n: g.callable for n, g in module.generics.items()})
         if name:
             ns[name] = module
         self.modules.append(module)
@@ -493,10 +494,11 @@ class RustMagics(Magics):
             ns[fname] = fn
             defs[fname] = (fn, sig, cell, len(self.modules))
         ns.update(module.types)
+        ns.update({n: g.callable for n, g in module.generics.items()})
         if args.name:
             ns[args.name] = module
         if not (args.quiet or self.quiet):
-            _report_bound("rust_llvm", [*module.functions, *module.types])
+            _report_bound("rust_llvm", [*dict.fromkeys([*module.functions, *module.types, *module.generics])])
         if show and isinstance(module, RustModule):
             print("rust_llvm: the cell was built by %%rust (see the warning above): there is no JIT code to show")
         elif show and ir_module is not None:

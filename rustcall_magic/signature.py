@@ -13,7 +13,7 @@ boundary and what Python sees; the glue (``glue/prelude.rs``) implements one
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -29,8 +29,9 @@ class RType:
     ``kind`` is one of ``path`` (a named type, with optional generic ``args``),
     ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``tuple``, ``unit``,
     ``ptr`` (``*const T`` / ``*mut T``), ``never``, ``user`` (an exported
-    struct of the cell, ``name`` being its name), ``enum`` (an exported fieldless
-    enum of the cell), or ``other``
+    struct of the cell, ``name`` being its name; an instance of a generic struct is
+    named ``W<i32>``), ``enum`` (an exported fieldless enum of the cell), ``tparam``
+    (a type parameter of a generic function or struct, ``name`` being it), or ``other``
     (anything we do not model; ``name`` then holds its source text).
     """
 
@@ -44,7 +45,7 @@ class RType:
 
     def rust(self) -> str:
         """The type as the glue module spells it (a cell's own types are ``super::Name``)."""
-        return self.render(lambda name: f"super::{name}")
+        return self.render(user_path)
 
     def render(self, user: Callable[[str], str]) -> str:
         """The type as Rust text, a user type's name written by *user*."""
@@ -69,6 +70,12 @@ class RType:
 
 
 UNIT = RType("unit")
+
+
+def user_path(name: str) -> str:
+    """The glue's path of the cell's type *name*, valid as a type and as an expression
+    (an instance of a generic struct, ``W<i32>``, is ``super::W::<i32>``)."""
+    return "super::" + name.replace("<", "::<", 1)
 
 
 @dataclass(frozen=True)
@@ -403,6 +410,16 @@ class FnSig:
     #: associated function), and the type's name in ``owner``.
     receiver: str = ""
     owner: str = ""
+    #: A generic function: its type parameters in order, the text of its ``<..>`` (bounds
+    #: included) and of its ``where`` clause. Such a signature is not called as it is: an
+    #: instance (below) is built per tuple of type arguments.
+    type_params: tuple[str, ...] = ()
+    generics: str = ""
+    where: str = ""
+    #: An instance of a generic function (``name`` is ``f<i32>``, ``rust_name`` ``f::<i32>``):
+    #: the generic's name and the type arguments, in order.
+    generic: str = ""
+    type_args: tuple[str, ...] = ()
 
     @property
     def rust_path(self) -> str:
@@ -415,7 +432,9 @@ class FnSig:
         args = ", ".join([*([self.receiver] if self.receiver else []), *(f"{p.name}: {p.type}" for p in self.params)])
         ret = "" if self.ret == UNIT else f" -> {self.ret}"
         abi = 'extern "C" ' if self.extern_c else ""
-        return f"pub {abi}fn {self.rust_path}({args}){ret}"
+        name = self.name if self.generic else self.rust_path
+        where = f" {self.where}" if self.where else ""
+        return f"pub {abi}fn {name}{self.generics}({args}){ret}{where}"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form (stored in cache metadata)."""
@@ -427,6 +446,12 @@ class FnSig:
             "line": self.line,
             "extern_c": self.extern_c,
             "rust_name": self.rust_name,
+            **(
+                {"type_params": list(self.type_params), "generics": self.generics, "where": self.where}
+                if self.type_params
+                else {}
+            ),
+            **({"generic": self.generic, "type_args": list(self.type_args)} if self.generic else {}),
         }
 
     @classmethod
@@ -440,6 +465,11 @@ class FnSig:
             line=d.get("line", 0),
             extern_c=d.get("extern_c", False),
             rust_name=d.get("rust_name", ""),
+            type_params=tuple(d.get("type_params", ())),
+            generics=d.get("generics", ""),
+            where=d.get("where", ""),
+            generic=d.get("generic", ""),
+            type_args=tuple(d.get("type_args", ())),
         )
 
 
@@ -509,6 +539,11 @@ class UserType:
     operators: list[tuple[str, RType]] = field(default_factory=list)
     #: ``impl Op<S> for L`` with L another supported type: (trait name, L), for ``l op s``.
     reflected: list[tuple[str, RType]] = field(default_factory=list)
+    #: A generic struct (``pub struct W<T>``): its type parameters and ``<..>`` text. It is
+    #: not exported as it is: a class is built per tuple of type arguments (``W<i32>``),
+    #: with the methods of its ``impl<T> W<T>`` blocks.
+    type_params: tuple[str, ...] = ()
+    generics: str = ""
 
     @property
     def kind(self) -> str:
@@ -671,6 +706,10 @@ def parse_cell(source: str) -> CellInfo:
             info.skipped.append((name, parsed))
             continue
         params, ret, _ = parsed
+        tnames, gtext, where = type_params_of(node)  # type: ignore[misc]  # checked by _fn_types
+        if tnames and extern is not None:
+            info.skipped.append((name, 'a generic extern "C" fn has no symbol to export'))
+            continue
         info.functions.append(
             FnSig(
                 name=name,
@@ -680,6 +719,9 @@ def parse_cell(source: str) -> CellInfo:
                 line=node.start_point[0] + 1,
                 extern_c=extern_c,
                 rust_name=rust_name if rust_name != name else "",
+                type_params=tnames,
+                generics=gtext,
+                where=where,
             )
         )
     info.types = list(types.values())
@@ -691,13 +733,75 @@ def _is_pub(node: Any) -> bool:
     return vis is not None and _text(vis) == "pub"
 
 
+def type_params_of(node: Any) -> tuple[tuple[str, ...], str, str] | str:
+    """(type parameter names in order, ``<..>`` text, ``where`` clause text) of an item, or why
+    its generics cannot be exported. Lifetimes are no type parameters (they are erased)."""
+    tp = node.child_by_field_name("type_parameters")
+    where = _first_of(node, "where_clause")
+    names: list[str] = []
+    for c in tp.children if tp is not None else ():
+        if c.type in ("<", ">", ",", "lifetime", "lifetime_parameter", "line_comment", "block_comment"):
+            continue
+        if c.type == "const_parameter":
+            return f"const generic parameters cannot be exported (`{' '.join(_text(c).split())}`)"
+        ident = c.child_by_field_name("name") or (c if c.type == "type_identifier" else _first_of(c, "type_identifier"))
+        if ident is None:
+            return f"type parameter `{_text(c)}` is not supported"
+        names.append(_text(ident))
+    text = " ".join(_text(tp).split()) if tp is not None and names else ""
+    return tuple(names), text, " ".join(_text(where).split()) if where is not None and names else ""
+
+
+def mark_type_params(t: RType, names: frozenset[str] | tuple[str, ...]) -> RType:
+    """*t* with every bare path naming one of *names* made a ``tparam``."""
+    if t.kind == "path" and not t.args and t.name in names:
+        return RType("tparam", t.name)
+    if not t.args:
+        return t
+    return RType(t.kind, t.name, tuple(mark_type_params(a, names) for a in t.args), t.mutable)
+
+
+def substitute(t: RType, args: Mapping[str, RType], user: Mapping[str, str] | None = None) -> RType:
+    """*t* with each type parameter replaced by its argument in *args*, and each user type
+    named in *user* renamed (``W`` -> ``W<i32>``, the instance of a generic struct)."""
+    if t.kind == "tparam":
+        return args.get(t.name, t)
+    if t.kind == "user" and user and t.name in user:
+        return RType("user", user[t.name])
+    if not t.args:
+        return t
+    return RType(t.kind, t.name, tuple(substitute(a, args, user) for a in t.args), t.mutable)
+
+
+def has_type_params(t: RType) -> bool:
+    """True when *t* mentions a type parameter."""
+    return t.kind == "tparam" or any(has_type_params(a) for a in t.args)
+
+
+#: What a type parameter stands for while a generic signature is checked (any supported
+#: scalar: the instance's own types are checked when it is built).
+_PLACEHOLDER = RType("path", "i64")
+
+
 def _fn_types(
-    node: Any, users: Mapping[str, str], self_name: str | None, own_allocator: bool
+    node: Any, users: Mapping[str, str], self_name: str | None, own_allocator: bool, outer: tuple[str, ...] = ()
 ) -> tuple[tuple[Param, ...], RType, str] | str:
-    """(parameters, return type, receiver) of function item *node*, or why it cannot be exported."""
-    tparams = node.child_by_field_name("type_parameters")
-    if tparams is not None and any(c.type not in ("lifetime", "lifetime_parameter", "<", ">", ",") for c in tparams.children):
-        return "generic functions cannot be exported (type `" + _text(tparams) + "`)"
+    """(parameters, return type, receiver) of function item *node*, or why it cannot be exported.
+
+    Type parameters (the function's own, and *outer* ones of a generic impl) become
+    ``tparam`` types; such a type is supported when it is with a scalar in their place.
+    """
+    generics = type_params_of(node)
+    if isinstance(generics, str):
+        return generics
+    if generics[0] and outer:
+        return "generic methods cannot be exported (type `" + generics[1] + "`)"
+    tnames = frozenset((*outer, *generics[0]))
+    placeholders = dict.fromkeys(tnames, _PLACEHOLDER)
+
+    def checked(t: RType) -> RType:
+        return substitute(t, placeholders) if tnames else t
+
     params_node = node.child_by_field_name("parameters")
     params: list[Param] = []
     receiver = ""
@@ -718,8 +822,8 @@ def _fn_types(
         ty_node = p.child_by_field_name("type")
         if pat is None or ty_node is None:
             return f"parameter `{_text(p)}` is not supported"
-        rt = rtype_of(ty_node, users, self_name)
-        if type_row(rt, "param") is None:
+        rt = mark_type_params(rtype_of(ty_node, users, self_name), tnames)
+        if type_row(checked(rt), "param") is None:
             bad = f"type `{rt}` (parameter `{_text(pat)}`) is not supported"
             if pattern(rt) == "Vec<_>" and _borrows_object(rt):
                 bad += "; use `Vec<String>` (a list's items cannot be borrowed for the call)"
@@ -729,10 +833,10 @@ def _fn_types(
             pname = f"arg{len(params)}"
         params.append(Param(pname.removeprefix("mut "), rt))
     ret_node = node.child_by_field_name("return_type")
-    ret = rtype_of(ret_node, users, self_name) if ret_node is not None else UNIT
-    if type_row(ret, "return") is None:
+    ret = mark_type_params(rtype_of(ret_node, users, self_name), tnames) if ret_node is not None else UNIT
+    if type_row(checked(ret), "return") is None:
         return f"return type `{ret}` is not supported"
-    shared = next((m for t in (*(p.type for p in params), ret) if (m := runtime_memory(t)) is not None), None)
+    shared = next((m for t in (*(p.type for p in params), ret) if (m := runtime_memory(checked(t))) is not None), None)
     if own_allocator and shared is not None:
         return (
             f"the cell sets its own #[global_allocator], and `{shared}` would hand memory between it and "
@@ -758,8 +862,16 @@ def _collect_types(children: list[Any], info: CellInfo) -> dict[str, UserType]:
             if name_node is None:
                 continue
             name = _text(name_node)
-            if node.child_by_field_name("type_parameters") is not None:
-                tp = _text(node.child_by_field_name("type_parameters"))
+            tp_node = node.child_by_field_name("type_parameters")
+            generic = type_params_of(node) if tp_node is not None else None
+            plain_generic = (
+                node.type == "struct_item"
+                and isinstance(generic, tuple)
+                and generic[0]
+                and not any(c.type in ("lifetime", "lifetime_parameter") for c in tp_node.children)
+            )
+            if tp_node is not None and not plain_generic:
+                tp = _text(tp_node)
                 what = "an enum" if node.type == "enum_item" else "a struct"
                 info.skipped.append((name, f"{what} with generic or lifetime parameters (`{tp}`) cannot be exported"))
             elif node.type == "enum_item" and (reason := _enum_variants(node)) in _ENUM_REFUSALS:
@@ -790,7 +902,13 @@ def _collect_types(children: list[Any], info: CellInfo) -> dict[str, UserType]:
             types[name] = UserType(name, "data", (), doc, line, _derives(attrs), cases=tuple(cases))
         else:
             shape, fields = _fields_of(body, users, name)
-            types[name] = UserType(name, shape, fields, doc, line, _derives(attrs))
+            generic = type_params_of(node)
+            tnames, gtext = generic[:2] if isinstance(generic, tuple) else ((), "")
+            if tnames:
+                fields = tuple(Field(f.name, mark_type_params(f.type, tnames), f.public) for f in fields)
+            types[name] = UserType(
+                name, shape, fields, doc, line, _derives(attrs), type_params=tnames, generics=gtext
+            )
     return types
 
 
@@ -869,6 +987,26 @@ def _collect_impl(
     """Adds the ``pub fn`` items of an inherent impl (or the trait name of a trait impl) to its type."""
     ty = node.child_by_field_name("type")
     trait = node.child_by_field_name("trait")
+    # `impl<T> W<T>` (and `impl<T: Trait> Trait for W<T>`) of a generic struct: its methods
+    # become the methods of every instance of W, the impl's parameters renamed to W's.
+    outer: tuple[str, ...] = ()
+    rename: dict[str, RType] = {}
+    base = ty.child_by_field_name("type") if ty is not None and ty.type == "generic_type" else None
+    if base is not None and base.type == "type_identifier" and _text(base) in types and types[_text(base)].type_params:
+        ut = types[_text(base)]
+        if trait is not None:
+            ut.traits.append(_text(trait).split("<")[0].split("::")[-1])
+            return
+        generic = type_params_of(node)
+        args_node = ty.child_by_field_name("type_arguments")
+        args = [_text(c) for c in (args_node.children if args_node is not None else ()) if c.is_named]
+        if isinstance(generic, str) or sorted(args) != sorted(generic[0]) or len(args) != len(ut.type_params):
+            info.skipped.append((ut.name, f"`impl {' '.join(_text(ty).split())}` (not `impl<..> {ut.name}<..>` over all its parameters) is not exported"))
+            return
+        outer = generic[0]
+        rename = {a: RType("tparam", p) for a, p in zip(args, ut.type_params, strict=True)}
+        _collect_methods(node, ut, users, info, own_allocator, outer, rename)
+        return
     if ty is not None and trait is not None and (ty.type != "type_identifier" or _text(ty) not in types):
         # `impl Mul<S> for f64`: `2.0 * s` (the left-hand side is another supported type).
         tr, lhs = rtype_of(trait, users), rtype_of(ty, users)
@@ -893,6 +1031,20 @@ def _collect_impl(
     if node.child_by_field_name("type_parameters") is not None:
         info.skipped.append((ut.name, "generic impl blocks are not exported"))
         return
+    _collect_methods(node, ut, users, info, own_allocator)
+
+
+def _collect_methods(
+    node: Any,
+    ut: UserType,
+    users: Mapping[str, str],
+    info: CellInfo,
+    own_allocator: bool,
+    outer: tuple[str, ...] = (),
+    rename: Mapping[str, RType] | None = None,
+) -> None:
+    """Adds the ``pub fn`` items of inherent impl *node* to *ut* (*outer*: the impl's type
+    parameters, renamed to the struct's by *rename*)."""
     body = node.child_by_field_name("body")
     items = body.children if body is not None else []
     for i, fn in enumerate(items):
@@ -906,11 +1058,14 @@ def _collect_impl(
         qual = f"{ut.name}.{name}"
         modifiers = _first_of(fn, "function_modifiers")
         reason = _unsupported_modifier(_text(modifiers) if modifiers is not None else "", False)
-        parsed = reason or _fn_types(fn, users, ut.name, own_allocator)
+        parsed = reason or _fn_types(fn, users, ut.name, own_allocator, outer)
         if isinstance(parsed, str):
             info.skipped.append((qual, parsed))
             continue
         params, ret, receiver = parsed
+        if rename:
+            params = tuple(Param(p.name, substitute(p.type, rename)) for p in params)
+            ret = substitute(ret, rename)
         if ut.kind == "enum" and receiver == "&mut self":
             info.skipped.append((qual, "the members of an exported enum are immutable Python values (`&mut self`)"))
             continue
@@ -1069,3 +1224,112 @@ def parse_type(text: str) -> RType:
     if root.has_error or ty is None or not text.strip():
         raise ValueError(f"not a Rust type: {text!r}")
     return rtype_of(ty)
+
+
+# ---------------------------------------------------------------------------
+# Generics: instances of generic functions and structs
+
+
+def instance_name(name: str, args: Sequence[RType | str]) -> str:
+    """The name of an instance, ``f<i32>`` / ``pair<i32, i64>``: type arguments in order."""
+    return f"{name}<{', '.join(str(a) for a in args)}>"
+
+
+def parse_instance(spec: str) -> tuple[str, tuple[RType, ...]]:
+    """``"pair<i32, i64>"`` -> (``"pair"``, (i32, i64)). Raises ValueError on anything else."""
+    try:
+        t = parse_type(spec)
+    except ValueError:
+        t = RType("other")
+    if t.kind != "path" or not t.args or "::" in t.name:
+        raise ValueError(f"an instantiation is written NAME<TYPE, ...>, e.g. 'f<i32>', not {spec!r}")
+    return t.name, t.args
+
+
+def _check_count(name: str, params: tuple[str, ...], args: Sequence[RType]) -> None:
+    if len(args) != len(params):
+        want = ", ".join(params)
+        raise TypeError(f"`{name}<{want}>` takes {len(params)} type argument(s), got {len(args)}: {instance_name(name, args)}")
+
+
+def instantiate_fn(sig: FnSig, args: Sequence[RType]) -> FnSig:
+    """The instance of generic function *sig* for type arguments *args* (in the order of its parameters).
+
+    Raises TypeError when the count is wrong or a type of the instance does not cross
+    (e.g. ``&[String]``).
+    """
+    _check_count(sig.name, sig.type_params, args)
+    mapping = dict(zip(sig.type_params, args, strict=True))
+    params = tuple(Param(p.name, substitute(p.type, mapping)) for p in sig.params)
+    ret = substitute(sig.ret, mapping)
+    name = instance_name(sig.name, args)
+    for p in params:
+        if type_row(p.type, "param") is None:
+            raise TypeError(f"{name}: type `{p.type}` (parameter `{p.name}`) is not supported")
+    if type_row(ret, "return") is None:
+        raise TypeError(f"{name}: return type `{ret}` is not supported")
+    return FnSig(
+        name=name,
+        params=params,
+        ret=ret,
+        doc=sig.doc,
+        line=sig.line,
+        rust_name=f"{sig.rust_path}::<{', '.join(str(a) for a in args)}>",
+        generic=sig.name,
+        type_args=tuple(str(a) for a in args),
+    )
+
+
+def instantiate_type(ut: UserType, args: Sequence[RType]) -> tuple[UserType, list[tuple[str, str]]]:
+    """The instance of generic struct *ut* for *args* (``W<i32>``), and the methods it cannot export
+    (name, reason). Raises TypeError when the count of *args* is wrong."""
+    _check_count(ut.name, ut.type_params, args)
+    name = instance_name(ut.name, args)
+    mapping = dict(zip(ut.type_params, args, strict=True))
+    user = {ut.name: name}
+    fields = tuple(Field(f.name, substitute(f.type, mapping, user), f.public) for f in ut.fields)
+    methods: list[FnSig] = []
+    skipped: list[tuple[str, str]] = []
+    for m in ut.methods:
+        params = tuple(Param(p.name, substitute(p.type, mapping, user)) for p in m.params)
+        ret = substitute(m.ret, mapping, user)
+        bad = next((p for p in params if type_row(p.type, "param") is None), None)
+        if bad is not None:
+            skipped.append((f"{name}.{m.name}", f"type `{bad.type}` (parameter `{bad.name}`) is not supported"))
+        elif type_row(ret, "return") is None:
+            skipped.append((f"{name}.{m.name}", f"return type `{ret}` is not supported"))
+        else:
+            methods.append(FnSig(m.name, params, ret, m.doc, m.line, rust_name=m.rust_name, receiver=m.receiver, owner=name))
+    inst = UserType(name, ut.shape, fields, ut.doc, ut.line, list(ut.traits), methods)
+    return inst, skipped
+
+
+def with_instances(info: CellInfo, specs: Sequence[str], only: bool = False) -> CellInfo:
+    """*info* plus the instances named by *specs* (``"f<i32>"``, ``"W<f64>"``) of its generic
+    functions and structs; with *only*, the instances alone (a module of instances).
+
+    Raises ValueError for a spec that names no generic item of the cell or does not fit it.
+    """
+    generic_fns = {f.name: f for f in info.functions if f.type_params}
+    generic_types = {t.name: t for t in info.types if t.type_params}
+    functions = [] if only else list(info.functions)
+    types = [] if only else list(info.types)
+    skipped = [] if only else list(info.skipped)
+    for spec in specs:
+        name, args = parse_instance(spec)
+        try:
+            if name in generic_fns:
+                inst = instantiate_fn(generic_fns[name], args)
+                if all(f.name != inst.name for f in functions):
+                    functions.append(inst)
+            elif name in generic_types:
+                ut, bad = instantiate_type(generic_types[name], args)
+                if all(t.name != ut.name for t in types):
+                    types.append(ut)
+                    skipped += bad
+            else:
+                known = ", ".join([*generic_fns, *generic_types]) or "none"
+                raise ValueError(f"instantiate {spec!r}: the cell has no generic function or struct {name!r} (generic items: {known})")
+        except TypeError as e:
+            raise ValueError(f"instantiate {spec!r}: {e}") from None
+    return CellInfo(functions, types, skipped, info.has_syntax_errors, dict(info.abi_edits))
