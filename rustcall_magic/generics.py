@@ -252,6 +252,7 @@ class GenericFunction:
         self._inst = _Instances(sig.name, sig.type_params, build)
         self._inst.table.update(instances)
         positions = [i for i, p in enumerate(sig.params) if has_type_params(p.type)]
+        self._array_fast = False
         self._dispatch = _native_dispatcher(self, len(sig.params), positions)
         self._recipe: Any = None
 
@@ -310,7 +311,7 @@ class GenericFunction:
             raise TypeError(f"{self.__name__}() takes positional arguments only (a generic call infers from them)")
         key, deciding = self.infer(args)
         inst = self._inst.get(key)
-        if deciding and self._dispatch is not None:
+        if deciding and self._dispatch is not None and (self._array_fast or not _has_array(args)):
             self._dispatch.register(args, inst)
         return inst(*args)
 
@@ -322,6 +323,11 @@ class GenericFunction:
         if self._recipe is None:
             raise TypeError(f"generic function {self.__name__} cannot be pickled: its cell has no recipe")
         return self._recipe
+
+
+def _has_array(args: Sequence[Any]) -> bool:
+    np = _numpy()
+    return np is not None and any(isinstance(a, np.ndarray) for a in args)
 
 
 def _mentions(t: RType, name: str) -> bool:
@@ -394,6 +400,51 @@ class GenericType:
         return self._recipe
 
 
+_layout: tuple[Any, int, int, int] | None = None
+
+
+def _numpy_layout() -> tuple[Any, int, int, int]:
+    """(numpy.ndarray, offset of an array's descr, of a descr's scalar type, of its byte-order
+    character), checked on live objects; (None, 0, 0, 0) when numpy is not imported or differs."""
+    global _layout
+    if _layout is not None:
+        return _layout
+    np = _numpy()
+    if np is None:
+        return (None, 0, 0, 0)
+    import ctypes
+
+    ptr = ctypes.sizeof(ctypes.c_void_p)
+    # PyArrayObject_fields: PyObject_HEAD, data, nd (int, padded), dimensions, strides, base, descr.
+    # PyArray_Descr: PyObject_HEAD, typeobj, kind, type, byteorder.
+    descr_off, typeobj_off, byteorder_off = 2 * ptr + ptr + 8 + 3 * ptr, 2 * ptr, 2 * ptr + ptr + 2
+    found: tuple[Any, int, int, int] = (None, 0, 0, 0)
+    try:
+        good = True
+        for dt, order in ((np.dtype(np.int32), b"="), (np.dtype(np.float64).newbyteorder(">" if sys.byteorder == "little" else "<"), None)):
+            a = np.zeros(2, dtype=dt)
+            descr = ctypes.c_void_p.from_address(id(a) + descr_off).value
+            good = good and descr == id(a.dtype)
+            good = good and ctypes.c_void_p.from_address(descr + typeobj_off).value == id(a.dtype.type)
+            byte = ctypes.c_char.from_address(descr + byteorder_off).value
+            good = good and (byte == order if order is not None else byte in (b">", b"<"))
+        if good:
+            found = (np.ndarray, descr_off, typeobj_off, byteorder_off)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    _layout = found
+    return found
+
+
 def _native_dispatcher(owner: GenericFunction, nargs: int, positions: list[int]) -> Any:
-    """The runtime's dispatcher for *owner* (None when the runtime has none)."""
-    return None
+    """The runtime's dispatcher for *owner* (None when the runtime cannot make one)."""
+    if not positions or len(positions) > 4:
+        return None
+    from . import runtime
+
+    make = getattr(runtime.load(), "_dispatcher", None)
+    if make is None:
+        return None
+    layout = _numpy_layout()
+    owner._array_fast = layout[0] is not None
+    return make(owner, nargs, tuple(positions), *layout)

@@ -129,6 +129,10 @@ class RustMagics(Magics):
         "--dep", action="append", default=[], metavar="'NAME = \"VER\"'",
         help="A crate dependency as a Cargo manifest line (repeatable); built by cargo once per set.",
     )  # fmt: skip
+    @argument(
+        "--instantiate", action="append", default=[], metavar="'f<i32>'",
+        help="Build this instance of a generic fn or struct with the cell (repeatable).",
+    )  # fmt: skip
     @line_cell_magic
     def rust(self, line: str, cell: str | None = None) -> Any:
         """Compile a cell of Rust and bind its ``pub fn`` items as fast Python callables.
@@ -193,6 +197,7 @@ class RustMagics(Magics):
             dep_lines=self._dep_lines(args.dep),
             progress=self._progress(),
             release_gil=args.release_gil or self.release_gil or None,
+            instantiate=[s.strip("'\"") for s in args.instantiate],
         )
         self._bind(module, args.name)
         if not (args.quiet or self.quiet):

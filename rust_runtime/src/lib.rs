@@ -29,6 +29,8 @@ pub mod abi;
 #[cfg(feature = "python")]
 pub mod convert;
 #[cfg(feature = "python")]
+pub mod dispatch;
+#[cfg(feature = "python")]
 pub mod handle;
 #[cfg(feature = "python")]
 pub mod module;
