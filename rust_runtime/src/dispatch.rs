@@ -19,6 +19,8 @@ use std::ptr::{addr_of_mut, null_mut};
 
 /// Most evidence-carrying positions the fast path keys on.
 const MAX_POS: usize = 4;
+/// Instances kept inside the object (no pointer to follow on a call); more go to `more`.
+const INLINE: usize = 6;
 /// Most instances the fast path remembers (later ones take the Python path).
 const MAX_ENTRIES: usize = 64;
 
@@ -26,6 +28,7 @@ type VectorcallFn = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, us
 
 type FastKwFn = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, isize, *mut PyObject) -> *mut PyObject;
 
+#[derive(Clone, Copy)]
 struct Entry {
     tokens: [usize; MAX_POS],
     target: *mut PyObject,
@@ -50,7 +53,17 @@ pub struct Dispatcher {
     descr_off: usize,
     typeobj_off: usize,
     byteorder_off: usize,
-    entries: *mut Vec<Entry>,
+    len: usize,
+    inline: [Entry; INLINE],
+    more: *mut Vec<Entry>,
+}
+
+const NO_ENTRY: Entry = Entry { tokens: [0; MAX_POS], target: null_mut(), meth: None, slf: null_mut() };
+
+impl Dispatcher {
+    unsafe fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.inline[..self.len.min(INLINE)].iter().chain((*self.more).iter())
+    }
 }
 
 #[repr(C)]
@@ -110,7 +123,7 @@ unsafe extern "C" fn call(s: *mut PyObject, args: *const *mut PyObject, nargsf: 
         for (k, &p) in d.positions[..d.npos].iter().enumerate() {
             tokens[k] = token(d, *args.add(p));
         }
-        for e in (*d.entries).iter() {
+        for e in d.entries() {
             if e.tokens == tokens {
                 return match e.meth {
                     Some(f) => f(e.slf, args, n as isize, kw),
@@ -140,8 +153,7 @@ unsafe extern "C" fn register(s: *mut PyObject, a: *const *mut PyObject, n: isiz
             return none();
         }
     }
-    let entries = &mut *d.entries;
-    if entries.len() < MAX_ENTRIES && !entries.iter().any(|e| e.tokens == tokens) {
+    if d.len < MAX_ENTRIES && !d.entries().any(|e| e.tokens == tokens) {
         Py_IncRef(target);
         let mut meth = None;
         let mut slf = null_mut();
@@ -154,7 +166,13 @@ unsafe extern "C" fn register(s: *mut PyObject, a: *const *mut PyObject, n: isiz
                 slf = PyCFunction_GetSelf(target); // borrowed: the target holds it
             }
         }
-        entries.push(Entry { tokens, target, meth, slf });
+        let e = Entry { tokens, target, meth, slf };
+        if d.len < INLINE {
+            d.inline[d.len] = e;
+        } else {
+            (*d.more).push(e);
+        }
+        d.len += 1;
     }
     none()
 }
@@ -177,10 +195,11 @@ unsafe extern "C" fn repr(s: *mut PyObject) -> *mut PyObject {
 unsafe extern "C" fn dealloc(s: *mut PyObject) {
     let d = &mut *(s as *mut Dispatcher);
     let t = (*s).ob_type;
-    if !d.entries.is_null() {
-        for e in Box::from_raw(d.entries).into_iter() {
+    if !d.more.is_null() {
+        for e in d.entries() {
             Py_DecRef(e.target);
         }
+        drop(Box::from_raw(d.more));
     }
     if !d.owner.is_null() {
         Py_DecRef(d.owner);
@@ -288,6 +307,8 @@ pub unsafe extern "C" fn f_dispatcher(_m: *mut PyObject, a: *const *mut PyObject
     d.descr_off = descr_off;
     d.typeobj_off = typeobj_off;
     d.byteorder_off = byteorder_off;
-    d.entries = Box::into_raw(Box::new(Vec::new()));
+    d.len = 0;
+    d.inline = [NO_ENTRY; INLINE];
+    d.more = Box::into_raw(Box::new(Vec::new()));
     o
 }
