@@ -302,3 +302,11 @@ def test_non_generic_functions_unchanged(g) -> None:
     assert g.add(1, 2) == 3
     assert "add" in g.signatures and "sum_values" not in g.signatures
     assert set(g.generics) == {"sum_values", "identity", "pair", "second", "transform", "make"}
+
+
+def test_line_magic_calls_a_generic_function(ip) -> None:
+    ip.run_cell_magic("rust", "-q", "pub fn twice<T: Copy + std::ops::Add<Output = T>>(x: T) -> T { x + x }")
+    assert ip.run_line_magic("rust", "twice(21)") == 42
+    assert ip.run_line_magic("rust", "twice(1.25) -> T") == 2.5
+    with pytest.raises(TypeError, match="cannot add|E0277"):
+        ip.run_line_magic("rust", "twice('a')")
