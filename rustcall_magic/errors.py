@@ -181,7 +181,7 @@ def _raise_arg_error(
     if signature.startswith("field "):  # a property setter of an exported struct
         what, signature = signature.split(":", 1)[0], signature.removeprefix("field ")
     else:
-        fn = signature.split("(", 1)[0].split()[-1]
+        fn = signature.split("(", 1)[0].rsplit("fn ", 1)[-1].strip()  # an instance is named like pair<i32, i64>
         what = f"{fn}() argument {index + 1} ({name}: {rust_type})"
     if path:
         # A list/tuple item failed: talk about the item, not the whole argument.
