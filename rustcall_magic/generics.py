@@ -196,6 +196,21 @@ class _Instances:
         self.failures: dict[tuple[str, ...], str] = {}
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        #: ``f[np.int32]`` again: the subscript as written -> its instance (no type parsing).
+        self._subscripts: dict[Any, Any] = {}
+
+    def subscript(self, types: Any) -> Any:
+        """The instance for ``item[types]`` (one type or a tuple of them), built on first use."""
+        try:
+            return self._subscripts[types]
+        except (KeyError, TypeError):  # new, or unhashable
+            pass
+        inst = self.get(self.key(types if isinstance(types, tuple) else (types,)))
+        try:
+            self._subscripts[types] = inst
+        except TypeError:
+            pass
+        return inst
 
     def key(self, types: Sequence[Any]) -> tuple[str, ...]:
         args = tuple(str(type_arg(t)) for t in types)
@@ -272,8 +287,7 @@ class GenericFunction:
         return self._dispatch if self._dispatch is not None else self
 
     def __getitem__(self, types: Any) -> Any:
-        key = self._inst.key(types if isinstance(types, tuple) else (types,))
-        return self._inst.get(key)
+        return self._inst.subscript(types)
 
     def infer(self, args: Sequence[Any]) -> tuple[tuple[str, ...], bool]:
         """(the type arguments a call with *args* instantiates, whether the argument types alone decide them).
@@ -368,7 +382,7 @@ class GenericType:
         return self
 
     def __getitem__(self, types: Any) -> Any:
-        return self._inst.get(self._inst.key(types if isinstance(types, tuple) else (types,)))
+        return self._inst.subscript(types)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         found: dict[str, tuple[str, int]] = {}

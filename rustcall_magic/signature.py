@@ -1058,6 +1058,9 @@ def _collect_methods(
         qual = f"{ut.name}.{name}"
         modifiers = _first_of(fn, "function_modifiers")
         reason = _unsupported_modifier(_text(modifiers) if modifiers is not None else "", False)
+        own_generics = type_params_of(fn)
+        if isinstance(own_generics, tuple) and own_generics[0]:
+            reason = reason or f"generic methods cannot be exported (type `{own_generics[1]}`)"
         parsed = reason or _fn_types(fn, users, ut.name, own_allocator, outer)
         if isinstance(parsed, str):
             info.skipped.append((qual, parsed))

@@ -308,5 +308,18 @@ def test_line_magic_calls_a_generic_function(ip) -> None:
     ip.run_cell_magic("rust", "-q", "pub fn twice<T: Copy + std::ops::Add<Output = T>>(x: T) -> T { x + x }")
     assert ip.run_line_magic("rust", "twice(21)") == 42
     assert ip.run_line_magic("rust", "twice(1.25) -> T") == 2.5
-    with pytest.raises(TypeError, match="cannot add|E0277"):
+    with pytest.raises(TypeError, match=r"cannot add|E0277"):
         ip.run_line_magic("rust", "twice('a')")
+
+
+def test_bench_rows_name_the_instance(g) -> None:
+    ns = {"sum_values": g["sum_values"], "add": g.add}
+    r = rc.benchmark("add(1, 2)", "sum_values(1, 2)", number=1000, repeat=1, namespace=ns)
+    backends = [row["backend"] for row in r.rows]
+    assert backends == ["%%rust", "%%rust sum_values<i64>", "%%rust generic"]
+
+
+def test_generic_struct_pickles_by_reference() -> None:
+    m = rc.compile_rust(WRAPPER_CELL, quiet=True)
+    W = pickle.loads(pickle.dumps(m.Wrapper))
+    assert W[np.int16](3).plus(4) == 7
