@@ -188,6 +188,7 @@ class CellFunctions:
     def describe(self) -> str:
         """Multi-line text: one Rust signature per function, then one line per class."""
         classes = [f"  class {n}" for n in self.types]
+        classes += [f"  generic struct {n}{g.user_type.generics}" for n, g in self.generics.items() if isinstance(g, GenericType)]
         return "\n".join([repr(self), *(f"  {t}" for t in self.functions.values()), *classes])
 
 

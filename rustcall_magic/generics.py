@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .signature import FnSig, RType, UserType, has_type_params, instance_name, parse_type
+from .signature import FnSig, Param, RType, UserType, has_type_params, instance_name, instantiate_fn, parse_type
 
 #: What a module of instances offers a generic item: ``build(spec)`` returns
 #: (the instance, or None, and why not: rustc's message when a bound does not hold).
@@ -188,8 +188,12 @@ def evidence(t: RType, v: Any, found: dict[str, tuple[str, int]], i: int, confli
 class _Instances:
     """One generic item's instances by ordered type-argument tuple, built once each (a lock per tuple)."""
 
-    def __init__(self, name: str, type_params: tuple[str, ...], build: Builder) -> None:
+    def __init__(
+        self, name: str, type_params: tuple[str, ...], build: Builder, check: Callable[[tuple[str, ...]], None] | None = None
+    ) -> None:
         self.name = name
+        #: Raises TypeError for a tuple whose instance cannot cross the boundary (no build tried).
+        self._check = check
         self.type_params = type_params
         self._build = build
         self.table: dict[tuple[str, ...], Any] = {}
@@ -237,8 +241,10 @@ class _Instances:
                 raise TypeError(self.failures[key])
             spec = instance_name(self.name, key)
             try:
+                if self._check is not None:
+                    self._check(key)
                 inst, why = self._build(spec)
-            except ValueError as e:  # the instance's types do not cross the boundary
+            except (TypeError, ValueError) as e:  # the instance's types do not cross the boundary
                 self.failures[key] = str(e)
                 raise TypeError(str(e)) from None
             if inst is None:
@@ -264,12 +270,15 @@ class GenericFunction:
         self.signature = sig
         self.__name__ = self.__qualname__ = sig.name
         self.__doc__ = f"{sig.text}\n\n{sig.doc}".strip()
-        self._inst = _Instances(sig.name, sig.type_params, build)
+        self._inst = _Instances(sig.name, sig.type_params, build, self._check)
         self._inst.table.update(instances)
         positions = [i for i, p in enumerate(sig.params) if has_type_params(p.type)]
         self._array_fast = False
         self._dispatch = _native_dispatcher(self, len(sig.params), positions)
         self._recipe: Any = None
+
+    def _check(self, key: tuple[str, ...]) -> None:
+        instantiate_fn(self.signature, [parse_type(t) for t in key])  # TypeError for a type that cannot cross
 
     @property
     def type_params(self) -> tuple[str, ...]:
@@ -325,8 +334,14 @@ class GenericFunction:
             raise TypeError(f"{self.__name__}() takes positional arguments only (a generic call infers from them)")
         key, deciding = self.infer(args)
         inst = self._inst.get(key)
-        if deciding and self._dispatch is not None and (self._array_fast or not _has_array(args)):
-            self._dispatch.register(args, inst)
+        if deciding and self._dispatch is not None:
+            if not self._array_fast and _has_array(args):  # numpy was imported after the cell loaded
+                layout = _numpy_layout()
+                if layout[0] is not None:
+                    self._dispatch.arrays(*layout)
+                    self._array_fast = True
+            if self._array_fast or not _has_array(args):
+                self._dispatch.register(args, inst)
         return inst(*args)
 
     def __repr__(self) -> str:
@@ -363,8 +378,6 @@ class GenericType:
         if ctor is not None:
             self._params = ctor.params
         else:
-            from .signature import Param
-
             self._params = tuple(Param(f.name, f.type) for f in ut.fields if f.public)
         self._recipe: Any = None
 

@@ -150,6 +150,11 @@ class RustMagics(Magics):
         (``CARGO_HOME``, source replacement, ``[net] offline``);
         ``RUSTCALL_CARGO_OFFLINE=1`` adds ``--offline``.
 
+        A generic ``pub fn f<T>`` (or ``pub struct W<T>``) is bound as a generic
+        callable: a call infers the type arguments and builds ``f::<..>`` once
+        (cached); ``f[np.int32]`` / ``f["i32"]`` is that instance;
+        ``--instantiate 'f<i32>'`` builds it with the cell.
+
         As a line magic, ``%rust NAME(args) [-> TYPE]`` calls the latest
         ``%%rust`` definition of NAME; with ``-> TYPE`` it first checks that
         the function is declared to return TYPE.

@@ -133,8 +133,9 @@ def test_total_over_numpy_dtypes(dtype, rust: str) -> None:
     assert got == want
     assert type(got) is (float if np.dtype(dtype).kind == "f" else int)
     assert (rust,) in m.total.instances
-    assert m.total(xs[::-1].copy()) == want  # the fast path again, same instance
     assert m.total[dtype] is m.total.instances[(rust,)]
+    m.generics["total"].infer = None  # a call reaching the Python path now fails: the dispatcher serves it
+    assert m.total(xs[::-1].copy()) == want
 
 
 def test_total_exact_for_float32_and_from_lists_and_buffers() -> None:
@@ -323,3 +324,38 @@ def test_generic_struct_pickles_by_reference() -> None:
     m = rc.compile_rust(WRAPPER_CELL, quiet=True)
     W = pickle.loads(pickle.dumps(m.Wrapper))
     assert W[np.int16](3).plus(4) == 7
+
+
+def test_instance_whose_types_do_not_cross_is_a_type_error_without_rustc(tmp_path: Path, logged_rustc: Path) -> None:
+    c = rc.RustCompiler(cache_dir=tmp_path / "cache", quiet=True)
+    m = c.compile("pub fn count<T>(xs: &[T]) -> usize { xs.len() }")
+    before = builds(logged_rustc)
+    with pytest.raises(TypeError, match=r"count<String>: type `&\[String\]`"):
+        m.count(["a", "b"])
+    with pytest.raises(TypeError, match="not supported"):
+        m.count["String"]
+    assert builds(logged_rustc) == before
+    assert m.count([1, 2, 3]) == 3
+    assert "count" in m.describe()
+
+
+def test_numpy_imported_after_the_cell_still_takes_the_fast_path(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import rustcall_magic as rc
+        m = rc.compile_rust({TOTAL_CELL!r}, quiet=True)
+        assert "numpy" not in sys.modules
+        assert m.total([1, 2]) == 3
+        import numpy as np
+        a = np.arange(5, dtype=np.int16)
+        assert m.total(a) == 10
+        assert m.total(np.ones(2, np.float32)) == 2.0
+        m.generics["total"].infer = None  # from now on a call that reaches Python fails
+        assert m.total(a) == 10 and m.total(np.ones(3, np.float32)) == 3.0
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

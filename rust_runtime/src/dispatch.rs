@@ -177,8 +177,28 @@ unsafe extern "C" fn register(s: *mut PyObject, a: *const *mut PyObject, n: isiz
     none()
 }
 
+/// `arrays(ndarray, descr_off, typeobj_off, byteorder_off)`: numpy was imported after this
+/// dispatcher was made; from now on an array's token is its dtype (no array token was
+/// registered before: the owner refuses arrays until then).
+unsafe extern "C" fn arrays(s: *mut PyObject, a: *const *mut PyObject, n: isize) -> *mut PyObject {
+    if n != 4 {
+        return raise(PyExc_TypeError, "arrays(ndarray, descr_off, typeobj_off, byteorder_off) takes 4 arguments");
+    }
+    let d = &mut *(s as *mut Dispatcher);
+    let offs = (PyLong_AsSize_t(*a.add(1)), PyLong_AsSize_t(*a.add(2)), PyLong_AsSize_t(*a.add(3)));
+    if !PyErr_Occurred().is_null() {
+        return null_mut();
+    }
+    if d.ndarray.is_null() {
+        Py_IncRef(*a);
+        d.ndarray = *a;
+        (d.descr_off, d.typeobj_off, d.byteorder_off) = offs;
+    }
+    none()
+}
+
 unsafe extern "C" fn getattro(s: *mut PyObject, name: *mut PyObject) -> *mut PyObject {
-    if str_bytes(name) == Some(b"register") {
+    if matches!(str_bytes(name), Some(b"register") | Some(b"arrays")) {
         return PyObject_GenericGetAttr(s, name);
     }
     PyObject_GetAttr((*(s as *mut Dispatcher)).owner, name)
@@ -208,13 +228,20 @@ unsafe extern "C" fn dealloc(s: *mut PyObject) {
     Py_DecRef(t);
 }
 
-static mut METHODS: [PyMethodDef; 2] = [
+static mut METHODS: [PyMethodDef; 3] = [
     PyMethodDef {
         ml_name: b"register\0".as_ptr() as *const c_char,
         ml_meth: register as PyFastFn as *const c_void,
         ml_flags: METH_FASTCALL,
         ml_doc: b"register(args, target)\n--\n\nCalls whose arguments have these arguments' types go to target.\0".as_ptr()
             as *const c_char,
+    },
+    PyMethodDef {
+        ml_name: b"arrays\0".as_ptr() as *const c_char,
+        ml_meth: arrays as PyFastFn as *const c_void,
+        ml_flags: METH_FASTCALL,
+        ml_doc: b"arrays(ndarray, descr_off, typeobj_off, byteorder_off)\n--\n\nKey numpy arrays by their dtype from now on.\0"
+            .as_ptr() as *const c_char,
     },
     PyMethodDef { ml_name: null_mut(), ml_meth: null_mut(), ml_flags: 0, ml_doc: null_mut() },
 ];
