@@ -138,7 +138,8 @@ def glue_fingerprint(state_dir: Path | None = None) -> str:
 def prelude_library_source() -> str:
     """The static part of the glue (package data) as the source of one library crate (``lib.rs`` of :data:`PRELUDE_CRATE`)."""
     glue = _PACKAGE_DIR / "glue"
-    return "\n".join((glue / f).read_text(encoding="utf-8") for f in ("prelude.rs", "handles.rs", "structs.rs"))
+    files = ("prelude.rs", "handles.rs", "structs.rs", "generics.rs")
+    return "\n".join((glue / f).read_text(encoding="utf-8") for f in files)
 
 
 def rust_bytes(s: str) -> str:
@@ -763,7 +764,9 @@ def generate(
     """
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
-    # A generic item has no code of its own: its instances (``f<i32>``, ``W<i32>``) are exported.
+    # A generic item has no code of its own: its instances (``f<i32>``, ``W<i32>``) are exported,
+    # and the module makes the fast dispatchers of its generic functions (glue/generics.rs).
+    generic_fns = any(f.type_params for f in functions)
     functions = [f for f in functions if not f.type_params]
     types = [t for t in types if not t.type_params]
     parts = [_GLUE_HEAD, "\n// ---- generated for this cell ----\n"]
@@ -817,6 +820,13 @@ def generate(
             "ml_meth: Some(us_instances), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
             "ml_doc: b\"(id, kind, state, preview) of every struct instance whose object exists\\0\".as_ptr() "
             "as *const c_char },"
+        )
+    if generic_fns:
+        n += 1
+        methods.append(
+            "    PyMethodDef { ml_name: b\"_rustcall_dispatcher\\0\".as_ptr() as *const c_char, "
+            "ml_meth: Some(__rc_gd::dispatcher_new), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
+            "ml_doc: b\"The fast path of a generic function of this module\\0\".as_ptr() as *const c_char },"
         )
     methods.append(
         "    PyMethodDef { ml_name: ::std::ptr::null(), ml_meth: None, ml_flags: 0, ml_doc: ::std::ptr::null() },"

@@ -130,7 +130,7 @@ class CellFunctions:
         for s in signatures:
             if s.type_params:
                 own = {tuple(i.type_args): self.instances[i.name] for i in signatures if i.generic == s.name}
-                self.generics[s.name] = GenericFunction(s, build, own)
+                self.generics[s.name] = GenericFunction(s, build, own, getattr(ext, "_rustcall_dispatcher", None))
         for ut in generic_types or ():
             own = {parse_instance(n)[1]: c for n, c in made.items() if n.startswith(ut.name + "<")}
             self.generics[ut.name] = GenericType(ut, build, {tuple(map(str, k)): c for k, c in own.items()})

@@ -9,7 +9,7 @@ ordered type arguments, so ``pair<i32, i64>`` and ``pair<i64, i32>`` are two
 artifacts). A bound that does not hold is a ``TypeError`` carrying rustc's message,
 remembered per tuple. Calls whose argument types alone decide the instance (Python
 and numpy scalars, numpy arrays of native byte order, bytes) then skip Python:
-the runtime's dispatcher (``GenericDispatcher``) maps the arguments' type pointers
+the cell module's dispatcher (``GenericDispatcher``, glue/generics.rs) maps the arguments' type pointers
 to the instance and forwards the call by vectorcall.
 
 :class:`GenericType` does the same for a generic struct: ``W[np.int32](42)`` or
@@ -266,7 +266,9 @@ class GenericFunction:
     item type. Conflicting or missing evidence raises TypeError naming the type parameter.
     """
 
-    def __init__(self, sig: FnSig, build: Builder, instances: Mapping[tuple[str, ...], Any] = {}) -> None:
+    def __init__(
+        self, sig: FnSig, build: Builder, instances: Mapping[tuple[str, ...], Any] = {}, make_dispatcher: Any = None
+    ) -> None:
         self.signature = sig
         self.__name__ = self.__qualname__ = sig.name
         self.__doc__ = f"{sig.text}\n\n{sig.doc}".strip()
@@ -274,7 +276,7 @@ class GenericFunction:
         self._inst.table.update(instances)
         positions = [i for i, p in enumerate(sig.params) if has_type_params(p.type)]
         self._array_fast = False
-        self._dispatch = _native_dispatcher(self, len(sig.params), positions)
+        self._dispatch = _native_dispatcher(make_dispatcher, self, len(sig.params), positions)
         self._recipe: Any = None
 
     def _check(self, key: tuple[str, ...]) -> None:
@@ -463,14 +465,9 @@ def _numpy_layout() -> tuple[Any, int, int, int]:
     return found
 
 
-def _native_dispatcher(owner: GenericFunction, nargs: int, positions: list[int]) -> Any:
-    """The runtime's dispatcher for *owner* (None when the runtime cannot make one)."""
-    if not positions or len(positions) > 4:
-        return None
-    from . import runtime
-
-    make = getattr(runtime.load(), "_dispatcher", None)
-    if make is None:
+def _native_dispatcher(make: Any, owner: GenericFunction, nargs: int, positions: list[int]) -> Any:
+    """The dispatcher for *owner*, made by its cell module's glue (*make*); None without one."""
+    if make is None or not positions or len(positions) > 4:
         return None
     layout = _numpy_layout()
     owner._array_fast = layout[0] is not None

@@ -29,8 +29,6 @@ pub mod abi;
 #[cfg(feature = "python")]
 pub mod convert;
 #[cfg(feature = "python")]
-pub mod dispatch;
-#[cfg(feature = "python")]
 pub mod handle;
 #[cfg(feature = "python")]
 pub mod module;

@@ -209,7 +209,7 @@ macro_rules! meth {
     };
 }
 
-static mut METHODS: [PyMethodDef; 11] = [
+static mut METHODS: [PyMethodDef; 10] = [
     meth!("create_rust_vec", f_create_rust_vec as FastFn, METH_FASTCALL,
           "create_rust_vec(items, dtype=None)\n--\n\nA RustVec copied from a buffer (dtype from its format) or an iterable."),
     meth!("copy_to_python", f_copy_to_python as FastFn, METH_FASTCALL,
@@ -223,8 +223,6 @@ static mut METHODS: [PyMethodDef; 11] = [
     meth!("_stats", f_stats as ObjFn, METH_NOARGS, "(created, ended, alive, payload allocs, payload frees)."),
     meth!("_select", f_select as FastFn, METH_FASTCALL,
           "_select(min_id, max_alive, max_ended)\n--\n\nNewest alive rows, latest ended rows, counts per state."),
-    meth!("_dispatcher", crate::dispatch::f_dispatcher as FastFn, METH_FASTCALL,
-          "_dispatcher(owner, nargs, positions, ndarray, descr_off, typeobj_off, byteorder_off)\n--\n\nThe fast path of a generic cell function (see dispatch.rs)."),
     PyMethodDef { ml_name: std::ptr::null(), ml_meth: std::ptr::null(), ml_flags: 0, ml_doc: std::ptr::null() },
 ];
 
