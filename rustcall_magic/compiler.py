@@ -539,6 +539,7 @@ class RustCompiler:
                 "module": module_name,
                 "functions": [f.to_json() for f in info.functions],
                 "generic_types": [t.name for t in info.types if t.type_params],
+                "type_instances": [t.name for t in info.types if "<" in t.name],
                 "skipped": [list(s) for s in info.skipped],
                 "warnings": [
                     {s: getattr(d, s) for s in ("level", "message", "code", "line", "column", "rendered")}

@@ -359,3 +359,14 @@ def test_numpy_imported_after_the_cell_still_takes_the_fast_path(tmp_path: Path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_cache_lists_instances_by_name(tmp_path: Path) -> None:
+    c = rc.RustCompiler(cache_dir=tmp_path / "cache", quiet=True)
+    m = c.compile(TOTAL_CELL + WRAPPER_CELL)
+    m.total(np.arange(3, dtype=np.uint32))
+    m.Wrapper[np.float32](1.5)
+    names = {n for e in c.cache.entries() for n in e.function_names}
+    assert {"total", "total<u32>", "Wrapper<f32>"} <= names
+    listed = {n for row in rc.list_cached_libraries(c) for n in row.functions}
+    assert {"total<u32>", "Wrapper<f32>"} <= listed
