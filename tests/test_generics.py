@@ -287,6 +287,8 @@ def test_generic_struct_explicit_and_inferred() -> None:
     assert W(1.5).plus(1.0) == 2.5
     assert isinstance(w, W) and isinstance(v, W) and not isinstance(3, W)
     assert set(W.instances) == {("i32",), ("i8",), ("i64",), ("f64",)}
+    rows = [r for r in rc.live_handles() if r.kind == "Wrapper<i32>" and r.state == "alive"]
+    assert any(r.preview == "Wrapper { value: 42 }" for r in rows)  # %rust_handles names the instance
     with pytest.raises(TypeError, match="`T`"):
         W()
 
