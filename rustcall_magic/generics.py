@@ -280,7 +280,15 @@ class GenericFunction:
         self._recipe: Any = None
 
     def _check(self, key: tuple[str, ...]) -> None:
-        instantiate_fn(self.signature, [parse_type(t) for t in key])  # TypeError for a type that cannot cross
+        inst = instantiate_fn(self.signature, [parse_type(t) for t in key])  # TypeError for a type that cannot cross
+        own = next((t for t in (*(p.type for p in inst.params), inst.ret) if _own_type(t)), None)
+        if own is not None:
+            spec = instance_name(self.__name__, key)
+            raise TypeError(
+                f"{spec} uses the cell's own type `{_own_type(own)}`: an instance built on a call lives in a module "
+                f"of its own, whose `{_own_type(own)}` is another class; build it with the cell instead "
+                f"(%%rust --instantiate '{spec}', or compile_rust(..., instantiate=['{spec}']))"
+            )
 
     @property
     def type_params(self) -> tuple[str, ...]:
@@ -354,6 +362,13 @@ class GenericFunction:
         if self._recipe is None:
             raise TypeError(f"generic function {self.__name__} cannot be pickled: its cell has no recipe")
         return self._recipe
+
+
+def _own_type(t: RType) -> str | None:
+    """The name of a cell's own struct or enum that *t* mentions, if any."""
+    if t.kind in ("user", "enum"):
+        return t.name
+    return next((n for a in t.args if (n := _own_type(a)) is not None), None)
 
 
 def _has_array(args: Sequence[Any]) -> bool:

@@ -372,3 +372,15 @@ def test_cache_lists_instances_by_name(tmp_path: Path) -> None:
     assert {"total", "total<u32>", "Wrapper<f32>"} <= names
     listed = {n for row in rc.list_cached_libraries(c) for n in row.functions}
     assert {"total<u32>", "Wrapper<f32>"} <= listed
+
+
+def test_generic_function_taking_the_cells_own_struct() -> None:
+    src = """
+pub struct P { pub x: f64 }
+pub fn shift<T: Into<f64>>(p: &P, d: T) -> f64 { p.x + d.into() }
+"""
+    m = rc.compile_rust(src, quiet=True)
+    with pytest.raises(TypeError, match=r"own type `P`.*--instantiate 'shift<f64>'"):
+        m.shift(m.P(1.0), 2.0)
+    m2 = rc.compile_rust(src, quiet=True, instantiate=["shift<f64>"])
+    assert m2.shift(m2.P(1.0), 2.0) == 3.0
