@@ -130,7 +130,8 @@ def glue_fingerprint(state_dir: Path | None = None) -> str:
 def prelude_library_source() -> str:
     """The static part of the glue (package data) as the source of one library crate (``lib.rs`` of :data:`PRELUDE_CRATE`)."""
     glue = _PACKAGE_DIR / "glue"
-    return "\n".join((glue / f).read_text(encoding="utf-8") for f in ("prelude.rs", "handles.rs", "structs.rs"))
+    files = ("prelude.rs", "handles.rs", "structs.rs", "collections.rs", "ndarray.rs")
+    return "\n".join((glue / f).read_text(encoding="utf-8") for f in files)
 
 
 def rust_bytes(s: str) -> str:
@@ -167,7 +168,14 @@ def docstring(sig: FnSig) -> str:
 
 
 #: Holders that lend memory to the call (they implement MemSpan), and whether mutably.
-_SPAN_HOLDERS = {"SliceArg<": False, "SliceMutArg<": True, "VecRef<": False, "VecMut<": True}
+_SPAN_HOLDERS = {
+    "SliceArg<": False,
+    "SliceMutArg<": True,
+    "VecRef<": False,
+    "VecMut<": True,
+    "NdArg<": False,
+    "NdMutArg<": True,
+}
 
 
 def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
@@ -177,7 +185,7 @@ def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
     """
     spans = []
     for i, p in enumerate(sig.params):
-        holder = holder_type(p.type)
+        holder = holder_type(p.type).removeprefix("OptArg<")  # `Option<&mut [T]>` lends its buffer too
         for prefix, mutable in _SPAN_HOLDERS.items():
             if holder.startswith(prefix):
                 spans.append((i, mutable))

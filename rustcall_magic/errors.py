@@ -157,13 +157,29 @@ _ITEM_EXPECTED = {
 }
 
 
-def _item_of(obj: Any, path: tuple[int, ...]) -> Any:
-    for i in path:
+def _item_of(obj: Any, path: tuple[Any, ...]) -> Any:
+    """The failing part of an argument: *path* holds list indices and ("key" | "value" | "element", key) steps."""
+    for step in path:
+        if isinstance(step, tuple) and step[0] != "value":
+            obj = step[1]  # a dict's key or a set's element is the object itself
+            continue
         try:
-            obj = obj[i]
+            obj = obj[step[1] if isinstance(step, tuple) else step]
         except Exception:
             return None
     return obj
+
+
+def _path_text(path: tuple[Any, ...]) -> str:
+    """`` item [2]['a']``, `` key 'x'``, `` element 3``: where in an argument the failing part is."""
+    out = ""
+    for step in path:
+        if isinstance(step, tuple) and step[0] != "value":
+            out += f" {step[0]} {step[1]!r}"
+        else:
+            sub = f"[{step[1]!r}]" if isinstance(step, tuple) else f"[{step}]"
+            out += sub if out.endswith("]") else f" item {sub}"
+    return out
 
 
 def _raise_arg_error(
@@ -175,7 +191,7 @@ def _raise_arg_error(
     code: int,
     detail: str,
     obj: Any,
-    path: tuple[int, ...] = (),
+    path: tuple[Any, ...] = (),
     item_type: str = "",
 ) -> None:
     if signature.startswith("field "):  # a property setter of an exported struct
@@ -188,7 +204,7 @@ def _raise_arg_error(
         obj = _item_of(obj, path)
         rust_type = _RUST_PATH.sub("", item_type) or rust_type
         expected = _ITEM_EXPECTED.get(rust_type, rust_type)
-        what += " item " + "".join(f"[{i}]" for i in path)
+        what += _path_text(path)
     kind = type(obj)
     # Qualified outside builtins and this package: numpy.bool is not bool.
     plain = kind.__module__ == "builtins" or kind.__module__.split(".")[0] == __name__.split(".")[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -27,7 +27,8 @@ class RType:
     """A Rust type in canonical form (paths shortened, lifetimes dropped).
 
     ``kind`` is one of ``path`` (a named type, with optional generic ``args``),
-    ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``tuple``, ``unit``,
+    ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``array`` (``[T; N]``, ``name``
+    being the length), ``tuple``, ``unit``,
     ``ptr`` (``*const T`` / ``*mut T``), ``never``, ``user`` (an exported
     struct of the cell, ``name`` being its name), ``enum`` (an exported fieldless
     enum of the cell), or ``other``
@@ -44,31 +45,40 @@ class RType:
 
     def rust(self) -> str:
         """The type as the glue module spells it (a cell's own types are ``super::Name``)."""
-        return self.render(lambda name: f"super::{name}")
+        return self.render(lambda name: f"super::{name}", _GLUE_PATHS)
 
-    def render(self, user: Callable[[str], str]) -> str:
-        """The type as Rust text, a user type's name written by *user*."""
+    def render(self, user: Callable[[str], str], paths: Mapping[str, str] | None = None) -> str:
+        """The type as Rust text, a user type's name written by *user*, a path's by *paths* (if there)."""
         if self.kind in ("user", "enum"):
             return user(self.name)
         if self.kind == "path":
-            return f"{self.name}<{', '.join(a.render(user) for a in self.args)}>" if self.args else self.name
+            name = paths.get(self.name, self.name) if paths else self.name
+            return f"{name}<{', '.join(a.render(user, paths) for a in self.args)}>" if self.args else name
         if self.kind == "ref":
-            return f"&{'mut ' if self.mutable else ''}{self.args[0].render(user)}"
+            return f"&{'mut ' if self.mutable else ''}{self.args[0].render(user, paths)}"
         if self.kind == "slice":
-            return f"[{self.args[0].render(user)}]"
+            return f"[{self.args[0].render(user, paths)}]"
+        if self.kind == "array":
+            return f"[{self.args[0].render(user, paths)}; {self.name}]"
         if self.kind == "tuple":
-            inner = ", ".join(a.render(user) for a in self.args)
+            inner = ", ".join(a.render(user, paths) for a in self.args)
             return f"({inner},)" if len(self.args) == 1 else f"({inner})"
         if self.kind == "unit":
             return "()"
         if self.kind == "ptr":
-            return f"*{'mut' if self.mutable else 'const'} {self.args[0].render(user)}"
+            return f"*{'mut' if self.mutable else 'const'} {self.args[0].render(user, paths)}"
         if self.kind == "never":
             return "!"
         return self.name
 
 
 UNIT = RType("unit")
+
+#: How the generated glue module spells canonical paths that are not in its scope.
+_GLUE_PATHS = {
+    **{n: f"::std::collections::{n}" for n in ("HashMap", "HashSet", "BTreeMap", "BTreeSet")},
+    **{f"rustcall::{n}": f"self::rustcall_glue::{n}" for n in ("NdArray", "NdArrayMut", "Array")},
+}
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,14 @@ class TypeRow:
     borrows_object: bool = False
     #: Built item by item from a (mutable) list: items must not borrow their objects.
     owns_items: bool = False
+    #: When set, the first type argument (a map's key, a set's item) must be one of these,
+    #: or a tuple of them: the types that are ``Eq + Hash + Ord`` in Rust and hashable in Python.
+    keys: frozenset[str] | None = None
+    #: A parameter of this row (which has a holder) may be wrapped in ``Option``: None
+    #: passes None, anything else fills the holder (``OptArg<holder>`` in the glue).
+    optional: bool = False
+    #: This row (``Option``) wraps a parameter whose row is ``optional``.
+    wraps_optional: bool = False
 
 
 _INT_TYPES = ("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize")
@@ -112,6 +130,10 @@ BUFFER_ITEMS = frozenset({*(t for t in _INT_TYPES if "128" not in t), "f32", "f6
 POINTER_ITEMS = BUFFER_ITEMS | {"c_char", "c_void"}
 #: Element types of ownership handles (Box/Rc/Arc/Vec crossing into cells; isize/usize as i64/u64).
 HANDLE_ITEMS = BUFFER_ITEMS
+#: Key types of maps and item types of sets (and tuples of them): equal and hashable on both sides.
+KEY_ITEMS = frozenset({*_INT_TYPES, "bool", "char", "String"})
+#: Element types of N-d array views and returned arrays (buffer items a RustVec can hold).
+ARRAY_ITEMS = BUFFER_ITEMS
 
 #: THE type table: canonical Rust type text -> row. Later types add rows here
 #: (and one FromPy/IntoPy impl in glue/prelude.rs), never branches elsewhere.
@@ -132,6 +154,7 @@ TYPE_TABLE: dict[str, TypeRow] = {
         holder="SliceArg<{0}>",
         pass_as="{v}.as_slice()",
         elements=BUFFER_ITEMS,
+        optional=True,
     ),
     "&mut [_]": TypeRow(
         "a writable buffer of {0} items (numpy array, array.array, bytearray, memoryview)",
@@ -139,6 +162,7 @@ TYPE_TABLE: dict[str, TypeRow] = {
         holder="SliceMutArg<{0}>",
         pass_as="{v}.as_mut_slice()",
         elements=BUFFER_ITEMS,
+        optional=True,
     ),
     # Numeric Vec returns are RustVec handles (other items: lists); a RustVec argument is moved.
     # A RustVec argument is reserved at conversion and moved when the call starts.
@@ -162,9 +186,40 @@ TYPE_TABLE: dict[str, TypeRow] = {
     "&mut {user}": TypeRow("a `{0}` instance (mutably borrowed)", None, "UserMut<{0}>", "{v}.get_mut()"),
     # A cell's fieldless enums are enum.Enum classes whose members pass and return by value.
     "{enum}": TypeRow("a `{0}` member", "{0}"),
-    "Option<_>": TypeRow("{0} or None", "value or None"),
+    "Option<_>": TypeRow("{0} or None", "value or None", wraps_optional=True),
     "Result<_, _>": TypeRow(None, "value (Err raises RustError)", checked_args=1),
     "(..)": TypeRow("a tuple", "tuple"),
+    # Maps and sets are copied both ways; keys are converted and compared as Rust values.
+    "HashMap<_, _>": TypeRow("a dict (any mapping) of {0} to {1}", "dict", nests=True, owns_items=True, keys=KEY_ITEMS),
+    "BTreeMap<_, _>": TypeRow(
+        "a dict (any mapping) of {0} to {1}", "dict (in key order)", nests=True, owns_items=True, keys=KEY_ITEMS
+    ),
+    "HashSet<_>": TypeRow("a set (any iterable) of {0}", "set", nests=True, owns_items=True, keys=KEY_ITEMS),
+    "BTreeSet<_>": TypeRow("a set (any iterable) of {0}", "set", nests=True, owns_items=True, keys=KEY_ITEMS),
+    # Fixed-size arrays: exactly N items in (tuple, list, buffer); a tuple out.
+    "[_; N]": TypeRow("a tuple, list or buffer of exactly {n} {0}", "tuple", nests=True, owns_items=True),
+    # 128-bit integers have no buffer format: slices of them are copied from a list or any iterable of ints.
+    "&[i128]": TypeRow("a list (any iterable) of int", None, holder="ListSliceArg<i128>", pass_as="{v}.as_slice()"),
+    "&[u128]": TypeRow("a list (any iterable) of int", None, holder="ListSliceArg<u128>", pass_as="{v}.as_slice()"),
+    # N-d views of any buffer (glue/ndarray.rs): zero copy, any strides.
+    "rustcall::NdArray<_>": TypeRow(
+        "a buffer of {0} items with any shape and strides (numpy array, memoryview)",
+        None,
+        holder="NdArg<{0}>",
+        pass_as="{v}.view()",
+        elements=ARRAY_ITEMS,
+        optional=True,
+    ),
+    "rustcall::NdArrayMut<_>": TypeRow(
+        "a writable buffer of {0} items with any shape and strides (numpy array, memoryview)",
+        None,
+        holder="NdMutArg<{0}>",
+        pass_as="{v}.view_mut()",
+        elements=ARRAY_ITEMS,
+        optional=True,
+    ),
+    # An owned N-d array: a numpy array over the Rust allocation (a RustVec with .shape without numpy).
+    "rustcall::Array<_>": TypeRow(None, "numpy.ndarray (RustVec with .shape without numpy)", elements=ARRAY_ITEMS),
     "*const _": TypeRow(
         "an int address, a buffer of {0} items, or None",
         "int",
@@ -210,6 +265,19 @@ _PATH_ALIASES = {
     "std::os::raw::c_void": "c_void",
     "std::ffi::c_void": "c_void",
     "core::ffi::c_void": "c_void",
+    # A cell's own code names the glue library `rustcall` (`::rustcall::NdArray` too).
+    **{f"rustcall::{n}": f"rustcall::{n}" for n in ("NdArray", "NdArrayMut", "Array")},
+    **{
+        f"{prefix}{name}": name
+        for name, mods in (
+            ("HashMap", ("collections::", "collections::hash_map::")),
+            ("HashSet", ("collections::", "collections::hash_set::")),
+            ("BTreeMap", ("collections::", "collections::btree_map::")),
+            ("BTreeSet", ("collections::", "collections::btree_set::")),
+        )
+        for mod in mods
+        for prefix in (f"std::{mod}", f"alloc::{mod}")
+    },
     # C's number types are Rust primitives under other names (`c_char` stays itself: as a
     # pointee it means a C string).
     **{
@@ -255,6 +323,8 @@ def pattern(t: RType) -> str:
         return prefix + pattern(inner)
     if t.kind == "slice":
         return "[_]"
+    if t.kind == "array":
+        return "[_; N]"
     if t.kind == "ptr":
         return ("*mut " if t.mutable else "*const ") + "_"
     if t.kind == "tuple":
@@ -271,7 +341,7 @@ def type_args(t: RType) -> tuple[RType, ...]:
         if inner.kind in ("path", "user", "enum") and not inner.args:
             return ()
         return type_args(inner)
-    if t.kind in ("path", "slice", "ptr", "tuple"):
+    if t.kind in ("path", "slice", "array", "ptr", "tuple"):
         return t.args
     return ()
 
@@ -293,6 +363,13 @@ def type_row(t: RType, position: str) -> TypeRow | None:
         return None
     if position == "return" and row.py_out is None:
         return None
+    if position == "param" and row.wraps_optional:
+        inner = type_args(t)[0]
+        inner_row = type_row(inner, "param")
+        if inner_row is not None and inner_row.holder is not None and inner_row.optional:
+            # `Option<&[T]>`: the inner holder, filled unless the argument is None.
+            lifted = pass_expr(inner, "h").replace("{", "{{").replace("}", "}}")
+            return replace(row, holder=f"OptArg<{holder_type(inner)}>", pass_as=f"{{v}}.as_mut().map(|h| {lifted})")
     return row
 
 
@@ -304,15 +381,26 @@ def _args_supported(row: TypeRow, t: RType, position: str) -> bool:
         return all(str(a) in row.elements for a in args)
     if position == "param" and row.owns_items and any(_borrows_object(a) for a in args):
         return False
+    if row.keys is not None and not _is_key(args[0], row.keys):
+        return False
     for a in args if row.checked_args is None else args[: row.checked_args]:
         inner = type_row(a, position)
-        # Inside another type an argument is converted directly: no holder of its own.
-        if inner is None or (position == "param" and inner.holder is not None and not inner.nests):
+        # Inside another type an argument is converted directly: no holder of its own
+        # (Option may wrap the holder of an `optional` row).
+        lifted = row.wraps_optional and inner is not None and inner.optional
+        if inner is None or (position == "param" and inner.holder is not None and not inner.nests and not lifted):
             return False
         # An Err raises, so Result is only meaningful as the outermost return type.
         if pattern(a) == "Result<_, _>":
             return False
     return True
+
+
+def _is_key(t: RType, keys: frozenset[str]) -> bool:
+    """True when *t* is one of *keys* or a tuple of such types."""
+    if t.kind == "tuple":
+        return bool(t.args) and all(_is_key(a, keys) for a in t.args)
+    return str(t) in keys
 
 
 def _borrows_object(t: RType) -> bool:
@@ -344,7 +432,7 @@ def py_in_text(t: RType) -> str:
     args = type_args(t)
     if t.kind == "path" and t.name == "Option" and args:
         return f"{py_in_text(args[0])} or None"
-    return row.py_in.format(*(str(a) for a in _row_args(t)))
+    return row.py_in.format(*(str(a) for a in _row_args(t)), n=t.name if t.kind == "array" else "")
 
 
 def _row_args(t: RType) -> tuple[RType, ...]:
@@ -1043,7 +1131,11 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         mutable = _first_of(node, "mutable_specifier") is not None
         return RType("ref", "", (rtype_of(inner, users, self_name),), mutable)
     if t == "array_type":
-        if node.child_by_field_name("length") is not None:
+        length = node.child_by_field_name("length")
+        if length is not None:
+            n = "".join(_text(length).split()).replace("_", "").removesuffix("usize")
+            if length.type == "integer_literal" and n.isdigit():
+                return RType("array", str(int(n)), (rtype_of(node.child_by_field_name("element"), users, self_name),))
             return RType("other", " ".join(_text(node).split()))
         return RType("slice", "", (rtype_of(node.child_by_field_name("element"), users, self_name),))
     if t == "tuple_type":
