@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -704,11 +705,45 @@ def _parser() -> Any:
     return Parser(Language(tree_sitter_rust.language()))
 
 
+#: The glue library's types a cell imports by name (`use rustcall::NdArray;`): name -> path.
+_IMPORTED: ContextVar[Mapping[str, str]] = ContextVar("_IMPORTED", default={})
+_GLUE_TYPES = ("NdArray", "NdArrayMut", "Array")
+
+
+def _glue_imports(children: list[Any]) -> dict[str, str]:
+    """Names the cell's top-level ``use rustcall::...`` items bring into scope, as table paths."""
+    out: dict[str, str] = {}
+    for n in children:
+        if n.type != "use_declaration":
+            continue
+        text = " ".join(_text(n).split()).removeprefix("pub ").removeprefix("use ").rstrip(";").strip()
+        text = text.removeprefix("::")
+        if not text.startswith("rustcall::"):
+            continue
+        rest = text.removeprefix("rustcall::").strip()
+        items = [i.strip() for i in rest.strip("{}").split(",")] if rest.startswith("{") else [rest]
+        for item in items:
+            name, _, alias = (p.strip() for p in item.partition(" as "))
+            if name == "*":
+                out.update({t: f"rustcall::{t}" for t in _GLUE_TYPES})
+            elif name in _GLUE_TYPES:
+                out[alias or name] = f"rustcall::{name}"
+    return out
+
+
 def parse_cell(source: str) -> CellInfo:
     """Parse *source* and return its exported functions and types (see module docstring)."""
     data = source.encode("utf-8")
     tree = _parser().parse(data)
     root = tree.root_node
+    token = _IMPORTED.set(_glue_imports(root.children))
+    try:
+        return _parse_items(root)
+    finally:
+        _IMPORTED.reset(token)
+
+
+def _parse_items(root: Any) -> CellInfo:
     info = CellInfo(has_syntax_errors=root.has_error)
     children = root.children
     # Memory of the ownership runtime comes from the process's global allocator: a cell
@@ -1111,7 +1146,8 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         return RType("never")
     if t in ("type_identifier", "scoped_type_identifier"):
         name = "".join(_text(node).split())
-        return RType("path", _PATH_ALIASES.get(name.removeprefix("::"), name))
+        imported = _IMPORTED.get().get(name) if t == "type_identifier" else None
+        return RType("path", imported or _PATH_ALIASES.get(name.removeprefix("::"), name))
     if t == "generic_type":
         base = node.child_by_field_name("type")
         args_node = node.child_by_field_name("type_arguments")

@@ -536,6 +536,9 @@ impl<T: BufElem> NdHold<T> {
 
     fn shape(&self) -> &[usize] {
         let v = &self.buf.view;
+        if self.ndim == 0 {
+            return &[]; // a 0-d buffer (a scalar) may give no shape
+        }
         if v.shape.is_null() {
             return &self.shape1[..];
         }
@@ -557,7 +560,7 @@ impl<T: BufElem> NdHold<T> {
             return Err(ArgError::Msg(CODE_BUFFER, format!("a buffer of {} dimensions (at most {} are supported)", v.ndim, ND_MAX)));
         }
         self.ndim = v.ndim as usize;
-        if v.shape.is_null() {
+        if v.shape.is_null() && self.ndim != 0 {
             // An exporter that gave no shape describes one dimension of len / itemsize items.
             self.ndim = 1;
             self.shape1 = [v.len as usize / ::std::mem::size_of::<T>().max(1)];
