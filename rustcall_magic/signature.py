@@ -706,7 +706,7 @@ def _parser() -> Any:
 
 
 #: The glue library's types a cell imports by name (`use rustcall::NdArray;`): name -> path.
-_IMPORTED: ContextVar[Mapping[str, str]] = ContextVar("_IMPORTED", default={})
+_IMPORTED: ContextVar[Mapping[str, str] | None] = ContextVar("_IMPORTED", default=None)
 _GLUE_TYPES = ("NdArray", "NdArrayMut", "Array")
 
 
@@ -1146,7 +1146,8 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         return RType("never")
     if t in ("type_identifier", "scoped_type_identifier"):
         name = "".join(_text(node).split())
-        imported = _IMPORTED.get().get(name) if t == "type_identifier" else None
+        imports = _IMPORTED.get() if t == "type_identifier" else None
+        imported = imports.get(name) if imports else None
         return RType("path", imported or _PATH_ALIASES.get(name.removeprefix("::"), name))
     if t == "generic_type":
         base = node.child_by_field_name("type")
