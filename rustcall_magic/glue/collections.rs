@@ -138,7 +138,9 @@ impl<K: FromPy + Eq + ::std::hash::Hash, V: FromPy, S: ::std::hash::BuildHasher 
     for ::std::collections::HashMap<K, V, S>
 {
     unsafe fn from_py(o: *mut PyObject) -> Result<Self, ArgError> {
-        let mut m = Self::default();
+        // Sized once for a dict: growing rehashes every key already in.
+        let n = if is_dict(o) { cf::PyDict_Size(o).max(0) as usize } else { 0 };
+        let mut m = Self::with_capacity_and_hasher(n, S::default());
         map_from_py(o, |k, v| {
             m.insert(k, v);
         })?;
