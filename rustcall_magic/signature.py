@@ -846,6 +846,8 @@ def _fn_types(
             bad = f"type `{rt}` (parameter `{_text(pat)}`) is not supported"
             if pattern(rt) == "Vec<_>" and _borrows_object(rt):
                 bad += "; use `Vec<String>` (a list's items cannot be borrowed for the call)"
+            if rt.kind == "path" and rt.name in _GLUE_TYPES:
+                bad += f"; write `rustcall::{rt.name}` or add `use rustcall::{rt.name};`"
             return bad
         pname = _text(pat)
         if not pname.isidentifier():

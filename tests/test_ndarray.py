@@ -306,3 +306,22 @@ def test_nd_arrays_through_the_magic_and_the_jit(ip):
     b = np.zeros((2, 2))
     jm.add_index(b.T)
     assert b.T.tolist() == [[0, 1], [10, 11]]
+
+
+def test_glue_types_by_import_or_path():
+    from rustcall_magic.signature import parse_cell
+
+    info = parse_cell("pub fn f(a: NdArray<f64>) {}\n")
+    assert "add `use rustcall::NdArray;`" in dict(info.skipped)["f"]
+    info = parse_cell(
+        "use rustcall::*;\nuse ::rustcall::{NdArrayMut as W};\n"
+        "pub fn f(a: NdArray<f64>, b: W<'_, u8>, c: Option<::rustcall::NdArray<'_, i32>>) -> Array<u8> { todo!() }\n"
+    )
+    assert [f.name for f in info.functions] == ["f"]
+    assert [str(p.type) for p in info.functions[0].params] == [
+        "rustcall::NdArray<f64>",
+        "rustcall::NdArrayMut<u8>",
+        "Option<rustcall::NdArray<i32>>",
+    ]
+    info = parse_cell("pub fn g(a: rustcall::NdArray<String>) {}\npub fn h() -> rustcall::Array<i128> { todo!() }\n")
+    assert set(dict(info.skipped)) == {"g", "h"}, "items without a buffer format are refused"

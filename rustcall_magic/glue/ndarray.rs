@@ -525,34 +525,90 @@ pub struct NdHold<T: BufElem> {
     buf: BufHold,
     ptr: *mut T,
     ndim: usize,
+    /// The sizes: the buffer view's or the numpy array's (isize read as usize); null: `shape1`.
+    dims: *const usize,
     shape1: [usize; 1],
     strides: [isize; ND_MAX],
 }
 
 impl<T: BufElem> NdHold<T> {
     fn empty() -> Self {
-        NdHold { buf: BufHold::empty(), ptr: ::std::ptr::null_mut(), ndim: 0, shape1: [0], strides: [0; ND_MAX] }
+        NdHold {
+            buf: BufHold::empty(),
+            ptr: ::std::ptr::null_mut(),
+            ndim: 0,
+            dims: ::std::ptr::null(),
+            shape1: [0],
+            strides: [0; ND_MAX],
+        }
     }
 
     fn shape(&self) -> &[usize] {
-        let v = &self.buf.view;
         if self.ndim == 0 {
             return &[]; // a 0-d buffer (a scalar) may give no shape
         }
-        if v.shape.is_null() {
+        if self.dims.is_null() {
             return &self.shape1[..];
         }
         // Sizes are never negative: an isize array read as usize.
-        unsafe { ::std::slice::from_raw_parts(v.shape as *const usize, self.ndim) }
+        unsafe { ::std::slice::from_raw_parts(self.dims, self.ndim) }
+    }
+
+    /// Reads a numpy array's own fields (numpy's buffer export costs a few hundred ns per
+    /// call); false for anything unusual, which then takes the buffer protocol (and its
+    /// error messages). The caller's reference keeps the array alive for the call.
+    #[inline(always)]
+    unsafe fn fill_numpy(&mut self, o: *mut PyObject, writable: bool) -> bool {
+        let a = o as *const NpArrayHead;
+        let flags = (*a).flags;
+        let need = NPY_ALIGNED | if writable { NPY_WRITEABLE } else { 0 };
+        if flags & need != need || (writable && flags & NPY_WARN_ON_WRITE != 0) || T::CODES.is_empty() {
+            return false;
+        }
+        let d = (*a).descr;
+        let bo = (*d).byteorder;
+        if (*d).type_num > NPY_LAST_NUMERIC || !(bo == b'=' || bo == b'|' || (bo == b'<' && cfg!(target_endian = "little"))) {
+            return false;
+        }
+        let c = (*d).type_char;
+        let size = ::std::mem::size_of::<T>();
+        if !T::CODES.contains(&c) || np_char_size(c) != size || (*a).nd < 0 || (*a).nd as usize > ND_MAX {
+            return false;
+        }
+        self.ndim = (*a).nd as usize;
+        self.dims = (*a).dimensions as *const usize;
+        let empty = self.shape().iter().any(|n| *n == 0);
+        for k in 0..self.ndim {
+            let s = *(*a).strides.add(k);
+            if s % size as isize != 0 && *self.dims.add(k) > 1 && !empty {
+                return false;
+            }
+            self.strides[k] = s / size as isize;
+        }
+        self.ptr = (*a).data as *mut T;
+        if !empty && T::CODES == b"?" {
+            let view = NdArray { ptr: self.ptr as *const u8, shape: self.shape(), strides: &self.strides[..self.ndim] };
+            if view.iter().any(|b| *b > 1) {
+                return false;
+            }
+        }
+        true
     }
 
     unsafe fn fill(&mut self, o: *mut PyObject, writable: bool, what: &str) -> Result<(), ArgError> {
+        if (*o).ob_type == NDARRAY_TYPE && !NDARRAY_TYPE.is_null() && self.fill_numpy(o, writable) {
+            return Ok(());
+        }
         let flags = PyBUF_STRIDES | PyBUF_FORMAT | if writable { PyBUF_WRITABLE } else { 0 };
         if PyObject_GetBuffer(o, &mut self.buf.view, flags) != 0 {
             return Err(nd_buffer_failure::<T>(o, writable, what));
         }
         self.buf.held = true; // released by BufHold's Drop on every path
+        if NDARRAY_TYPE.is_null() {
+            note_ndarray_type((*o).ob_type);
+        }
         let v = &self.buf.view;
+        self.dims = v.shape as *const usize;
         if !T::CODES.is_empty() && (!format_matches(v.format, T::CODES) || v.itemsize as usize != ::std::mem::size_of::<T>()) {
             return Err(format_error::<T>(v));
         }
