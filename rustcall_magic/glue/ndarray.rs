@@ -64,6 +64,26 @@ pub fn nd_index_panic(shape: &[usize], index: &[usize]) -> ! {
     panic!("index {:?} is out of bounds for an array of shape {:?}", index, shape)
 }
 
+/// True unless every index of the view provably reaches its own element: sorted by stride,
+/// each axis must step past everything the smaller axes reach (a sufficient test, exact for
+/// every layout numpy makes by slicing and transposing).
+pub fn nd_self_overlapping(shape: &[usize], strides: &[isize]) -> bool {
+    if shape.iter().any(|n| *n == 0) {
+        return false;
+    }
+    let mut axes: Vec<(usize, usize)> =
+        (0..shape.len()).filter(|&k| shape[k] > 1).map(|k| (strides[k].unsigned_abs(), shape[k])).collect();
+    axes.sort_unstable();
+    let mut reach = 0usize;
+    for (stride, n) in axes {
+        if stride <= reach || stride == 0 {
+            return true;
+        }
+        reach += stride * (n - 1);
+    }
+    false
+}
+
 /// True when the strides are those of C order (a dimension of length 0 or 1 may have any stride).
 pub fn nd_c_contiguous(shape: &[usize], strides: &[isize]) -> bool {
     let mut expect = 1isize;
@@ -737,12 +757,11 @@ impl<T: BufElem> ArgHolder for NdMutArg<T> {
     unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
         self.0.fill(o, true, "NdArrayMut")?;
         // Rust's `&mut` rule inside one view: no two indices may reach the same element
-        // (numpy's broadcast views, e.g. np.broadcast_to, have stride 0).
-        let shape = self.0.shape();
-        if (0..self.0.ndim).any(|k| shape[k] > 1 && self.0.strides[k] == 0) {
+        // (broadcast views have stride 0; as_strided can make any overlap).
+        if nd_self_overlapping(self.0.shape(), &self.0.strides[..self.0.ndim]) {
             return Err(ArgError::Msg(CODE_VALUE, format!(
-                "the buffer repeats elements (a stride of 0, as in a broadcast view); NdArrayMut<{}> needs \
-                 distinct elements: pass a copy", T::NAME)));
+                "the buffer reaches some elements by several indices (a stride of 0, as in a broadcast \
+                 view, or overlapping strides); NdArrayMut<{}> needs distinct elements: pass a copy", T::NAME)));
         }
         Ok(())
     }
