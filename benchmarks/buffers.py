@@ -46,13 +46,24 @@ KERNEL_CELL = r"""
 use std::collections::HashMap;
 use rustcall::NdArray;
 
+/// Dot product with 8 partial sums (a single running sum cannot be vectorized).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(p, q)| p * q).sum();
+    let mut acc = [0.0f64; 8];
+    for (p, q) in ca.zip(cb) {
+        for k in 0..8 { acc[k] += p[k] * q[k]; }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
 /// y = A x for any layout: contiguous rows are dot products of slices, other layouts
 /// accumulate column by column (each column then reads contiguous memory for a transpose).
 pub fn matvec(a: NdArray<f64>, x: &[f64]) -> Vec<f64> {
     let (n, m) = (a.shape()[0], a.shape()[1]);
     assert_eq!(m, x.len(), "shapes do not match");
-    if a.row(0).as_slice().is_some() || n == 0 {
-        return a.rows().map(|r| r.as_slice().unwrap().iter().zip(x).map(|(p, q)| p * q).sum()).collect();
+    if n == 0 || a.row(0).as_slice().is_some() {
+        return a.rows().map(|r| dot(r.as_slice().unwrap(), x)).collect();
     }
     let mut y = vec![0.0; n];
     for j in 0..m {
