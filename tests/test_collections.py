@@ -324,3 +324,34 @@ def test_type_table_rows_and_refusals():
     )
     assert [f.name for f in info.functions] == ["ok"]
     assert set(dict(info.skipped)) == {"f", "g", "h", "k"}
+
+
+STRUCT_CELL = r"""
+use std::collections::HashMap;
+#[derive(Clone, Debug)]
+pub struct Inventory { pub counts: HashMap<String, u32>, pub tags: std::collections::BTreeSet<String> }
+impl Inventory {
+    pub fn new() -> Self { Inventory { counts: HashMap::new(), tags: Default::default() } }
+    pub fn add(&mut self, item: &str, n: u32) { *self.counts.entry(item.to_string()).or_insert(0) += n; }
+    pub fn merged(&self, other: HashMap<String, u32>) -> HashMap<String, u32> {
+        let mut m = self.counts.clone();
+        for (k, v) in other { *m.entry(k).or_insert(0) += v; }
+        m
+    }
+}
+"""
+
+
+def test_map_and_set_fields_of_a_struct():
+    Inventory = compile_quiet(STRUCT_CELL).Inventory
+    inv = Inventory()
+    inv.add("apple", 2)
+    inv.add("apple", 1)
+    assert inv.counts == {"apple": 3}
+    inv.counts = {"pear": 1, "fig": 4}
+    inv.tags = ["b", "a", "b"]
+    assert inv.counts == {"pear": 1, "fig": 4} and inv.tags == {"a", "b"}
+    assert inv.merged({"fig": 1, "kiwi": 2}) == {"pear": 1, "fig": 5, "kiwi": 2}
+    with pytest.raises(OverflowError, match="-1 is out of range for u32"):
+        inv.counts = {"bad": -1}
+    assert inv.counts == {"pear": 1, "fig": 4}
