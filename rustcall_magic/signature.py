@@ -411,13 +411,13 @@ def _borrows_object(t: RType) -> bool:
 
 
 #: Rows whose values are memory of the ownership runtime (its allocator frees them).
-_RUNTIME_MEMORY = frozenset({"Vec<_>", "&mut Vec<_>", "Box<_>", "Rc<_>", "Arc<_>"})
+_RUNTIME_MEMORY = frozenset({"Vec<_>", "&mut Vec<_>", "Box<_>", "Rc<_>", "Arc<_>", "rustcall::Array<_>"})
 
 
 def runtime_memory(t: RType) -> RType | None:
     """The part of *t* that moves memory between a cell and the ownership runtime, if any:
-    a numeric ``Vec`` (a RustVec's buffer), ``&mut Vec`` (may reallocate one), or a
-    ``Box``/``Rc``/``Arc`` by value (at any depth)."""
+    a numeric ``Vec`` (a RustVec's buffer), ``&mut Vec`` (may reallocate one), a returned
+    ``rustcall::Array`` (its Vec becomes a RustVec), or a ``Box``/``Rc``/``Arc`` by value (at any depth)."""
     key = pattern(t)
     args = type_args(t)
     if key in _RUNTIME_MEMORY and (key not in ("Vec<_>", "&mut Vec<_>") or str(args[0]) in HANDLE_ITEMS):

@@ -332,3 +332,6 @@ def test_glue_types_by_import_or_path():
     ]
     info = parse_cell("pub fn g(a: rustcall::NdArray<String>) {}\npub fn h() -> rustcall::Array<i128> { todo!() }\n")
     assert set(dict(info.skipped)) == {"g", "h"}, "items without a buffer format are refused"
+    own = "#[global_allocator]\nstatic A: std::alloc::System = std::alloc::System;\n"
+    info = parse_cell(own + "pub fn g() -> rustcall::Array<f64> { todo!() }\npub fn v(a: rustcall::NdArray<f64>) {}\n")
+    assert [f.name for f in info.functions] == ["v"] and "global_allocator" in dict(info.skipped)["g"]
