@@ -335,3 +335,18 @@ def test_glue_types_by_import_or_path():
     own = "#[global_allocator]\nstatic A: std::alloc::System = std::alloc::System;\n"
     info = parse_cell(own + "pub fn g() -> rustcall::Array<f64> { todo!() }\npub fn v(a: rustcall::NdArray<f64>) {}\n")
     assert [f.name for f in info.functions] == ["v"] and "global_allocator" in dict(info.skipped)["g"]
+
+
+def test_views_and_maps_with_the_gil_released():
+    cell = (
+        "use std::collections::HashMap;\n"
+        "pub fn scale(mut a: rustcall::NdArrayMut<f64>, k: HashMap<String, f64>) { let f = k[\"f\"]; for x in a.iter_mut() { *x *= f } }\n"
+        "pub fn ones(n: usize) -> rustcall::Array<f32> { rustcall::Array::from_elem([n, 2], 1.0) }\n"
+    )
+    m = rc.compile_rust(cell, release_gil=True, quiet=True)
+    a = np.arange(6.0).reshape(2, 3)
+    m.scale(a.T, {"f": 2.0})
+    assert a.tolist() == [[0, 2, 4], [6, 8, 10]]
+    assert m.ones(2).tolist() == [[1, 1], [1, 1]]
+    with pytest.raises(BufferError, match="read-only"):
+        m.scale(np.broadcast_to(a, (2, 2, 3)), {"f": 1.0})
