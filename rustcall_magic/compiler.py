@@ -30,7 +30,7 @@ from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import glue_fingerprint
 from .deps import DepsBuild, ProgressCallback, StderrProgress, Workspace, collect_dependencies, path_fingerprint
 from .deps import enforce_limit as deps_enforce_limit
-from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError
+from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError, warn_skipped
 from .handles import add_instance_source
 from .loader import load_extension, loaded_paths
 from .signature import FnSig, parse_cell
@@ -391,8 +391,7 @@ class RustCompiler:
                 load_seconds = time.perf_counter() - t1
                 break
         sigs, skipped, diags = entry_exports(entry)
-        for name, reason in skipped:
-            warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
+        warn_skipped(skipped, source)
         if diags and not quiet:
             sys.stderr.write("".join(d.rendered for d in diags))
         built = ws.last_build if (ws is not None and not hit) else None

@@ -32,7 +32,10 @@ class RType:
     being the length), ``tuple``, ``unit``,
     ``ptr`` (``*const T`` / ``*mut T``), ``never``, ``user`` (an exported
     struct of the cell, ``name`` being its name), ``enum`` (an exported fieldless
-    enum of the cell), or ``other``
+    enum of the cell), ``fn`` (a function type: ``name`` is ``fn`` for a pointer
+    or the trait ``Fn``/``FnMut``/``FnOnce``, ``args`` the parameters then the
+    return type), ``dyn``/``impl`` (``dyn T`` / ``impl T`` of the one trait in
+    ``args``), or ``other``
     (anything we do not model; ``name`` then holds its source text).
     """
 
@@ -52,9 +55,17 @@ class RType:
         """The type as Rust text, a user type's name written by *user*, a path's by *paths* (if there)."""
         if self.kind in ("user", "enum"):
             return user(self.name)
+        if self.kind == "path" and self.name == "Iterator" and len(self.args) == 1:
+            return f"Iterator<Item = {self.args[0].render(user, paths)}>"
         if self.kind == "path":
             name = paths.get(self.name, self.name) if paths else self.name
             return f"{name}<{', '.join(a.render(user, paths) for a in self.args)}>" if self.args else name
+        if self.kind == "fn":
+            params = ", ".join(a.render(user, paths) for a in self.args[:-1])
+            ret = "" if self.args[-1] == UNIT else f" -> {self.args[-1].render(user, paths)}"
+            return f"{self.name}({params}){ret}"
+        if self.kind in ("dyn", "impl"):
+            return f"{self.kind} {self.args[0].render(user, paths)}"
         if self.kind == "ref":
             return f"&{'mut ' if self.mutable else ''}{self.args[0].render(user, paths)}"
         if self.kind == "slice":
@@ -122,6 +133,12 @@ class TypeRow:
     optional: bool = False
     #: This row (``Option``) wraps a parameter whose row is ``optional``.
     wraps_optional: bool = False
+    #: A callback (``Fn`` types): its parameters are converted Rust -> Python and its
+    #: return Python -> Rust, so the checks of its type arguments are reversed.
+    callback: bool = False
+    #: How the wrapper turns the function's return value into the row's type before
+    #: ``IntoPy`` (``{v}`` is the call): an ``impl Trait`` value is boxed.
+    ret_as: str = "{v}"
 
 
 _INT_TYPES = ("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize")
@@ -221,6 +238,26 @@ TYPE_TABLE: dict[str, TypeRow] = {
     ),
     # An owned N-d array: a numpy array over the Rust allocation (a RustVec with .shape without numpy).
     "rustcall::Array<_>": TypeRow(None, "numpy.ndarray (RustVec with .shape without numpy)", elements=ARRAY_ITEMS),
+    # Callbacks (glue/callbacks.rs): any Python callable, called with the GIL taken again;
+    # a `%%rust` function of the same Rust signature is called natively. A Python exception
+    # unwinds the Rust frames and reaches the caller as itself.
+    "&dyn Fn(..)": TypeRow(
+        "a callable taking {params} and returning {ret}", None, "Callback<{fn}>", "&{closure}", callback=True
+    ),
+    "&mut dyn FnMut(..)": TypeRow(
+        "a callable taking {params} and returning {ret}", None, "Callback<{fn}>", "&mut {closure}", callback=True
+    ),
+    "impl Fn(..)": TypeRow(
+        "a callable taking {params} and returning {ret}", None, "Callback<{fn}>", "{closure}", callback=True
+    ),
+    "impl FnMut(..)": TypeRow(
+        "a callable taking {params} and returning {ret}", None, "Callback<{fn}>", "{closure}", callback=True
+    ),
+    # A `fn` pointer has no state: it takes `%%rust` functions only (their native shims).
+    "fn(..)": TypeRow("a `%%rust` function `{fnptr}`", None, "FnPtrArg<{fn}>", "{v}.get()", callback=True),
+    # Iterators become lazy Python iterators, items converted one by one (glue/callbacks.rs).
+    "Box<dyn Iterator<_>>": TypeRow(None, "iterator"),
+    "impl Iterator<_>": TypeRow(None, "iterator", ret_as="Box::new({v}) as Box<dyn Iterator<Item = {0}>>"),
     "*const _": TypeRow(
         "an int address, a buffer of {0} items, or None",
         "int",
@@ -309,7 +346,12 @@ def pattern(t: RType) -> str:
     ``*const _``, a tuple -> ``(..)``; a type without arguments is its own key.
     """
     if t.kind == "path" and t.args:
-        return f"{t.name}<{', '.join('_' for _ in t.args)}>"
+        # `Box<dyn Iterator<_>>`: a trait object argument is part of the key.
+        return f"{t.name}<{', '.join(pattern(a) if a.kind in ('dyn', 'impl') else '_' for a in t.args)}>"
+    if t.kind == "fn":
+        return f"{t.name}(..)"
+    if t.kind in ("dyn", "impl"):
+        return f"{t.kind} {pattern(t.args[0])}"
     if t.kind in ("user", "enum"):
         return "{" + t.kind + "}"
     if t.kind == "ref":
@@ -342,8 +384,12 @@ def type_args(t: RType) -> tuple[RType, ...]:
         if inner.kind in ("path", "user", "enum") and not inner.args:
             return ()
         return type_args(inner)
-    if t.kind in ("path", "slice", "array", "ptr", "tuple"):
+    if t.kind == "path":
+        return tuple(x for a in t.args for x in (type_args(a) if a.kind in ("dyn", "impl") else (a,)))
+    if t.kind in ("slice", "array", "ptr", "tuple", "fn"):
         return t.args
+    if t.kind in ("dyn", "impl"):
+        return type_args(t.args[0])
     return ()
 
 
@@ -376,6 +422,10 @@ def type_row(t: RType, position: str) -> TypeRow | None:
 
 def _args_supported(row: TypeRow, t: RType, position: str) -> bool:
     args = type_args(t)
+    if row.callback and pattern(t) == "fn(..)":
+        return all(native_type(a) for a in args)
+    if row.callback:
+        return _callback_supported(args)
     if position == "return" and row.any_return_args:
         return True
     if row.elements is not None:
@@ -402,6 +452,59 @@ def _is_key(t: RType, keys: frozenset[str]) -> bool:
     if t.kind == "tuple":
         return bool(t.args) and all(_is_key(a, keys) for a in t.args)
     return str(t) in keys
+
+
+def _callback_supported(args: tuple[RType, ...]) -> bool:
+    """A callback's parameters must convert Rust -> Python, its return Python -> Rust (by value)."""
+    *params, ret = args
+    for a in params:
+        if type_row(a, "return") is None or pattern(a) == "Result<_, _>" or a.kind in ("user", "enum"):
+            return False
+    if ret == UNIT:
+        return True
+    row = type_row(ret, "param")
+    return row is not None and (row.holder is None or row.nests) and not _borrows_object(ret) and (
+        ret.kind not in ("user", "enum")
+    )
+
+
+#: Types a `%%rust` function may take and return to be called natively as another
+#: cell's callback: plain values whose memory no allocator owns.
+_NATIVE_SCALARS = frozenset({*_INT_TYPES, "f32", "f64", "bool", "char", "()", "&str"})
+
+
+def native_type(t: RType) -> bool:
+    """True when a value of type *t* may pass between two cells' code directly (no conversion)."""
+    if str(t) in _NATIVE_SCALARS:
+        return True
+    key = pattern(t)
+    if key in ("&[_]", "&mut [_]"):
+        return str(type_args(t)[0]) in BUFFER_ITEMS
+    if key in ("Option<_>", "(..)"):
+        return all(native_type(a) for a in type_args(t))
+    return False
+
+
+def callback_fn(t: RType) -> RType:
+    """The ``fn`` type inside a callback type (``&dyn Fn(A) -> R`` -> ``Fn(A) -> R``)."""
+    while t.kind != "fn":
+        t = t.args[0]
+    return t
+
+
+def fn_pointer(params: tuple[RType, ...] | list[RType], ret: RType) -> str:
+    """Rust text of the function pointer type with *params* and *ret* (``fn(f64) -> f64``)."""
+    return RType("fn", "fn", (*params, ret)).rust()
+
+
+def _closure(t: RType, var: str) -> str:
+    """A Rust closure of callback type *t* calling through the holder *var* (see glue/callbacks.rs)."""
+    f = callback_fn(t)
+    *params, ret = f.args
+    xs = [f"x{i}" for i in range(len(params))]
+    typed = ", ".join(f"{x}: {p.rust()}" for x, p in zip(xs, params, strict=True))
+    tup = f"({xs[0]},)" if len(xs) == 1 else f"({', '.join(xs)})"
+    return f"|{typed}| -> {ret.rust()} {{ unsafe {{ {var}.call({tup}) }} }}"
 
 
 def _borrows_object(t: RType) -> bool:
@@ -433,7 +536,19 @@ def py_in_text(t: RType) -> str:
     args = type_args(t)
     if t.kind == "path" and t.name == "Option" and args:
         return f"{py_in_text(args[0])} or None"
+    if row.callback and pattern(t) == "fn(..)":
+        return row.py_in.format(fnptr=fn_pointer_text(t))
+    if row.callback:
+        *params, ret = callback_fn(t).args
+        shown = f"({', '.join(str(p) for p in params)})" if params else "no arguments"
+        return row.py_in.format(params=shown, ret=str(ret)) + f", or a `%%rust` function `{fn_pointer_text(t)}`"
     return row.py_in.format(*(str(a) for a in _row_args(t)), n=t.name if t.kind == "array" else "")
+
+
+def fn_pointer_text(t: RType) -> str:
+    """The ``fn`` pointer type matching callback type *t*, as the user reads it."""
+    f = callback_fn(t)
+    return str(RType("fn", "fn", f.args))
 
 
 def _row_args(t: RType) -> tuple[RType, ...]:
@@ -450,13 +565,24 @@ def holder_type(t: RType) -> str:
     row = type_row(t, "param")
     if row is None or row.holder is None:
         return t.rust()
-    return row.holder.format(*(a.rust() for a in _row_args(t)))
+    extra = {"fn": fn_pointer(callback_fn(t).args[:-1], callback_fn(t).args[-1])} if row.callback else {}
+    return row.holder.format(*(a.rust() for a in _row_args(t)), **extra)
 
 
 def pass_expr(t: RType, var: str) -> str:
     """The expression that hands the holder *var* to the user's function as a *t*."""
     row = type_row(t, "param")
-    return (row.pass_as if row is not None else "{v}").format(v=var)
+    template = row.pass_as if row is not None else "{v}"
+    extra = {"closure": _closure(t, var)} if row is not None and row.callback else {}
+    return template.format(v=var, **extra)
+
+
+def ret_expr(t: RType, call: str) -> str:
+    """The expression turning the function's result *call* into the value its ``IntoPy`` converts."""
+    row = type_row(t, "return")
+    if row is None or row.ret_as == "{v}":
+        return call
+    return row.ret_as.format(*(a.rust() for a in type_args(t)), v=call)
 
 
 # ---------------------------------------------------------------------------
@@ -1151,6 +1277,40 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         imports = _IMPORTED.get() if t == "type_identifier" else None
         imported = imports.get(name) if imports else None
         return RType("path", imported or _PATH_ALIASES.get(name.removeprefix("::"), name))
+    if t == "function_type":
+        trait = node.child_by_field_name("trait")
+        name = "fn" if trait is None else _text(trait).split("::")[-1]
+        if name not in ("fn", "Fn", "FnMut", "FnOnce") or _first_of(node, "function_modifiers") is not None:
+            return RType("other", " ".join(_text(node).split()))
+        params_node = node.child_by_field_name("parameters")
+        params = tuple(
+            rtype_of(c.child_by_field_name("type") if c.type == "parameter" else c, users, self_name)
+            for c in (params_node.children if params_node is not None else ())
+            if c.is_named and c.type not in ("line_comment", "block_comment", "attribute_item")
+        )
+        ret_node = node.child_by_field_name("return_type")
+        ret = rtype_of(ret_node, users, self_name) if ret_node is not None else UNIT
+        return RType("fn", name, (*params, ret))
+    if t == "bounded_type":
+        # `impl Fn(u64) -> u64 + Sync`, `dyn Iterator<Item = T> + Send`: auto traits and lifetimes add
+        # nothing the glue needs (its callbacks are Send + Sync, its iterators owned).
+        parts = [c for c in node.children if c.is_named]
+        rest = {_text(c) for c in parts[1:]}
+        if parts and rest <= {"Send", "Sync", "'static"}:
+            return rtype_of(parts[0], users, self_name)
+        return RType("other", " ".join(_text(node).split()))
+    if t in ("dynamic_type", "abstract_type"):
+        trait = node.child_by_field_name("trait")
+        if trait is None or trait.type not in ("function_type", "generic_type"):
+            return RType("other", " ".join(_text(node).split()))
+        return RType("dyn" if t == "dynamic_type" else "impl", "", (rtype_of(trait, users, self_name),))
+    if t == "generic_type" and _text(node.child_by_field_name("type")).split("::")[-1] == "Iterator":
+        # `Iterator<Item = T>`: the one associated type binding is the argument.
+        args_node = node.child_by_field_name("type_arguments")
+        binds = [c for c in (args_node.children if args_node is not None else ()) if c.is_named]
+        if len(binds) == 1 and binds[0].type == "type_binding" and _text(binds[0].child_by_field_name("name")) == "Item":
+            return RType("path", "Iterator", (rtype_of(binds[0].child_by_field_name("type"), users, self_name),))
+        return RType("other", " ".join(_text(node).split()))
     if t == "generic_type":
         base = node.child_by_field_name("type")
         args_node = node.child_by_field_name("type_arguments")
@@ -1177,6 +1337,8 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
                 return RType("array", str(int(n)), (rtype_of(node.child_by_field_name("element"), users, self_name),))
             return RType("other", " ".join(_text(node).split()))
         return RType("slice", "", (rtype_of(node.child_by_field_name("element"), users, self_name),))
+    if t == "tuple_type" and len([c for c in node.children if c.is_named]) == 1 and _first_of(node, ",") is None:
+        return rtype_of(next(c for c in node.children if c.is_named), users, self_name)  # `(T)` is T
     if t == "tuple_type":
         return RType("tuple", "", tuple(rtype_of(c, users, self_name) for c in node.children if c.is_named))
     if t == "pointer_type":

@@ -337,6 +337,11 @@ impl<H: ArgHolder> ArgHolder for OptArg<H> {
         self.some = true;
         Ok(())
     }
+
+    #[inline(always)]
+    fn releasing_gil(&mut self) {
+        self.inner.releasing_gil();
+    }
 }
 
 impl<H: ArgHolder + MemSpan> MemSpan for OptArg<H> {

@@ -233,12 +233,12 @@ pub unsafe fn init_runtime() -> c_int {
     if m.is_null() {
         return -1;
     }
-    RAISE_ARG_ERROR = PyObject_GetAttrString(m, b"_raise_arg_error\0".as_ptr() as *const c_char);
-    RAISE_ARG_COUNT = PyObject_GetAttrString(m, b"_raise_arg_count\0".as_ptr() as *const c_char);
-    RAISE_ARG_BINDING = PyObject_GetAttrString(m, b"_raise_arg_binding\0".as_ptr() as *const c_char);
+    RAISE_ARG_ERROR = PyObject_GetAttrString(m, b"_arg_error\0".as_ptr() as *const c_char);
+    RAISE_ARG_COUNT = PyObject_GetAttrString(m, b"_arg_count\0".as_ptr() as *const c_char);
+    RAISE_ARG_BINDING = PyObject_GetAttrString(m, b"_arg_binding\0".as_ptr() as *const c_char);
     NOTE_ARG = PyObject_GetAttrString(m, b"_note_arg\0".as_ptr() as *const c_char);
-    RAISE_PANIC = PyObject_GetAttrString(m, b"_raise_panic\0".as_ptr() as *const c_char);
-    RAISE_RUST_ERROR = PyObject_GetAttrString(m, b"_raise_rust_error\0".as_ptr() as *const c_char);
+    RAISE_PANIC = PyObject_GetAttrString(m, b"_panic\0".as_ptr() as *const c_char);
+    RAISE_RUST_ERROR = PyObject_GetAttrString(m, b"_rust_error\0".as_ptr() as *const c_char);
     Py_DecRef(m);
     if RAISE_ARG_ERROR.is_null()
         || RAISE_ARG_COUNT.is_null()
@@ -260,8 +260,8 @@ pub unsafe fn init_runtime() -> c_int {
     0
 }
 
-/// Calls the Python helper `f` (one of rustcall_magic.errors' raisers) with `args`, new
-/// references it releases, and drops the result: only the exception it leaves set matters.
+/// Calls the Python helper `f` (one of rustcall_magic.errors' exception makers) with `args`,
+/// new references it releases, and raises the exception it returns.
 /// An argument that could not be made (NULL, its exception set) means no call.
 #[cold]
 #[inline(never)]
@@ -278,6 +278,11 @@ pub unsafe fn call_helper(f: *mut PyObject, args: &[*mut PyObject]) {
     }
     let r = PyObject_CallObject(f, t);
     Py_DecRef(t);
+    // The helpers return the exception rather than raise it, so that no frame of theirs
+    // appears in its traceback: it is raised here, from C, at the user's call.
+    if !r.is_null() && !is_none(r) {
+        __rc_type_ffi::PyErr_SetObject((*r).ob_type, r);
+    }
     Py_DecRef(r);
 }
 
@@ -444,6 +449,19 @@ pub unsafe fn raise_arg_error(
 #[cold]
 #[inline(never)]
 pub unsafe fn raise_panic(function: &str, payload: Box<dyn Any + Send>) -> *mut PyObject {
+    // A Python exception raised in a callback (glue/callbacks.rs) reaches the caller as itself.
+    let payload = match payload.downcast::<PyCallbackError>() {
+        Ok(e) => {
+            e.restore();
+            return ::std::ptr::null_mut();
+        }
+        Err(p) => p,
+    };
+    // A panic of another cell's function called natively (glue/callbacks.rs).
+    let payload = match payload.downcast::<NativePanic>() {
+        Ok(p) => return raise_native_panic(*p),
+        Err(p) => p,
+    };
     let msg: String = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -1178,6 +1196,9 @@ pub unsafe fn ndarray_items<T: BufElem>(o: *mut PyObject, writable: bool) -> Opt
 pub trait ArgHolder: Sized {
     fn empty() -> Self;
     unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError>;
+    /// Told, after every argument converted, that the wrapper releases the GIL for the call.
+    #[inline(always)]
+    fn releasing_gil(&mut self) {}
 }
 
 #[inline(always)]
