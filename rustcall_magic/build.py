@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .codegen import CELL_FILE, PRELUDE_CRATE, GeneratedCrate, generate
+from .codegen import CELL_FILE, PRELUDE_CRATE, USER_CRATE, GeneratedCrate, generate
 from .errors import Diagnostic, RustCacheError, RustCompileError, RustToolchainError
 from .signature import CellInfo, unwinding_source
 from .toolchain import Toolchain
@@ -281,9 +281,14 @@ def build_cell(
     and the rest is built again; errors in the cell itself are raised as they are.
     Raises RustCompileError (for a syntax error, with the diagnostics of the cell
     alone, where the appended glue line cannot show) and RustToolchainError.
-    The glue links *prelude_library* (its fixed part, built once: see ``prelude.py``).
+    The glue links *prelude_library* (its fixed part, built once: see ``prelude.py``);
+    the cell's own code reaches it as ``rustcall::``.
     """
-    extra_args = [*extra_args, "--extern", f"{PRELUDE_CRATE}={prelude_library}"]
+    extra_args = [
+        *extra_args,
+        *("--extern", f"{PRELUDE_CRATE}={prelude_library}"),
+        *("--extern", f"{USER_CRATE}={prelude_library}"),  # the cell's `rustcall::` paths
+    ]
     while True:
         crate = generate(
             module_name,

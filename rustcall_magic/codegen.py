@@ -26,20 +26,26 @@ from .signature import (
     RType,
     UserType,
     Variant,
+    fn_pointer,
     holder_type,
+    native_type,
     pass_expr,
     py_in_text,
+    ret_expr,
     type_row,
     user_path,
 )
 
 #: Bumped whenever generated code changes shape; part of every cache key.
-GLUE_VERSION = "4"
+GLUE_VERSION = "5"
 
 CELL_FILE = "cell.rs"
 GLUE_FILE = "glue.rs"
 #: Crate name of the prelude when it is linked as a prebuilt library (see ``prelude.py``).
 PRELUDE_CRATE = "rustcall_glue"
+#: The name under which a cell's own code reaches the glue library (``rustcall::...``,
+#: e.g. ``rustcall::check_interrupt()``): the same library, passed a second time.
+USER_CRATE = "rustcall"
 
 #: The head of ``glue.rs``: the glue library's names in scope
 #: (``self::`` paths resolve the same in every edition), and its lint settings for the wrappers.
@@ -138,7 +144,7 @@ def glue_fingerprint(state_dir: Path | None = None) -> str:
 def prelude_library_source() -> str:
     """The static part of the glue (package data) as the source of one library crate (``lib.rs`` of :data:`PRELUDE_CRATE`)."""
     glue = _PACKAGE_DIR / "glue"
-    files = ("prelude.rs", "handles.rs", "structs.rs", "generics.rs")
+    files = ("prelude.rs", "handles.rs", "structs.rs", "callbacks.rs", "collections.rs", "ndarray.rs", "generics.rs")
     return "\n".join((glue / f).read_text(encoding="utf-8") for f in files)
 
 
@@ -176,7 +182,14 @@ def docstring(sig: FnSig) -> str:
 
 
 #: Holders that lend memory to the call (they implement MemSpan), and whether mutably.
-_SPAN_HOLDERS = {"SliceArg<": False, "SliceMutArg<": True, "VecRef<": False, "VecMut<": True}
+_SPAN_HOLDERS = {
+    "SliceArg<": False,
+    "SliceMutArg<": True,
+    "VecRef<": False,
+    "VecMut<": True,
+    "NdArg<": False,
+    "NdMutArg<": True,
+}
 
 
 def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
@@ -186,7 +199,7 @@ def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
     """
     spans = []
     for i, p in enumerate(sig.params):
-        holder = holder_type(p.type)
+        holder = holder_type(p.type).removeprefix("OptArg<")  # `Option<&mut [T]>` lends its buffer too
         for prefix, mutable in _SPAN_HOLDERS.items():
             if holder.startswith(prefix):
                 spans.append((i, mutable))
@@ -229,7 +242,7 @@ def _wrapper(
         target = f"{user_path(sig.owner)}::{sig.rust_path}" if sig.owner else f"super::{sig.rust_path}"
 
         def call(args: list[str]) -> str:
-            return f"{target}({', '.join(args)})"
+            return ret_expr(sig.ret, f"{target}({', '.join(args)})")
 
     params = ", ".join(rust_str(p.name) for p in sig.params)
     lines = [
@@ -297,6 +310,11 @@ def _wrapper(
     if release_gil:
         # Moves and borrows of handles and instances happen here, holding the GIL; the call
         # sees only Rust values. Holders stay in this frame: their locks last the whole call.
+        lines += [
+            f"    ArgHolder::releasing_gil(&mut a{i});"
+            for i, p in enumerate(sig.params)
+            if (row := type_row(p.type, "param")) is not None and row.holder is not None
+        ]
         lines += [f"    let p{j} = {e};" for j, e in enumerate(call_args)]
         lines += [
             "    let ts = PyEval_SaveThread();",
@@ -323,6 +341,68 @@ def _wrapper(
         "    }",
         "}",
     ]
+    return "\n".join(lines)
+
+
+def native_shim(index: int, sig: FnSig) -> str | None:
+    """The native entry ``__rc_n{index}`` of a top-level function whose types may pass between
+    cells directly (see glue/callbacks.rs), or None.
+
+    Another cell calls it with a pointer to the argument tuple and one to the result; it
+    catches the function's panic (which must not unwind into another cell's std) and
+    returns it as a ``NativeFailure``. ``__rc_p{index}`` is the function as a ``fn`` pointer.
+    """
+    if sig.owner or sig.extern_c or not all(native_type(t) for t in (*(p.type for p in sig.params), sig.ret)):
+        return None
+    types = [p.type.rust() for p in sig.params]
+    xs = [f"x{i}" for i in range(len(types))]
+    tup_t = f"({types[0]},)" if len(types) == 1 else f"({', '.join(types)})"
+    tup_x = f"({xs[0]},)" if len(xs) == 1 else f"({', '.join(xs)})"
+    return "\n".join(
+        [
+            "#[allow(unused_unsafe, unused_variables, non_snake_case, clippy::all)]",
+            f"unsafe extern \"C\" fn __rc_n{index}(a: *mut u8, r: *mut u8) -> *mut NativeFailure {{",
+            "    unsafe {",
+            f"    let {tup_x}: {tup_t} = ::std::ptr::read(a as *mut {tup_t});",
+            "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
+            f"super::{sig.rust_path}({', '.join(xs)}))) {{",
+            f"        Ok(v) => {{ ::std::ptr::write(r as *mut {sig.ret.rust()}, v); ::std::ptr::null_mut() }}",
+            f"        Err(p) => native_failure({rust_str(sig.name)}, p),",
+            "    }",
+            "    }",
+            "}",
+            # The function as a `fn` pointer for another cell: its panic resumes there.
+            f"static mut __RC_NE{index}: *const NativeEntry = ::std::ptr::null();",
+            "#[allow(unused_unsafe, non_snake_case, clippy::all)]",
+            f"fn __rc_p{index}({', '.join(f'{x}: {t}' for x, t in zip(xs, types, strict=True))}) -> {sig.ret.rust()} {{",
+            "    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(move || "
+            f"super::{sig.rust_path}({', '.join(xs)}))) {{",
+            "        Ok(v) => v,",
+            f"        Err(p) => unsafe {{ resume_elsewhere(__RC_NE{index}, native_failure({rust_str(sig.name)}, p)) }},",
+            "    }",
+            "}",
+        ]
+    )
+
+
+def _native_table(functions: list[FnSig], shims: dict[int, str]) -> str:
+    """PyInit statements registering every function's native entry in ``__rustcall_native__``."""
+    lines = ["        let nt = native_table();", "        if nt.is_null() { Py_DecRef(m); return ::std::ptr::null_mut(); }"]
+    for i, sig in enumerate(functions):
+        if i in shims:
+            ptr = fn_pointer([p.type for p in sig.params], sig.ret)
+            entry = f"::std::any::type_name::<{ptr}>(), Some(__rc_n{i}), __rc_p{i} as {ptr} as *const ()"
+        else:
+            entry = '"", None, ::std::ptr::null()'
+        keep = f"__RC_NE{i} = e; " if i in shims else ""
+        lines.append(
+            f"        let e = native_add(nt, {rust_bytes(sig.name)}, {entry});\n"
+            f"        if e.is_null() {{ Py_DecRef(nt); Py_DecRef(m); return ::std::ptr::null_mut(); }} {keep}"
+        )
+    lines.append(
+        "        if __rc_type_ffi::PyModule_AddObject(m, b\"__rustcall_native__\\0\".as_ptr() as *const c_char, nt) != 0 {"
+        " Py_DecRef(nt); Py_DecRef(m); return ::std::ptr::null_mut(); }"
+    )
     return "\n".join(lines)
 
 
@@ -780,8 +860,13 @@ def generate(
         line += code.count("\n") + 1
         parts.append(code)
 
+    shims: dict[int, str] = {}
     for i, sig in enumerate(functions):
-        add(_wrapper(i, sig, release_gil=release_gil), sig.name)
+        # The native shims sit inside the function's line range: a rustc error there is about it too.
+        shim = native_shim(i, sig)
+        if shim is not None:
+            shims[i] = shim
+        add(_wrapper(i, sig, release_gil=release_gil) + ("" if shim is None else "\n" + shim), sig.name)
     type_inits = []
     # What the cell derives or implements: a field of such a type reads as a clone.
     cloneable = frozenset(t.name for t in types if {"Clone", "Copy"} & set(t.traits))
@@ -840,6 +925,11 @@ def generate(
         )
     else:
         init_types = "PyModule_Create2(::std::ptr::addr_of_mut!(MODULE_DEF), PYTHON_API_VERSION)"
+    if functions:
+        init_types = (
+            f"let m = {{ {init_types} }};\n        if m.is_null() {{ return m; }}\n"
+            f"{_native_table(functions, shims)}\n        m"
+        )
     parts.append(
         f"""
 static mut MODULE_DEF: PyModuleDef = PyModuleDef {{

@@ -30,7 +30,7 @@ from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import glue_fingerprint
 from .deps import DepsBuild, ProgressCallback, StderrProgress, Workspace, collect_dependencies, path_fingerprint
 from .deps import enforce_limit as deps_enforce_limit
-from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError
+from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError, warn_skipped
 from .generics import Builder, GenericFunction, GenericType
 from .handles import add_instance_source
 from .loader import load_extension, loaded_paths
@@ -339,7 +339,7 @@ class RustCompiler:
         release_gil: bool | None = None,
         instantiate: Sequence[str] = (),
         instances_only: bool = False,
-        warn_skipped: bool = True,
+        warn_items: bool = True,
     ) -> RustModule:
         """Compile *source* (or load it from the cache) and return its functions.
 
@@ -436,8 +436,8 @@ class RustCompiler:
                 load_seconds = time.perf_counter() - t1
                 break
         sigs, skipped, diags = entry_exports(entry)
-        for name, reason in skipped if warn_skipped else ():
-            warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
+        if warn_items:
+            warn_skipped(skipped, source)
         if diags and not quiet:
             sys.stderr.write("".join(d.rendered for d in diags))
         built = ws.last_build if (ws is not None and not hit) else None
@@ -460,7 +460,7 @@ class RustCompiler:
         """What the cell's generic items call to build one instance (a module of it alone, cached)."""
 
         def build(spec: str) -> tuple[Any, str | None]:
-            m = self.compile(source, **options, quiet=True, instantiate=[spec], instances_only=True, warn_skipped=False)
+            m = self.compile(source, **options, quiet=True, instantiate=[spec], instances_only=True, warn_items=False)
             inst = m.instances.get(spec)
             reason = next((r for n, r in m.skipped if n == spec), "it was not exported")
             return inst, None if inst is not None else reason

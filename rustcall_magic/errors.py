@@ -2,13 +2,17 @@
 
 Every error the package raises on purpose subclasses :class:`RustcallError`.
 The generated Rust glue of every compiled cell imports this module at load
-time and calls the ``_raise_*`` helpers on its error paths, so that messages
-are composed in one place, in Python.
+time and calls the underscored helpers on its error paths, so that messages
+are composed in one place, in Python; the helpers return the exception and the
+glue raises it from C, so that no frame of this module shows in tracebacks.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+import warnings
+from collections.abc import Iterable
 from typing import Any
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -25,6 +29,54 @@ class RustcallError(Exception):
 
 class RustcallWarning(UserWarning):
     """A cell item that was skipped, or a cache entry that was repaired."""
+
+
+def item_line(source: str, name: str) -> int | None:
+    """The 1-based line of *source* declaring item *name* (``f``, ``Point`` or ``Point.norm``), if found."""
+    simple = re.escape(name.rsplit(".", 1)[-1])
+    m = re.search(rf"\b(?:fn|struct|enum)\s+(?:r#)?{simple}\b", source)
+    return source.count("\n", 0, m.start()) + 1 if m else None
+
+
+#: Modules whose frames are not the user's code when a cell is compiled.
+_INTERNAL = ("rustcall_magic", "IPython", "traitlets", "decorator", "ipykernel")
+
+
+def warn_skipped(skipped: Iterable[tuple[str, str]], source: str) -> None:
+    """Warn (RustcallWarning) about every item of *source* that was not exported, at the user's code.
+
+    Under a ``%%rust`` magic the warning names the cell (IPython's file name for it) and
+    the line of the skipped item; otherwise the first caller outside this package.
+    """
+    items = list(skipped)
+    if not items:
+        return
+    frame = sys._getframe(1)
+    below = None
+    while frame is not None and (
+        frame.f_globals.get("__name__", "").split(".")[0] in _INTERNAL or frame.f_code.co_filename.startswith("<decorator-gen")
+    ):
+        below, frame = frame, frame.f_back
+    for name, reason in items:
+        message = f"Rust item `{name}` was not exported: {reason}"
+        if frame is None:
+            warnings.warn(message, RustcallWarning, stacklevel=2)
+            continue
+        lineno = frame.f_lineno
+        line = item_line(source, name)
+        # A cell runs as a module whose one statement calls run_cell_magic.
+        cell = frame.f_code.co_name == "<module>" and below is not None and below.f_code.co_name == "run_cell_magic"
+        if line is not None and cell:
+            lineno = line + 1  # the cell's first line is the magic's
+        warnings.warn_explicit(
+            message,
+            RustcallWarning,
+            frame.f_code.co_filename,
+            lineno,
+            module=frame.f_globals.get("__name__"),
+            registry=frame.f_globals.setdefault("__warningregistry__", {}),
+            module_globals=frame.f_globals,
+        )
 
 
 class RustToolchainError(RustcallError):
@@ -157,16 +209,32 @@ _ITEM_EXPECTED = {
 }
 
 
-def _item_of(obj: Any, path: tuple[int, ...]) -> Any:
-    for i in path:
+def _item_of(obj: Any, path: tuple[Any, ...]) -> Any:
+    """The failing part of an argument: *path* holds list indices and ("key" | "value" | "element", key) steps."""
+    for step in path:
+        if isinstance(step, tuple) and step[0] != "value":
+            obj = step[1]  # a dict's key or a set's element is the object itself
+            continue
         try:
-            obj = obj[i]
+            obj = obj[step[1] if isinstance(step, tuple) else step]
         except Exception:
             return None
     return obj
 
 
-def _raise_arg_error(
+def _path_text(path: tuple[Any, ...]) -> str:
+    """`` item [2]['a']``, `` key 'x'``, `` element 3``: where in an argument the failing part is."""
+    out = ""
+    for step in path:
+        if isinstance(step, tuple) and step[0] != "value":
+            out += f" {step[0]} {step[1]!r}"
+        else:
+            sub = f"[{step[1]!r}]" if isinstance(step, tuple) else f"[{step}]"
+            out += sub if out.endswith("]") else f" item {sub}"
+    return out
+
+
+def _arg_error(
     signature: str,
     index: int,
     name: str,
@@ -175,9 +243,11 @@ def _raise_arg_error(
     code: int,
     detail: str,
     obj: Any,
-    path: tuple[int, ...] = (),
+    path: tuple[Any, ...] = (),
     item_type: str = "",
-) -> None:
+) -> Exception:
+    """The exception for an argument that did not convert (returned: the glue raises it from C,
+    so that the traceback ends at the user's call)."""
     if signature.startswith("field "):  # a property setter of an exported struct
         what, signature = signature.split(":", 1)[0], signature.removeprefix("field ")
     else:
@@ -188,7 +258,7 @@ def _raise_arg_error(
         obj = _item_of(obj, path)
         rust_type = _RUST_PATH.sub("", item_type) or rust_type
         expected = _ITEM_EXPECTED.get(rust_type, rust_type)
-        what += " item " + "".join(f"[{i}]" for i in path)
+        what += _path_text(path)
     kind = type(obj)
     # Qualified outside builtins and this package: numpy.bool is not bool.
     plain = kind.__module__ == "builtins" or kind.__module__.split(".")[0] == __name__.split(".")[0]
@@ -200,20 +270,31 @@ def _raise_arg_error(
         shown = repr(obj)
         if len(shown) > 40:
             shown = f"{shown[:18]}...{shown[-18:]}"
-        raise OverflowError(f"{what}: {shown} is out of range for {rust_type}; signature: {signature}")
+        return OverflowError(f"{what}: {shown} is out of range for {rust_type}; signature: {signature}")
     if code == _ARG_VALUE:
-        raise ValueError(f"{what}: {detail}; signature: {signature}")
+        return ValueError(f"{what}: {detail}; signature: {signature}")
     if code == _ARG_BUFFER:
-        raise BufferError(f"{what}: {detail}; signature: {signature}")
+        return BufferError(f"{what}: {detail}; signature: {signature}")
     extra = f" ({detail})" if detail else ""
-    raise TypeError(f"{what} must be {expected}, not {got}{extra}; signature: {signature}")
+    return TypeError(f"{what} must be {expected}, not {got}{extra}; signature: {signature}")
 
 
-def _raise_arg_count(signature: str, expected: int, got: int) -> None:
+def _raise_arg_error(*args: Any) -> None:
+    """Raise :func:`_arg_error`'s exception (for Python callers; IPython hides this frame)."""
+    __tracebackhide__ = True
+    raise _arg_error(*args)
+
+
+def _arg_count(signature: str, expected: int, got: int) -> Exception:
     fn = signature.split("(", 1)[0].split()[-1]
     plural = "" if expected == 1 else "s"
     verb = "was" if got == 1 else "were"
-    raise TypeError(f"{fn}() takes {expected} argument{plural} but {got} {verb} given; signature: {signature}")
+    return TypeError(f"{fn}() takes {expected} argument{plural} but {got} {verb} given; signature: {signature}")
+
+
+def _raise_arg_count(signature: str, expected: int, got: int) -> None:
+    __tracebackhide__ = True
+    raise _arg_count(signature, expected, got)
 
 
 def _note_arg(exc: BaseException, signature: str, index: int, name: str, rust_type: str) -> None:
@@ -224,16 +305,31 @@ def _note_arg(exc: BaseException, signature: str, index: int, name: str, rust_ty
         exc.add_note(note)
 
 
-def _raise_arg_binding(signature: str, problem: str) -> None:
+def _arg_binding(signature: str, problem: str) -> Exception:
     fn = signature.split("(", 1)[0].split()[-1]
-    raise TypeError(f"{fn}() {problem}; signature: {signature}")
+    return TypeError(f"{fn}() {problem}; signature: {signature}")
+
+
+def _raise_arg_binding(signature: str, problem: str) -> None:
+    __tracebackhide__ = True
+    raise _arg_binding(signature, problem)
+
+
+def _panic(function: str, message: str, file: str | None, line: int, column: int) -> RustPanic:
+    if file is not None and file.endswith("cell.rs"):
+        file = "cell"
+    return RustPanic(message, function, file, line or None, column or None)
 
 
 def _raise_panic(function: str, message: str, file: str | None, line: int, column: int) -> None:
-    if file is not None and file.endswith("cell.rs"):
-        file = "cell"
-    raise RustPanic(message, function, file, line or None, column or None)
+    __tracebackhide__ = True
+    raise _panic(function, message, file, line, column)
+
+
+def _rust_error(message: str) -> RustError:
+    return RustError(message)
 
 
 def _raise_rust_error(message: str) -> None:
+    __tracebackhide__ = True
     raise RustError(message)

@@ -59,7 +59,7 @@ from .build import BuildOptions, build_cell
 from .cache import Entry, make_key
 from .codegen import GLUE_VERSION, glue_fingerprint
 from .compiler import CellFunctions, RustCompiler, RustModule, entry_exports, generic_types_of
-from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError
+from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError, warn_skipped
 from .generics import Builder
 from .loader import note_linked
 from .signature import FnSig, parse_cell
@@ -806,8 +806,7 @@ def lower(
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
     quiet = compiler.quiet if quiet is None else quiet
-    for name, reason in info.skipped:
-        warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=3)
+    warn_skipped(info.skipped, source)
     if diags and not quiet:
         sys.stderr.write("".join(d.rendered for d in diags))
     llvm = llvm_binding()
@@ -1112,8 +1111,7 @@ def _from_entry(
 ) -> JitModule:
     sigs, skipped, diags = entry_exports(entry)
     if mod is None:
-        for name, reason in skipped:
-            warnings.warn(f"Rust item `{name}` was not exported: {reason}", RustcallWarning, stacklevel=4)
+        warn_skipped(skipped, source)
         if diags and not quiet:
             sys.stderr.write("".join(d.rendered for d in diags))
     t1 = time.perf_counter()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -27,11 +28,15 @@ class RType:
     """A Rust type in canonical form (paths shortened, lifetimes dropped).
 
     ``kind`` is one of ``path`` (a named type, with optional generic ``args``),
-    ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``tuple``, ``unit``,
+    ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``array`` (``[T; N]``, ``name``
+    being the length), ``tuple``, ``unit``,
     ``ptr`` (``*const T`` / ``*mut T``), ``never``, ``user`` (an exported
     struct of the cell, ``name`` being its name; an instance of a generic struct is
-    named ``W<i32>``), ``enum`` (an exported fieldless enum of the cell), ``tparam``
-    (a type parameter of a generic function or struct, ``name`` being it), or ``other``
+    named ``W<i32>``), ``enum`` (an exported fieldless enum of the cell), ``fn`` (a
+    function type: ``name`` is ``fn`` for a pointer or the trait ``Fn``/``FnMut``/
+    ``FnOnce``, ``args`` the parameters then the return type), ``dyn``/``impl``
+    (``dyn T`` / ``impl T`` of the one trait in ``args``), ``tparam`` (a type
+    parameter of a generic function or struct, ``name`` being it), or ``other``
     (anything we do not model; ``name`` then holds its source text).
     """
 
@@ -45,31 +50,48 @@ class RType:
 
     def rust(self) -> str:
         """The type as the glue module spells it (a cell's own types are ``super::Name``)."""
-        return self.render(user_path)
+        return self.render(user_path, _GLUE_PATHS)
 
-    def render(self, user: Callable[[str], str]) -> str:
-        """The type as Rust text, a user type's name written by *user*."""
+    def render(self, user: Callable[[str], str], paths: Mapping[str, str] | None = None) -> str:
+        """The type as Rust text, a user type's name written by *user*, a path's by *paths* (if there)."""
         if self.kind in ("user", "enum"):
             return user(self.name)
+        if self.kind == "path" and self.name == "Iterator" and len(self.args) == 1:
+            return f"Iterator<Item = {self.args[0].render(user, paths)}>"
         if self.kind == "path":
-            return f"{self.name}<{', '.join(a.render(user) for a in self.args)}>" if self.args else self.name
+            name = paths.get(self.name, self.name) if paths else self.name
+            return f"{name}<{', '.join(a.render(user, paths) for a in self.args)}>" if self.args else name
+        if self.kind == "fn":
+            params = ", ".join(a.render(user, paths) for a in self.args[:-1])
+            ret = "" if self.args[-1] == UNIT else f" -> {self.args[-1].render(user, paths)}"
+            return f"{self.name}({params}){ret}"
+        if self.kind in ("dyn", "impl"):
+            return f"{self.kind} {self.args[0].render(user, paths)}"
         if self.kind == "ref":
-            return f"&{'mut ' if self.mutable else ''}{self.args[0].render(user)}"
+            return f"&{'mut ' if self.mutable else ''}{self.args[0].render(user, paths)}"
         if self.kind == "slice":
-            return f"[{self.args[0].render(user)}]"
+            return f"[{self.args[0].render(user, paths)}]"
+        if self.kind == "array":
+            return f"[{self.args[0].render(user, paths)}; {self.name}]"
         if self.kind == "tuple":
-            inner = ", ".join(a.render(user) for a in self.args)
+            inner = ", ".join(a.render(user, paths) for a in self.args)
             return f"({inner},)" if len(self.args) == 1 else f"({inner})"
         if self.kind == "unit":
             return "()"
         if self.kind == "ptr":
-            return f"*{'mut' if self.mutable else 'const'} {self.args[0].render(user)}"
+            return f"*{'mut' if self.mutable else 'const'} {self.args[0].render(user, paths)}"
         if self.kind == "never":
             return "!"
         return self.name
 
 
 UNIT = RType("unit")
+
+#: How the generated glue module spells canonical paths that are not in its scope.
+_GLUE_PATHS = {
+    **{n: f"::std::collections::{n}" for n in ("HashMap", "HashSet", "BTreeMap", "BTreeSet")},
+    **{f"rustcall::{n}": f"self::rustcall_glue::{n}" for n in ("NdArray", "NdArrayMut", "Array")},
+}
 
 
 def user_path(name: str) -> str:
@@ -110,6 +132,20 @@ class TypeRow:
     borrows_object: bool = False
     #: Built item by item from a (mutable) list: items must not borrow their objects.
     owns_items: bool = False
+    #: When set, the first type argument (a map's key, a set's item) must be one of these,
+    #: or a tuple of them: the types that are ``Eq + Hash + Ord`` in Rust and hashable in Python.
+    keys: frozenset[str] | None = None
+    #: A parameter of this row (which has a holder) may be wrapped in ``Option``: None
+    #: passes None, anything else fills the holder (``OptArg<holder>`` in the glue).
+    optional: bool = False
+    #: This row (``Option``) wraps a parameter whose row is ``optional``.
+    wraps_optional: bool = False
+    #: A callback (``Fn`` types): its parameters are converted Rust -> Python and its
+    #: return Python -> Rust, so the checks of its type arguments are reversed.
+    callback: bool = False
+    #: How the wrapper turns the function's return value into the row's type before
+    #: ``IntoPy`` (``{v}`` is the call): an ``impl Trait`` value is boxed.
+    ret_as: str = "{v}"
 
 
 _INT_TYPES = ("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize")
@@ -119,6 +155,10 @@ BUFFER_ITEMS = frozenset({*(t for t in _INT_TYPES if "128" not in t), "f32", "f6
 POINTER_ITEMS = BUFFER_ITEMS | {"c_char", "c_void"}
 #: Element types of ownership handles (Box/Rc/Arc/Vec crossing into cells; isize/usize as i64/u64).
 HANDLE_ITEMS = BUFFER_ITEMS
+#: Key types of maps and item types of sets (and tuples of them): equal and hashable on both sides.
+KEY_ITEMS = frozenset({*_INT_TYPES, "bool", "char", "String"})
+#: Element types of N-d array views and returned arrays (buffer items a RustVec can hold).
+ARRAY_ITEMS = BUFFER_ITEMS
 
 #: THE type table: canonical Rust type text -> row. Later types add rows here
 #: (and one FromPy/IntoPy impl in glue/prelude.rs), never branches elsewhere.
@@ -139,6 +179,7 @@ TYPE_TABLE: dict[str, TypeRow] = {
         holder="SliceArg<{0}>",
         pass_as="{v}.as_slice()",
         elements=BUFFER_ITEMS,
+        optional=True,
     ),
     "&mut [_]": TypeRow(
         "a writable buffer of {0} items (numpy array, array.array, bytearray, memoryview)",
@@ -146,6 +187,7 @@ TYPE_TABLE: dict[str, TypeRow] = {
         holder="SliceMutArg<{0}>",
         pass_as="{v}.as_mut_slice()",
         elements=BUFFER_ITEMS,
+        optional=True,
     ),
     # Numeric Vec returns are RustVec handles (other items: lists); a RustVec argument is moved.
     # A RustVec argument is reserved at conversion and moved when the call starts.
@@ -169,9 +211,60 @@ TYPE_TABLE: dict[str, TypeRow] = {
     "&mut {user}": TypeRow("a `{0}` instance (mutably borrowed)", None, "UserMut<{0}>", "{v}.get_mut()"),
     # A cell's fieldless enums are enum.Enum classes whose members pass and return by value.
     "{enum}": TypeRow("a `{0}` member", "{0}"),
-    "Option<_>": TypeRow("{0} or None", "value or None"),
+    "Option<_>": TypeRow("{0} or None", "value or None", wraps_optional=True),
     "Result<_, _>": TypeRow(None, "value (Err raises RustError)", checked_args=1),
     "(..)": TypeRow("a tuple", "tuple"),
+    # Maps and sets are copied both ways; keys are converted and compared as Rust values.
+    "HashMap<_, _>": TypeRow("a dict (any mapping) of {0} to {1}", "dict", nests=True, owns_items=True, keys=KEY_ITEMS),
+    "BTreeMap<_, _>": TypeRow(
+        "a dict (any mapping) of {0} to {1}", "dict (in key order)", nests=True, owns_items=True, keys=KEY_ITEMS
+    ),
+    "HashSet<_>": TypeRow("a set (any iterable) of {0}", "set", nests=True, owns_items=True, keys=KEY_ITEMS),
+    "BTreeSet<_>": TypeRow("a set (any iterable) of {0}", "set", nests=True, owns_items=True, keys=KEY_ITEMS),
+    # Fixed-size arrays: exactly N items in (tuple, list, buffer); a tuple out.
+    "[_; N]": TypeRow("a tuple, list or buffer of exactly {n} {0}", "tuple", nests=True, owns_items=True),
+    # 128-bit integers have no buffer format: slices of them are copied from a list or any iterable of ints.
+    "&[i128]": TypeRow("a list (any iterable) of int", None, holder="ListSliceArg<i128>", pass_as="{v}.as_slice()"),
+    "&[u128]": TypeRow("a list (any iterable) of int", None, holder="ListSliceArg<u128>", pass_as="{v}.as_slice()"),
+    # N-d views of any buffer (glue/ndarray.rs): zero copy, any strides.
+    "rustcall::NdArray<_>": TypeRow(
+        "a buffer of {0} items with any shape and strides (numpy array, memoryview)",
+        None,
+        holder="NdArg<{0}>",
+        pass_as="{v}.view()",
+        elements=ARRAY_ITEMS,
+        optional=True,
+    ),
+    "rustcall::NdArrayMut<_>": TypeRow(
+        "a writable buffer of {0} items with any shape and strides (numpy array, memoryview)",
+        None,
+        holder="NdMutArg<{0}>",
+        pass_as="{v}.view_mut()",
+        elements=ARRAY_ITEMS,
+        optional=True,
+    ),
+    # An owned N-d array: a numpy array over the Rust allocation (a RustVec with .shape without numpy).
+    "rustcall::Array<_>": TypeRow(None, "numpy.ndarray (RustVec with .shape without numpy)", elements=ARRAY_ITEMS),
+    # Callbacks (glue/callbacks.rs): any Python callable, called with the GIL taken again;
+    # a `%%rust` function of the same Rust signature is called natively. A Python exception
+    # unwinds the Rust frames and reaches the caller as itself.
+    "&dyn Fn(..)": TypeRow(
+        "a callable taking {params} and returning {ret}", None, "Callback<{fn}>", "&{closure}", callback=True
+    ),
+    "&mut dyn FnMut(..)": TypeRow(
+        "a callable taking {params} and returning {ret}", None, "Callback<{fn}>", "&mut {closure}", callback=True
+    ),
+    "impl Fn(..)": TypeRow(
+        "a callable taking {params} and returning {ret}", None, "Callback<{fn}>", "{closure}", callback=True
+    ),
+    "impl FnMut(..)": TypeRow(
+        "a callable taking {params} and returning {ret}", None, "Callback<{fn}>", "{closure}", callback=True
+    ),
+    # A `fn` pointer has no state: it takes `%%rust` functions only (their native shims).
+    "fn(..)": TypeRow("a `%%rust` function `{fnptr}`", None, "FnPtrArg<{fn}>", "{v}.get()", callback=True),
+    # Iterators become lazy Python iterators, items converted one by one (glue/callbacks.rs).
+    "Box<dyn Iterator<_>>": TypeRow(None, "iterator"),
+    "impl Iterator<_>": TypeRow(None, "iterator", ret_as="Box::new({v}) as Box<dyn Iterator<Item = {0}>>"),
     "*const _": TypeRow(
         "an int address, a buffer of {0} items, or None",
         "int",
@@ -217,6 +310,19 @@ _PATH_ALIASES = {
     "std::os::raw::c_void": "c_void",
     "std::ffi::c_void": "c_void",
     "core::ffi::c_void": "c_void",
+    # A cell's own code names the glue library `rustcall` (`::rustcall::NdArray` too).
+    **{f"rustcall::{n}": f"rustcall::{n}" for n in ("NdArray", "NdArrayMut", "Array")},
+    **{
+        f"{prefix}{name}": name
+        for name, mods in (
+            ("HashMap", ("collections::", "collections::hash_map::")),
+            ("HashSet", ("collections::", "collections::hash_set::")),
+            ("BTreeMap", ("collections::", "collections::btree_map::")),
+            ("BTreeSet", ("collections::", "collections::btree_set::")),
+        )
+        for mod in mods
+        for prefix in (f"std::{mod}", f"alloc::{mod}")
+    },
     # C's number types are Rust primitives under other names (`c_char` stays itself: as a
     # pointee it means a C string).
     **{
@@ -247,7 +353,12 @@ def pattern(t: RType) -> str:
     ``*const _``, a tuple -> ``(..)``; a type without arguments is its own key.
     """
     if t.kind == "path" and t.args:
-        return f"{t.name}<{', '.join('_' for _ in t.args)}>"
+        # `Box<dyn Iterator<_>>`: a trait object argument is part of the key.
+        return f"{t.name}<{', '.join(pattern(a) if a.kind in ('dyn', 'impl') else '_' for a in t.args)}>"
+    if t.kind == "fn":
+        return f"{t.name}(..)"
+    if t.kind in ("dyn", "impl"):
+        return f"{t.kind} {pattern(t.args[0])}"
     if t.kind in ("user", "enum"):
         return "{" + t.kind + "}"
     if t.kind == "ref":
@@ -262,6 +373,8 @@ def pattern(t: RType) -> str:
         return prefix + pattern(inner)
     if t.kind == "slice":
         return "[_]"
+    if t.kind == "array":
+        return "[_; N]"
     if t.kind == "ptr":
         return ("*mut " if t.mutable else "*const ") + "_"
     if t.kind == "tuple":
@@ -278,8 +391,12 @@ def type_args(t: RType) -> tuple[RType, ...]:
         if inner.kind in ("path", "user", "enum") and not inner.args:
             return ()
         return type_args(inner)
-    if t.kind in ("path", "slice", "ptr", "tuple"):
+    if t.kind == "path":
+        return tuple(x for a in t.args for x in (type_args(a) if a.kind in ("dyn", "impl") else (a,)))
+    if t.kind in ("slice", "array", "ptr", "tuple", "fn"):
         return t.args
+    if t.kind in ("dyn", "impl"):
+        return type_args(t.args[0])
     return ()
 
 
@@ -300,26 +417,101 @@ def type_row(t: RType, position: str) -> TypeRow | None:
         return None
     if position == "return" and row.py_out is None:
         return None
+    if position == "param" and row.wraps_optional:
+        inner = type_args(t)[0]
+        inner_row = type_row(inner, "param")
+        if inner_row is not None and inner_row.holder is not None and inner_row.optional:
+            # `Option<&[T]>`: the inner holder, filled unless the argument is None.
+            lifted = pass_expr(inner, "h").replace("{", "{{").replace("}", "}}")
+            return replace(row, holder=f"OptArg<{holder_type(inner)}>", pass_as=f"{{v}}.as_mut().map(|h| {lifted})")
     return row
 
 
 def _args_supported(row: TypeRow, t: RType, position: str) -> bool:
     args = type_args(t)
+    if row.callback and pattern(t) == "fn(..)":
+        return all(native_type(a) for a in args)
+    if row.callback:
+        return _callback_supported(args)
     if position == "return" and row.any_return_args:
         return True
     if row.elements is not None:
         return all(str(a) in row.elements for a in args)
     if position == "param" and row.owns_items and any(_borrows_object(a) for a in args):
         return False
+    if row.keys is not None and not _is_key(args[0], row.keys):
+        return False
     for a in args if row.checked_args is None else args[: row.checked_args]:
         inner = type_row(a, position)
-        # Inside another type an argument is converted directly: no holder of its own.
-        if inner is None or (position == "param" and inner.holder is not None and not inner.nests):
+        # Inside another type an argument is converted directly: no holder of its own
+        # (Option may wrap the holder of an `optional` row).
+        lifted = row.wraps_optional and inner is not None and inner.optional
+        if inner is None or (position == "param" and inner.holder is not None and not inner.nests and not lifted):
             return False
         # An Err raises, so Result is only meaningful as the outermost return type.
         if pattern(a) == "Result<_, _>":
             return False
     return True
+
+
+def _is_key(t: RType, keys: frozenset[str]) -> bool:
+    """True when *t* is one of *keys* or a tuple of such types."""
+    if t.kind == "tuple":
+        return bool(t.args) and all(_is_key(a, keys) for a in t.args)
+    return str(t) in keys
+
+
+def _callback_supported(args: tuple[RType, ...]) -> bool:
+    """A callback's parameters must convert Rust -> Python, its return Python -> Rust (by value)."""
+    *params, ret = args
+    for a in params:
+        if type_row(a, "return") is None or pattern(a) == "Result<_, _>" or a.kind in ("user", "enum"):
+            return False
+    if ret == UNIT:
+        return True
+    row = type_row(ret, "param")
+    return row is not None and (row.holder is None or row.nests) and not _borrows_object(ret) and (
+        ret.kind not in ("user", "enum")
+    )
+
+
+#: Types a `%%rust` function may take and return to be called natively as another
+#: cell's callback: plain values whose memory no allocator owns.
+_NATIVE_SCALARS = frozenset({*_INT_TYPES, "f32", "f64", "bool", "char", "()", "&str"})
+
+
+def native_type(t: RType) -> bool:
+    """True when a value of type *t* may pass between two cells' code directly (no conversion)."""
+    if str(t) in _NATIVE_SCALARS:
+        return True
+    key = pattern(t)
+    if key in ("&[_]", "&mut [_]"):
+        return str(type_args(t)[0]) in BUFFER_ITEMS
+    if key in ("Option<_>", "(..)"):
+        return all(native_type(a) for a in type_args(t))
+    return False
+
+
+def callback_fn(t: RType) -> RType:
+    """The ``fn`` type inside a callback type (``&dyn Fn(A) -> R`` -> ``Fn(A) -> R``)."""
+    while t.kind != "fn":
+        t = t.args[0]
+    return t
+
+
+def fn_pointer(params: tuple[RType, ...] | list[RType], ret: RType) -> str:
+    """Rust text of the function pointer type with *params* and *ret* (``fn(f64) -> f64``)."""
+    return RType("fn", "fn", (*params, ret)).rust()
+
+
+def _closure(t: RType, var: str) -> str:
+    """A Rust closure of callback type *t* calling through the holder *var* (see glue/callbacks.rs)."""
+    f = callback_fn(t)
+    *params, ret = f.args
+    xs = [f"x{i}" for i in range(len(params))]
+    typed = ", ".join(f"{x}: {p.rust()}" for x, p in zip(xs, params, strict=True))
+    tup = f"({xs[0]},)" if len(xs) == 1 else f"({', '.join(xs)})"
+    return f"|{typed}| -> {ret.rust()} {{ unsafe {{ {var}.call({tup}) }} }}"
 
 
 def _borrows_object(t: RType) -> bool:
@@ -329,13 +521,13 @@ def _borrows_object(t: RType) -> bool:
 
 
 #: Rows whose values are memory of the ownership runtime (its allocator frees them).
-_RUNTIME_MEMORY = frozenset({"Vec<_>", "&mut Vec<_>", "Box<_>", "Rc<_>", "Arc<_>"})
+_RUNTIME_MEMORY = frozenset({"Vec<_>", "&mut Vec<_>", "Box<_>", "Rc<_>", "Arc<_>", "rustcall::Array<_>"})
 
 
 def runtime_memory(t: RType) -> RType | None:
     """The part of *t* that moves memory between a cell and the ownership runtime, if any:
-    a numeric ``Vec`` (a RustVec's buffer), ``&mut Vec`` (may reallocate one), or a
-    ``Box``/``Rc``/``Arc`` by value (at any depth)."""
+    a numeric ``Vec`` (a RustVec's buffer), ``&mut Vec`` (may reallocate one), a returned
+    ``rustcall::Array`` (its Vec becomes a RustVec), or a ``Box``/``Rc``/``Arc`` by value (at any depth)."""
     key = pattern(t)
     args = type_args(t)
     if key in _RUNTIME_MEMORY and (key not in ("Vec<_>", "&mut Vec<_>") or str(args[0]) in HANDLE_ITEMS):
@@ -351,7 +543,19 @@ def py_in_text(t: RType) -> str:
     args = type_args(t)
     if t.kind == "path" and t.name == "Option" and args:
         return f"{py_in_text(args[0])} or None"
-    return row.py_in.format(*(str(a) for a in _row_args(t)))
+    if row.callback and pattern(t) == "fn(..)":
+        return row.py_in.format(fnptr=fn_pointer_text(t))
+    if row.callback:
+        *params, ret = callback_fn(t).args
+        shown = f"({', '.join(str(p) for p in params)})" if params else "no arguments"
+        return row.py_in.format(params=shown, ret=str(ret)) + f", or a `%%rust` function `{fn_pointer_text(t)}`"
+    return row.py_in.format(*(str(a) for a in _row_args(t)), n=t.name if t.kind == "array" else "")
+
+
+def fn_pointer_text(t: RType) -> str:
+    """The ``fn`` pointer type matching callback type *t*, as the user reads it."""
+    f = callback_fn(t)
+    return str(RType("fn", "fn", f.args))
 
 
 def _row_args(t: RType) -> tuple[RType, ...]:
@@ -368,13 +572,24 @@ def holder_type(t: RType) -> str:
     row = type_row(t, "param")
     if row is None or row.holder is None:
         return t.rust()
-    return row.holder.format(*(a.rust() for a in _row_args(t)))
+    extra = {"fn": fn_pointer(callback_fn(t).args[:-1], callback_fn(t).args[-1])} if row.callback else {}
+    return row.holder.format(*(a.rust() for a in _row_args(t)), **extra)
 
 
 def pass_expr(t: RType, var: str) -> str:
     """The expression that hands the holder *var* to the user's function as a *t*."""
     row = type_row(t, "param")
-    return (row.pass_as if row is not None else "{v}").format(v=var)
+    template = row.pass_as if row is not None else "{v}"
+    extra = {"closure": _closure(t, var)} if row is not None and row.callback else {}
+    return template.format(v=var, **extra)
+
+
+def ret_expr(t: RType, call: str) -> str:
+    """The expression turning the function's result *call* into the value its ``IntoPy`` converts."""
+    row = type_row(t, "return")
+    if row is None or row.ret_as == "{v}":
+        return call
+    return row.ret_as.format(*(a.rust() for a in type_args(t)), v=call)
 
 
 # ---------------------------------------------------------------------------
@@ -651,11 +866,45 @@ def _parser() -> Any:
     return Parser(Language(tree_sitter_rust.language()))
 
 
+#: The glue library's types a cell imports by name (`use rustcall::NdArray;`): name -> path.
+_IMPORTED: ContextVar[Mapping[str, str] | None] = ContextVar("_IMPORTED", default=None)
+_GLUE_TYPES = ("NdArray", "NdArrayMut", "Array")
+
+
+def _glue_imports(children: list[Any]) -> dict[str, str]:
+    """Names the cell's top-level ``use rustcall::...`` items bring into scope, as table paths."""
+    out: dict[str, str] = {}
+    for n in children:
+        if n.type != "use_declaration":
+            continue
+        text = " ".join(_text(n).split()).removeprefix("pub ").removeprefix("use ").rstrip(";").strip()
+        text = text.removeprefix("::")
+        if not text.startswith("rustcall::"):
+            continue
+        rest = text.removeprefix("rustcall::").strip()
+        items = [i.strip() for i in rest.strip("{}").split(",")] if rest.startswith("{") else [rest]
+        for item in items:
+            name, _, alias = (p.strip() for p in item.partition(" as "))
+            if name == "*":
+                out.update({t: f"rustcall::{t}" for t in _GLUE_TYPES})
+            elif name in _GLUE_TYPES:
+                out[alias or name] = f"rustcall::{name}"
+    return out
+
+
 def parse_cell(source: str) -> CellInfo:
     """Parse *source* and return its exported functions and types (see module docstring)."""
     data = source.encode("utf-8")
     tree = _parser().parse(data)
     root = tree.root_node
+    token = _IMPORTED.set(_glue_imports(root.children))
+    try:
+        return _parse_items(root)
+    finally:
+        _IMPORTED.reset(token)
+
+
+def _parse_items(root: Any) -> CellInfo:
     info = CellInfo(has_syntax_errors=root.has_error)
     children = root.children
     # Memory of the ownership runtime comes from the process's global allocator: a cell
@@ -827,6 +1076,8 @@ def _fn_types(
             bad = f"type `{rt}` (parameter `{_text(pat)}`) is not supported"
             if pattern(rt) == "Vec<_>" and _borrows_object(rt):
                 bad += "; use `Vec<String>` (a list's items cannot be borrowed for the call)"
+            if rt.kind == "path" and rt.name in _GLUE_TYPES:
+                bad += f"; write `rustcall::{rt.name}` or add `use rustcall::{rt.name};`"
             return bad
         pname = _text(pat)
         if not pname.isidentifier():
@@ -1181,7 +1432,43 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         return RType("never")
     if t in ("type_identifier", "scoped_type_identifier"):
         name = "".join(_text(node).split())
-        return RType("path", _PATH_ALIASES.get(name.removeprefix("::"), name))
+        imports = _IMPORTED.get() if t == "type_identifier" else None
+        imported = imports.get(name) if imports else None
+        return RType("path", imported or _PATH_ALIASES.get(name.removeprefix("::"), name))
+    if t == "function_type":
+        trait = node.child_by_field_name("trait")
+        name = "fn" if trait is None else _text(trait).split("::")[-1]
+        if name not in ("fn", "Fn", "FnMut", "FnOnce") or _first_of(node, "function_modifiers") is not None:
+            return RType("other", " ".join(_text(node).split()))
+        params_node = node.child_by_field_name("parameters")
+        params = tuple(
+            rtype_of(c.child_by_field_name("type") if c.type == "parameter" else c, users, self_name)
+            for c in (params_node.children if params_node is not None else ())
+            if c.is_named and c.type not in ("line_comment", "block_comment", "attribute_item")
+        )
+        ret_node = node.child_by_field_name("return_type")
+        ret = rtype_of(ret_node, users, self_name) if ret_node is not None else UNIT
+        return RType("fn", name, (*params, ret))
+    if t == "bounded_type":
+        # `impl Fn(u64) -> u64 + Sync`, `dyn Iterator<Item = T> + Send`: auto traits and lifetimes add
+        # nothing the glue needs (its callbacks are Send + Sync, its iterators owned).
+        parts = [c for c in node.children if c.is_named]
+        rest = {_text(c) for c in parts[1:]}
+        if parts and rest <= {"Send", "Sync", "'static"}:
+            return rtype_of(parts[0], users, self_name)
+        return RType("other", " ".join(_text(node).split()))
+    if t in ("dynamic_type", "abstract_type"):
+        trait = node.child_by_field_name("trait")
+        if trait is None or trait.type not in ("function_type", "generic_type"):
+            return RType("other", " ".join(_text(node).split()))
+        return RType("dyn" if t == "dynamic_type" else "impl", "", (rtype_of(trait, users, self_name),))
+    if t == "generic_type" and _text(node.child_by_field_name("type")).split("::")[-1] == "Iterator":
+        # `Iterator<Item = T>`: the one associated type binding is the argument.
+        args_node = node.child_by_field_name("type_arguments")
+        binds = [c for c in (args_node.children if args_node is not None else ()) if c.is_named]
+        if len(binds) == 1 and binds[0].type == "type_binding" and _text(binds[0].child_by_field_name("name")) == "Item":
+            return RType("path", "Iterator", (rtype_of(binds[0].child_by_field_name("type"), users, self_name),))
+        return RType("other", " ".join(_text(node).split()))
     if t == "generic_type":
         base = node.child_by_field_name("type")
         args_node = node.child_by_field_name("type_arguments")
@@ -1201,9 +1488,15 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         mutable = _first_of(node, "mutable_specifier") is not None
         return RType("ref", "", (rtype_of(inner, users, self_name),), mutable)
     if t == "array_type":
-        if node.child_by_field_name("length") is not None:
+        length = node.child_by_field_name("length")
+        if length is not None:
+            n = "".join(_text(length).split()).replace("_", "").removesuffix("usize")
+            if length.type == "integer_literal" and n.isdigit():
+                return RType("array", str(int(n)), (rtype_of(node.child_by_field_name("element"), users, self_name),))
             return RType("other", " ".join(_text(node).split()))
         return RType("slice", "", (rtype_of(node.child_by_field_name("element"), users, self_name),))
+    if t == "tuple_type" and len([c for c in node.children if c.is_named]) == 1 and _first_of(node, ",") is None:
+        return rtype_of(next(c for c in node.children if c.is_named), users, self_name)  # `(T)` is T
     if t == "tuple_type":
         return RType("tuple", "", tuple(rtype_of(c, users, self_name) for c in node.children if c.is_named))
     if t == "pointer_type":

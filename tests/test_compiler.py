@@ -188,6 +188,25 @@ def test_cell_may_use_crate_paths_and_inner_attributes() -> None:
     assert m.warnings == []
 
 
+RUSTCALL_PATHS = """
+mod inner {
+    pub fn width() -> usize { ::std::mem::size_of::<*mut rustcall::PyObject>() }
+}
+pub fn width() -> usize { inner::width() }
+"""
+
+
+@pytest.mark.parametrize("backend", ["rust", "llvm"])
+@pytest.mark.parametrize("edition", ["2015", "2021"])
+def test_cells_reach_the_glue_library_as_rustcall(backend: str, edition: str) -> None:
+    # `rustcall::` resolves in every module of a cell (an extern crate name, not a local module).
+    if backend == "rust":
+        m = rc.compile_rust(RUSTCALL_PATHS, edition=edition, quiet=True)
+    else:
+        m = rc.jit_rust(RUSTCALL_PATHS, edition=edition, quiet=True)
+    assert m.width() == 8
+
+
 KEYWORDS = "pub fn axpy(a: f64, x: f64, y: f64) -> f64 { a * x + y }\npub fn nothing() -> i32 { 7 }\n"
 
 
