@@ -63,11 +63,13 @@ def compile_rust(
     dependencies: Mapping[str, Any] | None = None,
     progress: ProgressCallback | None = None,
     release_gil: bool | None = None,
+    instantiate: Sequence[str] = (),
 ) -> RustModule:
     """Compile a cell of Rust (or load it from the cache) and return its functions.
 
     With *release_gil* the functions release the GIL while the Rust code runs,
-    so threads run them in parallel.
+    so threads run them in parallel. *instantiate* builds instances of the cell's
+    generic functions and structs with it (``["total<i32>", "W<f64>"]``).
 
     Options left as None take the default compiler's values (opt-level 2,
     edition 2021). *dependencies* maps crate names to a version (``"0.8"``) or
@@ -79,7 +81,7 @@ def compile_rust(
     """
     return get_default_compiler().compile(
         src, opt_level=opt_level, debug=debug, edition=edition, target_cpu=target_cpu, force=force, quiet=quiet,
-        dependencies=dependencies, progress=progress, release_gil=release_gil,
+        dependencies=dependencies, progress=progress, release_gil=release_gil, instantiate=instantiate,
     )  # fmt: skip
 
 

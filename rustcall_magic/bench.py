@@ -254,11 +254,31 @@ def plan(exprs: Iterable[str], namespace: Mapping[str, Any]) -> list[tuple[str, 
         found = backends_for(name, namespace)
         if not found:
             raise ValueError(f"cannot time {expr!r}: no %%rust, %rust_llvm or Python function named {name!r}")
+        args_node = ast.Expression(ast.Tuple([*call.args], ast.Load()))
         call.func = ast.Name("_rc_fn", ast.Load())
         body = ast.unparse(call)
         for label, fn in found:
-            rows.append((expr.strip(), label, fn, body))
+            for row_label, row_fn in _generic_rows(label, fn, args_node, call, namespace):
+                rows.append((expr.strip(), row_label, row_fn, body))
     return rows
+
+
+def _generic_rows(
+    label: str, fn: Any, args_node: ast.Expression, call: ast.Call, namespace: Mapping[str, Any]
+) -> list[tuple[str, Callable[..., Any]]]:
+    """A generic cell function gives two rows: its instance for these arguments (``%%rust total<i32>``)
+    and the generic call that dispatches to it (``%%rust generic``); any other callable one."""
+    infer = getattr(fn, "infer", None)
+    if not callable(infer) or not hasattr(fn, "instances") or call.keywords:
+        return [(label, fn)]
+    try:
+        args = eval(compile(ast.fix_missing_locations(args_node), "<rust_bench>", "eval"), dict(namespace))
+        types_, _ = infer(args)
+        inst = fn[types_]
+    except Exception:  # the timed call raises it again, with its own message
+        return [(label, fn)]
+    kind = classify(inst)
+    return [(f"{kind} {inst.__name__}", inst), (f"{kind} generic", fn)]
 
 
 def benchmark(

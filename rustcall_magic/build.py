@@ -119,6 +119,11 @@ class GlueError:
     line: int
     message: str
     notes: tuple[str, ...]
+    #: rustc's error code (``E0277``), if any.
+    code: str | None = None
+    #: The first note pointing into the cell: (its message, cell line), e.g. the bound a
+    #: generic function's instance does not meet.
+    cell_note: tuple[str, int] | None = None
 
 
 def _glue_error(d: dict[str, object]) -> GlueError | None:
@@ -130,7 +135,19 @@ def _glue_error(d: dict[str, object]) -> GlueError | None:
     children = d.get("children") or []
     assert isinstance(children, list)
     notes = tuple(str(c.get("message", "")) for c in children if isinstance(c, dict))
-    return GlueError(int(primary["line_start"]), str(d.get("message", "")), notes)
+    cell_note = next(
+        (
+            (str(c.get("message", "")), int(sp["line_start"]))
+            for c in children
+            if isinstance(c, dict)
+            for sp in c.get("spans") or []
+            if isinstance(sp, dict) and sp.get("file_name") == CELL_FILE
+        ),
+        None,
+    )
+    code = d.get("code")
+    code_text = str(code["code"]) if isinstance(code, dict) and code.get("code") else None
+    return GlueError(int(primary["line_start"]), str(d.get("message", "")), notes, code_text, cell_note)
 
 
 def parse_diagnostics(stderr: str) -> tuple[list[Diagnostic], list[Diagnostic], list[str], list[GlueError]]:
@@ -311,6 +328,10 @@ def _demotions(error: RustCompileError, crate: GeneratedCrate) -> dict[str, str]
             reason = "it is not compiled in this configuration (#[cfg])"
         else:
             reason = f"rustc cannot build its Python glue: {g.message}"
+            if g.code:
+                reason = f"rustc: error[{g.code}]: {g.message}"
+            if g.cell_note is not None:
+                reason += f" ({g.cell_note[0]}, cell line {g.cell_note[1]})"
         out.setdefault(name, reason)
     return out
 

@@ -123,8 +123,8 @@ class Entry:
 
     @property
     def function_names(self) -> list[str]:
-        """Names of the exported functions."""
-        return [f["name"] for f in self.meta.get("functions", [])]
+        """Names of the exported functions (and of the generic struct instances it holds, ``W<i32>``)."""
+        return [f["name"] for f in self.meta.get("functions", [])] + list(self.meta.get("type_instances", []))
 
 
 class Cache:

@@ -33,6 +33,7 @@ from .signature import (
     py_in_text,
     ret_expr,
     type_row,
+    user_path,
 )
 
 #: Bumped whenever generated code changes shape; part of every cache key.
@@ -143,7 +144,16 @@ def glue_fingerprint(state_dir: Path | None = None) -> str:
 def prelude_library_source() -> str:
     """The static part of the glue (package data) as the source of one library crate (``lib.rs`` of :data:`PRELUDE_CRATE`)."""
     glue = _PACKAGE_DIR / "glue"
-    files = ("prelude.rs", "handles.rs", "structs.rs", "callbacks.rs", "interrupt.rs")
+    files = (
+        "prelude.rs",
+        "handles.rs",
+        "structs.rs",
+        "callbacks.rs",
+        "collections.rs",
+        "ndarray.rs",
+        "generics.rs",
+        "interrupt.rs",
+    )
     return "\n".join((glue / f).read_text(encoding="utf-8") for f in files)
 
 
@@ -181,7 +191,14 @@ def docstring(sig: FnSig) -> str:
 
 
 #: Holders that lend memory to the call (they implement MemSpan), and whether mutably.
-_SPAN_HOLDERS = {"SliceArg<": False, "SliceMutArg<": True, "VecRef<": False, "VecMut<": True}
+_SPAN_HOLDERS = {
+    "SliceArg<": False,
+    "SliceMutArg<": True,
+    "VecRef<": False,
+    "VecMut<": True,
+    "NdArg<": False,
+    "NdMutArg<": True,
+}
 
 
 def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
@@ -191,7 +208,7 @@ def _alias_check(sig: FnSig, sig_lit: str) -> list[str]:
     """
     spans = []
     for i, p in enumerate(sig.params):
-        holder = holder_type(p.type)
+        holder = holder_type(p.type).removeprefix("OptArg<")  # `Option<&mut [T]>` lends its buffer too
         for prefix, mutable in _SPAN_HOLDERS.items():
             if holder.startswith(prefix):
                 spans.append((i, mutable))
@@ -236,7 +253,7 @@ def _wrapper(
     n = len(sig.params)
     sig_lit = rust_str(sig.text)
     if call is None:
-        target = f"super::{sig.owner}::{sig.rust_path}" if sig.owner else f"super::{sig.rust_path}"
+        target = f"{user_path(sig.owner)}::{sig.rust_path}" if sig.owner else f"super::{sig.rust_path}"
 
         def call(args: list[str]) -> str:
             return ret_expr(sig.ret, f"{target}({', '.join(args)})")
@@ -271,7 +288,7 @@ def _wrapper(
     self_arg: list[str] = []
     if sig.receiver:
         holder, use = _RECEIVERS[sig.receiver]
-        lines.append(f"    let mut s_: {holder}<super::{sig.owner}> = ArgHolder::empty();")
+        lines.append(f"    let mut s_: {holder}<{user_path(sig.owner)}> = ArgHolder::empty();")
         lines.append("    if let Err(e) = ArgHolder::fill(&mut s_, _m) { return raise_self_error(e); }")
         self_arg = [f"s_.{use}"]
     for i, p in enumerate(sig.params):
@@ -441,7 +458,7 @@ def _user_type(
     """The glue of one exported struct: (items, PyInit statements, index of each wrapper's item by
     qualified method name). A field mentioning another type of the cell is a property only when
     that type is in *cloneable* (reading a field returns a clone)."""
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     out = [
         f"static mut __RC_T{k}: *mut PyObject = ::std::ptr::null_mut();",
         f"unsafe impl UserType for {t} {{",
@@ -653,7 +670,7 @@ def _operators(k: int, ut: UserType, out: list[str]) -> str:
     working through the probe."""
     if not (ut.operators or ut.reflected) or not {"Clone", "Copy"} & set(ut.traits):
         return ""
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     items = []
     for op in _NB_SLOTS:
         rhs = [r for name, r in ut.operators if name == op]
@@ -702,7 +719,7 @@ def _variant_dispatch(k: int, ut: UserType) -> list[str]:
     """``UserType`` items of an enum with data: its instances take the class of their variant."""
     if ut.shape != "data":
         return []
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     arms = " ".join(f"{_variant_pattern(t, v)} => {i}," for i, v in enumerate(ut.cases))
     return [
         "    const RETYPE: bool = true;",
@@ -719,7 +736,7 @@ def _variants(
     k: int, ut: UserType, module_name: str, cloneable: frozenset[str], wrappers: dict[str, int], start: int
 ) -> tuple[list[str], str, list[str]]:
     """Items, ``VariantParts`` initializers and base-class properties (``variant``) of an enum with data."""
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     out = [f"static mut __RC_V{k}: [*mut PyObject; {len(ut.cases)}] = [::std::ptr::null_mut(); {len(ut.cases)}];"]
     arms = " ".join(f"{_variant_pattern(t, v)} => {rust_str(v.name)}," for v in ut.cases)
     out.append(
@@ -797,7 +814,7 @@ def _variants(
 
 def _user_enum(k: int, ut: UserType) -> tuple[list[str], str, dict[str, int]]:
     """The glue of one fieldless enum (an enum.Enum class): conversions, method wrappers, PyInit statements."""
-    t = f"super::{ut.name}"
+    t = user_path(ut.name)
     n = len(ut.variants)
     from_arms = "\n".join(f"        if o == m[{i}] {{ return Ok({t}::{v}); }}" for i, (v, _) in enumerate(ut.variants))
     into_arms = "\n".join(f"            {t}::{v} => {i}," for i, (v, _) in enumerate(ut.variants))
@@ -880,6 +897,11 @@ def generate(
     """
     if not module_name.isidentifier():
         raise ValueError(f"invalid module name {module_name!r}")
+    # A generic item has no code of its own: its instances (``f<i32>``, ``W<i32>``) are exported,
+    # and the module makes the fast dispatchers of its generic functions (glue/generics.rs).
+    generic_fns = any(f.type_params for f in functions)
+    functions = [f for f in functions if not f.type_params]
+    types = [t for t in types if not t.type_params]
     parts = [_GLUE_HEAD, "\n// ---- generated for this cell ----\n"]
     interrupt = uses_interrupt(cell_source)
     wrappers: dict[str, tuple[int, int]] = {}
@@ -938,6 +960,13 @@ def generate(
             "ml_meth: Some(us_instances), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
             'ml_doc: b"(id, kind, state, preview) of every struct instance whose object exists\\0".as_ptr() '
             "as *const c_char },"
+        )
+    if generic_fns:
+        n += 1
+        methods.append(
+            "    PyMethodDef { ml_name: b\"_rustcall_dispatcher\\0\".as_ptr() as *const c_char, "
+            "ml_meth: Some(__rc_gd::dispatcher_new), ml_flags: METH_FASTCALL | METH_KEYWORDS, "
+            "ml_doc: b\"The fast path of a generic function of this module\\0\".as_ptr() as *const c_char },"
         )
     methods.append(
         "    PyMethodDef { ml_name: ::std::ptr::null(), ml_meth: None, ml_flags: 0, ml_doc: ::std::ptr::null() },"

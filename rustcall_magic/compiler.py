@@ -31,9 +31,10 @@ from .codegen import glue_fingerprint
 from .deps import DepsBuild, ProgressCallback, StderrProgress, Workspace, collect_dependencies, path_fingerprint
 from .deps import enforce_limit as deps_enforce_limit
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError, warn_skipped
+from .generics import Builder, GenericFunction, GenericType
 from .handles import add_instance_source
 from .loader import load_extension, loaded_paths
-from .signature import FnSig, parse_cell
+from .signature import FnSig, instance_name, parse_cell, parse_instance, with_instances
 from .toolchain import get_toolchain, host_cpu_identity, python_abi_tag
 
 
@@ -91,7 +92,10 @@ class CellFunctions:
 
     ``functions`` maps each exported name to its Rust signature text;
     ``signatures`` to its :class:`~rustcall_magic.signature.FnSig`; ``types``
-    maps each exported struct's name to its Python class. A function or class
+    maps each exported struct's name to its Python class; ``generics`` each generic
+    function or struct to its :class:`~rustcall_magic.generics.GenericFunction` /
+    :class:`~rustcall_magic.generics.GenericType` (``callable``: what a namespace binds)
+    and ``instances`` each built instance (``"f<i32>"``) to its callable or class. A function or class
     whose name collides with an attribute of the class is reachable as
     ``m["name"]``. Subclasses say how the code was made (:class:`RustModule`,
     ``llvm_jit.JitModule``).
@@ -106,22 +110,37 @@ class CellFunctions:
         source: str,
         warnings: list[Diagnostic] | None = None,
         skipped: list[tuple[str, str]] | None = None,
+        build: Builder | None = None,
+        generic_types: list[Any] | None = None,
     ) -> None:
         self._ext = ext
-        self.signatures = {s.name: s for s in signatures}
-        self.functions = {s.name: s.text for s in signatures}
+        plain = [s for s in signatures if not s.type_params and not s.generic]
+        self.signatures = {s.name: s for s in plain}
+        self.functions = {s.name: s.text for s in signatures if not s.generic}
         self.source = source
         self.warnings = list(warnings or [])
         self.skipped = list(skipped or [])
         # The module's init made one class per exported struct and named them here.
-        self.types: dict[str, type] = {n: getattr(ext, n) for n in getattr(ext, "__rustcall_types__", ())}
+        made = {n: getattr(ext, n) for n in getattr(ext, "__rustcall_types__", ())}
+        self.types: dict[str, type] = {n: c for n, c in made.items() if "<" not in n}
+        self.instances: dict[str, Any] = {s.name: getattr(ext, s.name) for s in signatures if s.generic}
+        self.instances.update((n, c) for n, c in made.items() if "<" in n)
+        self.generics: dict[str, GenericFunction | GenericType] = {}
+        build = build or _no_builder
+        for s in signatures:
+            if s.type_params:
+                own = {tuple(i.type_args): self.instances[i.name] for i in signatures if i.generic == s.name}
+                self.generics[s.name] = GenericFunction(s, build, own, getattr(ext, "_rustcall_dispatcher", None))
+        for ut in generic_types or ():
+            own = {parse_instance(n)[1]: c for n, c in made.items() if n.startswith(ut.name + "<")}
+            self.generics[ut.name] = GenericType(ut, build, {tuple(map(str, k)): c for k, c in own.items()})
         instances = getattr(ext, "_rustcall_instances", None)
         if instances is not None:
             add_instance_source(ext.__name__, instances, getattr(ext, "_rustcall_version", None))
-        for name in [*self.signatures, *self.types]:
+        for name in [*self.signatures, *self.types, *self.generics]:
             # Attributes of the module object win; such a function is m["name"].
             if name not in self.__dict__ and not hasattr(type(self), name) and not name.startswith("_"):
-                self.__dict__[name] = getattr(ext, name)
+                self.__dict__[name] = self[name]
         recipe = self.recipe
         if recipe is not None:
             for s in signatures:
@@ -132,6 +151,8 @@ class CellFunctions:
             for name, cls in self.types.items():
                 if hasattr(cls, "_rustcall_from_fields"):
                     copyreg.pickle(cls, _InstanceReducer(recipe, name))
+            for name, g in self.generics.items():
+                g._recipe = (_rebuild_function, (recipe.backend, recipe.source, recipe.options, recipe.key, name))
 
     @property
     def recipe(self) -> Recipe | None:
@@ -139,21 +160,26 @@ class CellFunctions:
         return None
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
+        generic = self.__dict__.get("generics", {}).get(name)
+        if generic is not None:
+            return generic.callable  # type: ignore[no-any-return]
+        if name in self.__dict__.get("instances", {}):
+            return self.instances[name]  # type: ignore[no-any-return]
         if name not in self.signatures and name not in self.types:
             raise KeyError(name)
         return getattr(self._ext, name)  # type: ignore[no-any-return]
 
     def __getattr__(self, name: str) -> Any:
         sigs = self.__dict__.get("signatures", {})
-        if name in sigs or name in self.__dict__.get("types", {}):
-            return getattr(self._ext, name)
+        if name in sigs or name in self.__dict__.get("types", {}) or name in self.__dict__.get("generics", {}):
+            return self[name]
         raise AttributeError(f"{self._kind} has no function {name!r}; it exports {', '.join(sigs) or 'nothing'}")
 
     def __iter__(self) -> Any:
         return iter(self.signatures)
 
     def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *self.signatures, *self.types})
+        return sorted({*super().__dir__(), *self.signatures, *self.types, *self.generics})
 
     @property
     def module_name(self) -> str:
@@ -166,6 +192,7 @@ class CellFunctions:
     def describe(self) -> str:
         """Multi-line text: one Rust signature per function, then one line per class."""
         classes = [f"  class {n}" for n in self.types]
+        classes += [f"  generic struct {n}{g.user_type.generics}" for n, g in self.generics.items() if isinstance(g, GenericType)]
         return "\n".join([repr(self), *(f"  {t}" for t in self.functions.values()), *classes])
 
 
@@ -185,10 +212,11 @@ class RustModule(CellFunctions):
         warnings: list[Diagnostic],
         skipped: list[tuple[str, str]],
         source: str,
+        build: Builder | None = None,
     ) -> None:
         self.entry = entry
         self.info = info
-        super().__init__(ext, signatures, source, warnings, skipped)
+        super().__init__(ext, signatures, source, warnings, skipped, build, generic_types_of(entry.meta, source))
         _note_loaded(entry)
         _modules_by_key[entry.key] = self
 
@@ -201,6 +229,9 @@ class RustModule(CellFunctions):
             opts["target_cpu"] = PORTABLE
         if meta.get("dependencies"):
             opts["dependencies"] = meta["dependencies"]
+        for k in ("instantiate", "instances_only"):
+            if not opts.get(k):
+                opts.pop(k, None)
         return Recipe("rust", self.source, json.dumps(opts, sort_keys=True), self.entry.key)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -312,6 +343,9 @@ class RustCompiler:
         dep_lines: Sequence[str] = (),
         progress: ProgressCallback | None = None,
         release_gil: bool | None = None,
+        instantiate: Sequence[str] = (),
+        instances_only: bool = False,
+        warn_items: bool = True,
     ) -> RustModule:
         """Compile *source* (or load it from the cache) and return its functions.
 
@@ -326,9 +360,17 @@ class RustCompiler:
         or unwritable, ValueError on bad options. Functions with unsupported
         types are skipped with a RustcallWarning; rustc's warnings go to stderr
         unless *quiet*.
+
+        *instantiate* names instances of the cell's generic functions and structs to
+        build with it (``["f<i32>", "pair<i32, i64>"]``; ValueError for a name the cell
+        has no generic item of); *instances_only* builds a module of those instances
+        alone (what a generic callable builds on a miss). The cache key holds them in order.
         """
         if not isinstance(source, str):
             raise TypeError(f"source must be str, not {type(source).__name__}")
+        if isinstance(instantiate, str):
+            instantiate = [instantiate]
+        specs = list(dict.fromkeys(instance_name(*parse_instance(str(x))) for x in instantiate))
         t0 = time.perf_counter()
         opts = self.options(opt_level, debug, edition, target_cpu)
         release_gil = self.release_gil if release_gil is None else bool(release_gil)
@@ -350,6 +392,9 @@ class RustCompiler:
                 "source": source,
                 "options": [opts.opt_level, opts.debug, opts.edition, opts.target_cpu],
                 **({"release_gil": True} if release_gil else {}),
+                # Ordered: pair<i32, i64> and pair<i64, i32> are two artifacts.
+                **({"instantiate": specs} if specs else {}),
+                **({"instances_only": True} if instances_only else {}),
                 **({"host_cpu": host_cpu_identity()} if opts.target_cpu == "native" else {}),
                 "rustc": tc.version_verbose,
                 "sysroot": tc.sysroot,
@@ -375,7 +420,7 @@ class RustCompiler:
                             hit = entry is not None
                         if entry is None:
                             entry, compile_seconds = self._build(
-                                cache, key, source, opts, tc, force, ws, progress, release_gil
+                                cache, key, source, opts, tc, force, ws, progress, release_gil, specs, instances_only
                             )
                     if not hit:
                         try:
@@ -397,12 +442,36 @@ class RustCompiler:
                 load_seconds = time.perf_counter() - t1
                 break
         sigs, skipped, diags = entry_exports(entry)
-        warn_skipped(skipped, source)
+        if warn_items:
+            warn_skipped(skipped, source)
         if diags and not quiet:
             sys.stderr.write("".join(d.rendered for d in diags))
         built = ws.last_build if (ws is not None and not hit) else None
         info = CompileInfo(hit, compile_seconds, load_seconds, time.perf_counter() - t0, key, built)
-        return RustModule(ext, sigs, entry, info, diags, skipped, source)
+        build = self._instance_builder(
+            source,
+            {
+                "opt_level": opts.opt_level,
+                "debug": opts.debug,
+                "edition": opts.edition,
+                "target_cpu": opts.target_cpu or PORTABLE,
+                "release_gil": release_gil,
+                "dependencies": dependencies,
+                "dep_lines": list(dep_lines),
+            },
+        )
+        return RustModule(ext, sigs, entry, info, diags, skipped, source, build)
+
+    def _instance_builder(self, source: str, options: Mapping[str, Any]) -> Builder:
+        """What the cell's generic items call to build one instance (a module of it alone, cached)."""
+
+        def build(spec: str) -> tuple[Any, str | None]:
+            m = self.compile(source, **options, quiet=True, instantiate=[spec], instances_only=True, warn_items=False)
+            inst = m.instances.get(spec)
+            reason = next((r for n, r in m.skipped if n == spec), "it was not exported")
+            return inst, None if inst is not None else reason
+
+        return build
 
     def load_cached(self, key: str, source: str) -> RustModule | None:
         """The module of cache entry *key* (built from *source*), loaded with no toolchain; None on a miss.
@@ -428,7 +497,11 @@ class RustCompiler:
         load_seconds = time.perf_counter() - t1
         sigs, skipped, diags = entry_exports(entry)
         info = CompileInfo(True, 0.0, load_seconds, time.perf_counter() - t0, key)
-        return RustModule(ext, sigs, entry, info, diags, skipped, source)
+        opts = {k: v for k, v in entry.meta.get("options", {}).items() if k not in ("instantiate", "instances_only")}
+        opts["target_cpu"] = opts.get("target_cpu") or PORTABLE
+        if entry.meta.get("dependencies"):
+            opts["dependencies"] = entry.meta["dependencies"]
+        return RustModule(ext, sigs, entry, info, diags, skipped, source, self._instance_builder(source, opts))
 
     @staticmethod
     def _build(
@@ -441,8 +514,12 @@ class RustCompiler:
         ws: Workspace | None = None,
         progress: ProgressCallback | None = None,
         release_gil: bool = False,
+        instantiate: Sequence[str] = (),
+        instances_only: bool = False,
     ) -> tuple[Entry, float]:
         info = parse_cell(source)
+        if instantiate or instances_only:
+            info = with_instances(info, instantiate, instances_only)
         # A forced build gets a new module name: the loaded image of the old
         # artifact stays valid, and the new one is a distinct module.
         suffix = f"_{uuid.uuid4().hex[:8]}" if force else ""
@@ -482,6 +559,8 @@ class RustCompiler:
             meta = {
                 "module": module_name,
                 "functions": [f.to_json() for f in info.functions],
+                "generic_types": [t.name for t in info.types if t.type_params],
+                "type_instances": [t.name for t in info.types if "<" in t.name],
                 "skipped": [list(s) for s in info.skipped],
                 "warnings": [
                     {s: getattr(d, s) for s in ("level", "message", "code", "line", "column", "rendered")}
@@ -493,6 +572,8 @@ class RustCompiler:
                     "edition": opts.edition,
                     "target_cpu": opts.target_cpu,
                     "release_gil": release_gil,
+                    **({"instantiate": list(instantiate)} if instantiate else {}),
+                    **({"instances_only": True} if instances_only else {}),
                 },
                 "source": source,
                 **({"host_cpu": host_cpu_identity()} if opts.target_cpu == "native" else {}),
@@ -507,6 +588,18 @@ class RustCompiler:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
         return entry, result.seconds
+
+
+def _no_builder(spec: str) -> tuple[Any, str | None]:
+    return None, "this module cannot build instances (it was made from hand-optimized IR)"
+
+
+def generic_types_of(meta: Mapping[str, Any], source: str) -> list[Any]:
+    """The generic structs a cache entry's cell declares (read from *source* when it has any)."""
+    names = meta.get("generic_types") or []
+    if not names:
+        return []
+    return [t for t in parse_cell(source).types if t.name in names and t.type_params]
 
 
 def _loaded_keys(cache: Cache) -> set[str]:

@@ -209,13 +209,29 @@ _ITEM_EXPECTED = {
 }
 
 
-def _item_of(obj: Any, path: tuple[int, ...]) -> Any:
-    for i in path:
+def _item_of(obj: Any, path: tuple[Any, ...]) -> Any:
+    """The failing part of an argument: *path* holds list indices and ("key" | "value" | "element", key) steps."""
+    for step in path:
+        if isinstance(step, tuple) and step[0] != "value":
+            obj = step[1]  # a dict's key or a set's element is the object itself
+            continue
         try:
-            obj = obj[i]
+            obj = obj[step[1] if isinstance(step, tuple) else step]
         except Exception:
             return None
     return obj
+
+
+def _path_text(path: tuple[Any, ...]) -> str:
+    """`` item [2]['a']``, `` key 'x'``, `` element 3``: where in an argument the failing part is."""
+    out = ""
+    for step in path:
+        if isinstance(step, tuple) and step[0] != "value":
+            out += f" {step[0]} {step[1]!r}"
+        else:
+            sub = f"[{step[1]!r}]" if isinstance(step, tuple) else f"[{step}]"
+            out += sub if out.endswith("]") else f" item {sub}"
+    return out
 
 
 def _arg_error(
@@ -227,7 +243,7 @@ def _arg_error(
     code: int,
     detail: str,
     obj: Any,
-    path: tuple[int, ...] = (),
+    path: tuple[Any, ...] = (),
     item_type: str = "",
 ) -> Exception:
     """The exception for an argument that did not convert (returned: the glue raises it from C,
@@ -235,14 +251,14 @@ def _arg_error(
     if signature.startswith("field "):  # a property setter of an exported struct
         what, signature = signature.split(":", 1)[0], signature.removeprefix("field ")
     else:
-        fn = signature.split("(", 1)[0].split()[-1]
+        fn = signature.split("(", 1)[0].rsplit("fn ", 1)[-1].strip()  # an instance is named like pair<i32, i64>
         what = f"{fn}() argument {index + 1} ({name}: {rust_type})"
     if path:
         # A list/tuple item failed: talk about the item, not the whole argument.
         obj = _item_of(obj, path)
         rust_type = _RUST_PATH.sub("", item_type) or rust_type
         expected = _ITEM_EXPECTED.get(rust_type, rust_type)
-        what += " item " + "".join(f"[{i}]" for i in path)
+        what += _path_text(path)
     kind = type(obj)
     # Qualified outside builtins and this package: numpy.bool is not bool.
     plain = kind.__module__ == "builtins" or kind.__module__.split(".")[0] == __name__.split(".")[0]

@@ -58,8 +58,9 @@ from ._version import __version__
 from .build import BuildOptions, build_cell
 from .cache import Entry, make_key
 from .codegen import GLUE_VERSION, glue_fingerprint
-from .compiler import CellFunctions, RustCompiler, RustModule, entry_exports
+from .compiler import CellFunctions, RustCompiler, RustModule, entry_exports, generic_types_of
 from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, RustToolchainError, warn_skipped
+from .generics import Builder
 from .loader import note_linked
 from .signature import FnSig, parse_cell
 from .toolchain import Toolchain, get_toolchain, python_abi_tag
@@ -565,11 +566,13 @@ class JitModule(CellFunctions):
         warnings: list[Diagnostic] | None = None,
         skipped: list[tuple[str, str]] | None = None,
         entry: Entry | None = None,
+        build: Builder | None = None,
     ) -> None:
         self.info = info
         self.config = config
         self.entry = entry
-        super().__init__(ext, signatures, source, warnings, skipped)
+        # A generic item's instances are built by rustc (%%rust's path) and cached like any cell.
+        super().__init__(ext, signatures, source, warnings, skipped, build, generic_types_of(entry.meta if entry else {}, source))
 
     @property
     def key(self) -> str:
@@ -942,6 +945,8 @@ def _link(obj: bytes, module_name: str, tc: Toolchain, slots: list[TlsSlot]) -> 
 def _meta(mod: LLVMModule, config: OptimizationConfig | None, cpu: str, features: str) -> dict[str, Any]:
     return {
         "kind": ENTRY_KIND,
+        "edition": mod.edition,
+        "generic_types": [t.name for t in parse_cell(mod.source).types if t.type_params],
         "module": mod.module_name,
         "functions": [f.to_json() for f in mod.signatures],
         "skipped": [list(s) for s in mod.skipped],
@@ -992,7 +997,8 @@ def _jit_from_ir(
     info = JitInfo(
         False, mod.rustc_seconds, mod.optimize_seconds, codegen_seconds, link_seconds, time.perf_counter() - t0, key
     )
-    return JitModule(ext, mod.signatures, info, config, mod.source, mod.warnings, mod.skipped, entry)
+    build = mod.compiler._instance_builder(mod.source, {"edition": mod.edition})
+    return JitModule(ext, mod.signatures, info, config, mod.source, mod.warnings, mod.skipped, entry, build)
 
 
 def source_key(source: str, compiler: RustCompiler, config: OptimizationConfig, edition: str, tc: Toolchain) -> str:
@@ -1127,4 +1133,5 @@ def _from_entry(
     rustc_seconds = mod.rustc_seconds if mod else 0.0
     optimize_seconds = mod.optimize_seconds if mod else 0.0
     info = JitInfo(True, rustc_seconds, optimize_seconds, 0.0, link_seconds, time.perf_counter() - t0, entry.key)
-    return JitModule(ext, sigs, info, config, source, diags, skipped, entry)
+    build = compiler._instance_builder(source, {"edition": entry.meta.get("edition") or compiler.edition})
+    return JitModule(ext, sigs, info, config, source, diags, skipped, entry, build)

@@ -13,8 +13,9 @@ boundary and what Python sees; the glue (``glue/prelude.rs``) implements one
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -27,13 +28,15 @@ class RType:
     """A Rust type in canonical form (paths shortened, lifetimes dropped).
 
     ``kind`` is one of ``path`` (a named type, with optional generic ``args``),
-    ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``tuple``, ``unit``,
+    ``ref`` (``&T`` / ``&mut T``), ``slice`` (``[T]``), ``array`` (``[T; N]``, ``name``
+    being the length), ``tuple``, ``unit``,
     ``ptr`` (``*const T`` / ``*mut T``), ``never``, ``user`` (an exported
-    struct of the cell, ``name`` being its name), ``enum`` (an exported fieldless
-    enum of the cell), ``fn`` (a function type: ``name`` is ``fn`` for a pointer
-    or the trait ``Fn``/``FnMut``/``FnOnce``, ``args`` the parameters then the
-    return type), ``dyn``/``impl`` (``dyn T`` / ``impl T`` of the one trait in
-    ``args``), or ``other``
+    struct of the cell, ``name`` being its name; an instance of a generic struct is
+    named ``W<i32>``), ``enum`` (an exported fieldless enum of the cell), ``fn`` (a
+    function type: ``name`` is ``fn`` for a pointer or the trait ``Fn``/``FnMut``/
+    ``FnOnce``, ``args`` the parameters then the return type), ``dyn``/``impl``
+    (``dyn T`` / ``impl T`` of the one trait in ``args``), ``tparam`` (a type
+    parameter of a generic function or struct, ``name`` being it), or ``other``
     (anything we do not model; ``name`` then holds its source text).
     """
 
@@ -47,39 +50,54 @@ class RType:
 
     def rust(self) -> str:
         """The type as the glue module spells it (a cell's own types are ``super::Name``)."""
-        return self.render(lambda name: f"super::{name}")
+        return self.render(user_path, _GLUE_PATHS)
 
-    def render(self, user: Callable[[str], str]) -> str:
-        """The type as Rust text, a user type's name written by *user*."""
+    def render(self, user: Callable[[str], str], paths: Mapping[str, str] | None = None) -> str:
+        """The type as Rust text, a user type's name written by *user*, a path's by *paths* (if there)."""
         if self.kind in ("user", "enum"):
             return user(self.name)
         if self.kind == "path" and self.name == "Iterator" and len(self.args) == 1:
-            return f"Iterator<Item = {self.args[0].render(user)}>"
+            return f"Iterator<Item = {self.args[0].render(user, paths)}>"
         if self.kind == "path":
-            return f"{self.name}<{', '.join(a.render(user) for a in self.args)}>" if self.args else self.name
+            name = paths.get(self.name, self.name) if paths else self.name
+            return f"{name}<{', '.join(a.render(user, paths) for a in self.args)}>" if self.args else name
         if self.kind == "fn":
-            params = ", ".join(a.render(user) for a in self.args[:-1])
-            ret = "" if self.args[-1] == UNIT else f" -> {self.args[-1].render(user)}"
+            params = ", ".join(a.render(user, paths) for a in self.args[:-1])
+            ret = "" if self.args[-1] == UNIT else f" -> {self.args[-1].render(user, paths)}"
             return f"{self.name}({params}){ret}"
         if self.kind in ("dyn", "impl"):
-            return f"{self.kind} {self.args[0].render(user)}"
+            return f"{self.kind} {self.args[0].render(user, paths)}"
         if self.kind == "ref":
-            return f"&{'mut ' if self.mutable else ''}{self.args[0].render(user)}"
+            return f"&{'mut ' if self.mutable else ''}{self.args[0].render(user, paths)}"
         if self.kind == "slice":
-            return f"[{self.args[0].render(user)}]"
+            return f"[{self.args[0].render(user, paths)}]"
+        if self.kind == "array":
+            return f"[{self.args[0].render(user, paths)}; {self.name}]"
         if self.kind == "tuple":
-            inner = ", ".join(a.render(user) for a in self.args)
+            inner = ", ".join(a.render(user, paths) for a in self.args)
             return f"({inner},)" if len(self.args) == 1 else f"({inner})"
         if self.kind == "unit":
             return "()"
         if self.kind == "ptr":
-            return f"*{'mut' if self.mutable else 'const'} {self.args[0].render(user)}"
+            return f"*{'mut' if self.mutable else 'const'} {self.args[0].render(user, paths)}"
         if self.kind == "never":
             return "!"
         return self.name
 
 
 UNIT = RType("unit")
+
+#: How the generated glue module spells canonical paths that are not in its scope.
+_GLUE_PATHS = {
+    **{n: f"::std::collections::{n}" for n in ("HashMap", "HashSet", "BTreeMap", "BTreeSet")},
+    **{f"rustcall::{n}": f"self::rustcall_glue::{n}" for n in ("NdArray", "NdArrayMut", "Array")},
+}
+
+
+def user_path(name: str) -> str:
+    """The glue's path of the cell's type *name*, valid as a type and as an expression
+    (an instance of a generic struct, ``W<i32>``, is ``super::W::<i32>``)."""
+    return "super::" + name.replace("<", "::<", 1)
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,14 @@ class TypeRow:
     borrows_object: bool = False
     #: Built item by item from a (mutable) list: items must not borrow their objects.
     owns_items: bool = False
+    #: When set, the first type argument (a map's key, a set's item) must be one of these,
+    #: or a tuple of them: the types that are ``Eq + Hash + Ord`` in Rust and hashable in Python.
+    keys: frozenset[str] | None = None
+    #: A parameter of this row (which has a holder) may be wrapped in ``Option``: None
+    #: passes None, anything else fills the holder (``OptArg<holder>`` in the glue).
+    optional: bool = False
+    #: This row (``Option``) wraps a parameter whose row is ``optional``.
+    wraps_optional: bool = False
     #: A callback (``Fn`` types): its parameters are converted Rust -> Python and its
     #: return Python -> Rust, so the checks of its type arguments are reversed.
     callback: bool = False
@@ -129,6 +155,10 @@ BUFFER_ITEMS = frozenset({*(t for t in _INT_TYPES if "128" not in t), "f32", "f6
 POINTER_ITEMS = BUFFER_ITEMS | {"c_char", "c_void"}
 #: Element types of ownership handles (Box/Rc/Arc/Vec crossing into cells; isize/usize as i64/u64).
 HANDLE_ITEMS = BUFFER_ITEMS
+#: Key types of maps and item types of sets (and tuples of them): equal and hashable on both sides.
+KEY_ITEMS = frozenset({*_INT_TYPES, "bool", "char", "String"})
+#: Element types of N-d array views and returned arrays (buffer items a RustVec can hold).
+ARRAY_ITEMS = BUFFER_ITEMS
 
 #: THE type table: canonical Rust type text -> row. Later types add rows here
 #: (and one FromPy/IntoPy impl in glue/prelude.rs), never branches elsewhere.
@@ -149,6 +179,7 @@ TYPE_TABLE: dict[str, TypeRow] = {
         holder="SliceArg<{0}>",
         pass_as="{v}.as_slice()",
         elements=BUFFER_ITEMS,
+        optional=True,
     ),
     "&mut [_]": TypeRow(
         "a writable buffer of {0} items (numpy array, array.array, bytearray, memoryview)",
@@ -156,6 +187,7 @@ TYPE_TABLE: dict[str, TypeRow] = {
         holder="SliceMutArg<{0}>",
         pass_as="{v}.as_mut_slice()",
         elements=BUFFER_ITEMS,
+        optional=True,
     ),
     # Numeric Vec returns are RustVec handles (other items: lists); a RustVec argument is moved.
     # A RustVec argument is reserved at conversion and moved when the call starts.
@@ -179,9 +211,40 @@ TYPE_TABLE: dict[str, TypeRow] = {
     "&mut {user}": TypeRow("a `{0}` instance (mutably borrowed)", None, "UserMut<{0}>", "{v}.get_mut()"),
     # A cell's fieldless enums are enum.Enum classes whose members pass and return by value.
     "{enum}": TypeRow("a `{0}` member", "{0}"),
-    "Option<_>": TypeRow("{0} or None", "value or None"),
+    "Option<_>": TypeRow("{0} or None", "value or None", wraps_optional=True),
     "Result<_, _>": TypeRow(None, "value (Err raises RustError)", checked_args=1),
     "(..)": TypeRow("a tuple", "tuple"),
+    # Maps and sets are copied both ways; keys are converted and compared as Rust values.
+    "HashMap<_, _>": TypeRow("a dict (any mapping) of {0} to {1}", "dict", nests=True, owns_items=True, keys=KEY_ITEMS),
+    "BTreeMap<_, _>": TypeRow(
+        "a dict (any mapping) of {0} to {1}", "dict (in key order)", nests=True, owns_items=True, keys=KEY_ITEMS
+    ),
+    "HashSet<_>": TypeRow("a set (any iterable) of {0}", "set", nests=True, owns_items=True, keys=KEY_ITEMS),
+    "BTreeSet<_>": TypeRow("a set (any iterable) of {0}", "set", nests=True, owns_items=True, keys=KEY_ITEMS),
+    # Fixed-size arrays: exactly N items in (tuple, list, buffer); a tuple out.
+    "[_; N]": TypeRow("a tuple, list or buffer of exactly {n} {0}", "tuple", nests=True, owns_items=True),
+    # 128-bit integers have no buffer format: slices of them are copied from a list or any iterable of ints.
+    "&[i128]": TypeRow("a list (any iterable) of int", None, holder="ListSliceArg<i128>", pass_as="{v}.as_slice()"),
+    "&[u128]": TypeRow("a list (any iterable) of int", None, holder="ListSliceArg<u128>", pass_as="{v}.as_slice()"),
+    # N-d views of any buffer (glue/ndarray.rs): zero copy, any strides.
+    "rustcall::NdArray<_>": TypeRow(
+        "a buffer of {0} items with any shape and strides (numpy array, memoryview)",
+        None,
+        holder="NdArg<{0}>",
+        pass_as="{v}.view()",
+        elements=ARRAY_ITEMS,
+        optional=True,
+    ),
+    "rustcall::NdArrayMut<_>": TypeRow(
+        "a writable buffer of {0} items with any shape and strides (numpy array, memoryview)",
+        None,
+        holder="NdMutArg<{0}>",
+        pass_as="{v}.view_mut()",
+        elements=ARRAY_ITEMS,
+        optional=True,
+    ),
+    # An owned N-d array: a numpy array over the Rust allocation (a RustVec with .shape without numpy).
+    "rustcall::Array<_>": TypeRow(None, "numpy.ndarray (RustVec with .shape without numpy)", elements=ARRAY_ITEMS),
     # Callbacks (glue/callbacks.rs): any Python callable, called with the GIL taken again;
     # a `%%rust` function of the same Rust signature is called natively. A Python exception
     # unwinds the Rust frames and reaches the caller as itself.
@@ -247,6 +310,19 @@ _PATH_ALIASES = {
     "std::os::raw::c_void": "c_void",
     "std::ffi::c_void": "c_void",
     "core::ffi::c_void": "c_void",
+    # A cell's own code names the glue library `rustcall` (`::rustcall::NdArray` too).
+    **{f"rustcall::{n}": f"rustcall::{n}" for n in ("NdArray", "NdArrayMut", "Array")},
+    **{
+        f"{prefix}{name}": name
+        for name, mods in (
+            ("HashMap", ("collections::", "collections::hash_map::")),
+            ("HashSet", ("collections::", "collections::hash_set::")),
+            ("BTreeMap", ("collections::", "collections::btree_map::")),
+            ("BTreeSet", ("collections::", "collections::btree_set::")),
+        )
+        for mod in mods
+        for prefix in (f"std::{mod}", f"alloc::{mod}")
+    },
     # C's number types are Rust primitives under other names (`c_char` stays itself: as a
     # pointee it means a C string).
     **{
@@ -297,6 +373,8 @@ def pattern(t: RType) -> str:
         return prefix + pattern(inner)
     if t.kind == "slice":
         return "[_]"
+    if t.kind == "array":
+        return "[_; N]"
     if t.kind == "ptr":
         return ("*mut " if t.mutable else "*const ") + "_"
     if t.kind == "tuple":
@@ -315,7 +393,7 @@ def type_args(t: RType) -> tuple[RType, ...]:
         return type_args(inner)
     if t.kind == "path":
         return tuple(x for a in t.args for x in (type_args(a) if a.kind in ("dyn", "impl") else (a,)))
-    if t.kind in ("slice", "ptr", "tuple", "fn"):
+    if t.kind in ("slice", "array", "ptr", "tuple", "fn"):
         return t.args
     if t.kind in ("dyn", "impl"):
         return type_args(t.args[0])
@@ -339,6 +417,13 @@ def type_row(t: RType, position: str) -> TypeRow | None:
         return None
     if position == "return" and row.py_out is None:
         return None
+    if position == "param" and row.wraps_optional:
+        inner = type_args(t)[0]
+        inner_row = type_row(inner, "param")
+        if inner_row is not None and inner_row.holder is not None and inner_row.optional:
+            # `Option<&[T]>`: the inner holder, filled unless the argument is None.
+            lifted = pass_expr(inner, "h").replace("{", "{{").replace("}", "}}")
+            return replace(row, holder=f"OptArg<{holder_type(inner)}>", pass_as=f"{{v}}.as_mut().map(|h| {lifted})")
     return row
 
 
@@ -354,15 +439,26 @@ def _args_supported(row: TypeRow, t: RType, position: str) -> bool:
         return all(str(a) in row.elements for a in args)
     if position == "param" and row.owns_items and any(_borrows_object(a) for a in args):
         return False
+    if row.keys is not None and not _is_key(args[0], row.keys):
+        return False
     for a in args if row.checked_args is None else args[: row.checked_args]:
         inner = type_row(a, position)
-        # Inside another type an argument is converted directly: no holder of its own.
-        if inner is None or (position == "param" and inner.holder is not None and not inner.nests):
+        # Inside another type an argument is converted directly: no holder of its own
+        # (Option may wrap the holder of an `optional` row).
+        lifted = row.wraps_optional and inner is not None and inner.optional
+        if inner is None or (position == "param" and inner.holder is not None and not inner.nests and not lifted):
             return False
         # An Err raises, so Result is only meaningful as the outermost return type.
         if pattern(a) == "Result<_, _>":
             return False
     return True
+
+
+def _is_key(t: RType, keys: frozenset[str]) -> bool:
+    """True when *t* is one of *keys* or a tuple of such types."""
+    if t.kind == "tuple":
+        return bool(t.args) and all(_is_key(a, keys) for a in t.args)
+    return str(t) in keys
 
 
 def _callback_supported(args: tuple[RType, ...]) -> bool:
@@ -425,13 +521,13 @@ def _borrows_object(t: RType) -> bool:
 
 
 #: Rows whose values are memory of the ownership runtime (its allocator frees them).
-_RUNTIME_MEMORY = frozenset({"Vec<_>", "&mut Vec<_>", "Box<_>", "Rc<_>", "Arc<_>"})
+_RUNTIME_MEMORY = frozenset({"Vec<_>", "&mut Vec<_>", "Box<_>", "Rc<_>", "Arc<_>", "rustcall::Array<_>"})
 
 
 def runtime_memory(t: RType) -> RType | None:
     """The part of *t* that moves memory between a cell and the ownership runtime, if any:
-    a numeric ``Vec`` (a RustVec's buffer), ``&mut Vec`` (may reallocate one), or a
-    ``Box``/``Rc``/``Arc`` by value (at any depth)."""
+    a numeric ``Vec`` (a RustVec's buffer), ``&mut Vec`` (may reallocate one), a returned
+    ``rustcall::Array`` (its Vec becomes a RustVec), or a ``Box``/``Rc``/``Arc`` by value (at any depth)."""
     key = pattern(t)
     args = type_args(t)
     if key in _RUNTIME_MEMORY and (key not in ("Vec<_>", "&mut Vec<_>") or str(args[0]) in HANDLE_ITEMS):
@@ -453,7 +549,7 @@ def py_in_text(t: RType) -> str:
         *params, ret = callback_fn(t).args
         shown = f"({', '.join(str(p) for p in params)})" if params else "no arguments"
         return row.py_in.format(params=shown, ret=str(ret)) + f", or a `%%rust` function `{fn_pointer_text(t)}`"
-    return row.py_in.format(*(str(a) for a in _row_args(t)))
+    return row.py_in.format(*(str(a) for a in _row_args(t)), n=t.name if t.kind == "array" else "")
 
 
 def fn_pointer_text(t: RType) -> str:
@@ -529,6 +625,16 @@ class FnSig:
     #: associated function), and the type's name in ``owner``.
     receiver: str = ""
     owner: str = ""
+    #: A generic function: its type parameters in order, the text of its ``<..>`` (bounds
+    #: included) and of its ``where`` clause. Such a signature is not called as it is: an
+    #: instance (below) is built per tuple of type arguments.
+    type_params: tuple[str, ...] = ()
+    generics: str = ""
+    where: str = ""
+    #: An instance of a generic function (``name`` is ``f<i32>``, ``rust_name`` ``f::<i32>``):
+    #: the generic's name and the type arguments, in order.
+    generic: str = ""
+    type_args: tuple[str, ...] = ()
 
     @property
     def rust_path(self) -> str:
@@ -541,7 +647,9 @@ class FnSig:
         args = ", ".join([*([self.receiver] if self.receiver else []), *(f"{p.name}: {p.type}" for p in self.params)])
         ret = "" if self.ret == UNIT else f" -> {self.ret}"
         abi = 'extern "C" ' if self.extern_c else ""
-        return f"pub {abi}fn {self.rust_path}({args}){ret}"
+        name = self.name if self.generic else self.rust_path
+        where = f" {self.where}" if self.where else ""
+        return f"pub {abi}fn {name}{self.generics}({args}){ret}{where}"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form (stored in cache metadata)."""
@@ -553,6 +661,12 @@ class FnSig:
             "line": self.line,
             "extern_c": self.extern_c,
             "rust_name": self.rust_name,
+            **(
+                {"type_params": list(self.type_params), "generics": self.generics, "where": self.where}
+                if self.type_params
+                else {}
+            ),
+            **({"generic": self.generic, "type_args": list(self.type_args)} if self.generic else {}),
         }
 
     @classmethod
@@ -566,6 +680,11 @@ class FnSig:
             line=d.get("line", 0),
             extern_c=d.get("extern_c", False),
             rust_name=d.get("rust_name", ""),
+            type_params=tuple(d.get("type_params", ())),
+            generics=d.get("generics", ""),
+            where=d.get("where", ""),
+            generic=d.get("generic", ""),
+            type_args=tuple(d.get("type_args", ())),
         )
 
 
@@ -635,6 +754,11 @@ class UserType:
     operators: list[tuple[str, RType]] = field(default_factory=list)
     #: ``impl Op<S> for L`` with L another supported type: (trait name, L), for ``l op s``.
     reflected: list[tuple[str, RType]] = field(default_factory=list)
+    #: A generic struct (``pub struct W<T>``): its type parameters and ``<..>`` text. It is
+    #: not exported as it is: a class is built per tuple of type arguments (``W<i32>``),
+    #: with the methods of its ``impl<T> W<T>`` blocks.
+    type_params: tuple[str, ...] = ()
+    generics: str = ""
 
     @property
     def kind(self) -> str:
@@ -648,7 +772,6 @@ class UserType:
             return f"pub enum {self.name} {{ " + ", ".join(f"{v} = {d}" for v, d in self.variants) + " }"
         if self.shape == "data":
             return f"pub enum {self.name} {{ " + ", ".join(c.text for c in self.cases) + " }"
-
         def one(f: Field) -> str:
             vis = "pub " if f.public else ""
             return f"{vis}{f.type}" if self.shape == "tuple" else f"{vis}{f.name}: {f.type}"
@@ -743,11 +866,45 @@ def _parser() -> Any:
     return Parser(Language(tree_sitter_rust.language()))
 
 
+#: The glue library's types a cell imports by name (`use rustcall::NdArray;`): name -> path.
+_IMPORTED: ContextVar[Mapping[str, str] | None] = ContextVar("_IMPORTED", default=None)
+_GLUE_TYPES = ("NdArray", "NdArrayMut", "Array")
+
+
+def _glue_imports(children: list[Any]) -> dict[str, str]:
+    """Names the cell's top-level ``use rustcall::...`` items bring into scope, as table paths."""
+    out: dict[str, str] = {}
+    for n in children:
+        if n.type != "use_declaration":
+            continue
+        text = " ".join(_text(n).split()).removeprefix("pub ").removeprefix("use ").rstrip(";").strip()
+        text = text.removeprefix("::")
+        if not text.startswith("rustcall::"):
+            continue
+        rest = text.removeprefix("rustcall::").strip()
+        items = [i.strip() for i in rest.strip("{}").split(",")] if rest.startswith("{") else [rest]
+        for item in items:
+            name, _, alias = (p.strip() for p in item.partition(" as "))
+            if name == "*":
+                out.update({t: f"rustcall::{t}" for t in _GLUE_TYPES})
+            elif name in _GLUE_TYPES:
+                out[alias or name] = f"rustcall::{name}"
+    return out
+
+
 def parse_cell(source: str) -> CellInfo:
     """Parse *source* and return its exported functions and types (see module docstring)."""
     data = source.encode("utf-8")
     tree = _parser().parse(data)
     root = tree.root_node
+    token = _IMPORTED.set(_glue_imports(root.children))
+    try:
+        return _parse_items(root)
+    finally:
+        _IMPORTED.reset(token)
+
+
+def _parse_items(root: Any) -> CellInfo:
     info = CellInfo(has_syntax_errors=root.has_error)
     children = root.children
     # Memory of the ownership runtime comes from the process's global allocator: a cell
@@ -798,6 +955,10 @@ def parse_cell(source: str) -> CellInfo:
             info.skipped.append((name, parsed))
             continue
         params, ret, _ = parsed
+        tnames, gtext, where = type_params_of(node)  # type: ignore[misc]  # checked by _fn_types
+        if tnames and extern is not None:
+            info.skipped.append((name, 'a generic extern "C" fn has no symbol to export'))
+            continue
         info.functions.append(
             FnSig(
                 name=name,
@@ -807,6 +968,9 @@ def parse_cell(source: str) -> CellInfo:
                 line=node.start_point[0] + 1,
                 extern_c=extern_c,
                 rust_name=rust_name if rust_name != name else "",
+                type_params=tnames,
+                generics=gtext,
+                where=where,
             )
         )
     info.types = list(types.values())
@@ -818,15 +982,75 @@ def _is_pub(node: Any) -> bool:
     return vis is not None and _text(vis) == "pub"
 
 
+def type_params_of(node: Any) -> tuple[tuple[str, ...], str, str] | str:
+    """(type parameter names in order, ``<..>`` text, ``where`` clause text) of an item, or why
+    its generics cannot be exported. Lifetimes are no type parameters (they are erased)."""
+    tp = node.child_by_field_name("type_parameters")
+    where = _first_of(node, "where_clause")
+    names: list[str] = []
+    for c in tp.children if tp is not None else ():
+        if c.type in ("<", ">", ",", "lifetime", "lifetime_parameter", "line_comment", "block_comment"):
+            continue
+        if c.type == "const_parameter":
+            return f"const generic parameters cannot be exported (`{' '.join(_text(c).split())}`)"
+        ident = c.child_by_field_name("name") or (c if c.type == "type_identifier" else _first_of(c, "type_identifier"))
+        if ident is None:
+            return f"type parameter `{_text(c)}` is not supported"
+        names.append(_text(ident))
+    text = " ".join(_text(tp).split()) if tp is not None and names else ""
+    return tuple(names), text, " ".join(_text(where).split()) if where is not None and names else ""
+
+
+def mark_type_params(t: RType, names: frozenset[str] | tuple[str, ...]) -> RType:
+    """*t* with every bare path naming one of *names* made a ``tparam``."""
+    if t.kind == "path" and not t.args and t.name in names:
+        return RType("tparam", t.name)
+    if not t.args:
+        return t
+    return RType(t.kind, t.name, tuple(mark_type_params(a, names) for a in t.args), t.mutable)
+
+
+def substitute(t: RType, args: Mapping[str, RType], user: Mapping[str, str] | None = None) -> RType:
+    """*t* with each type parameter replaced by its argument in *args*, and each user type
+    named in *user* renamed (``W`` -> ``W<i32>``, the instance of a generic struct)."""
+    if t.kind == "tparam":
+        return args.get(t.name, t)
+    if t.kind == "user" and user and t.name in user:
+        return RType("user", user[t.name])
+    if not t.args:
+        return t
+    return RType(t.kind, t.name, tuple(substitute(a, args, user) for a in t.args), t.mutable)
+
+
+def has_type_params(t: RType) -> bool:
+    """True when *t* mentions a type parameter."""
+    return t.kind == "tparam" or any(has_type_params(a) for a in t.args)
+
+
+#: What a type parameter stands for while a generic signature is checked (any supported
+#: scalar: the instance's own types are checked when it is built).
+_PLACEHOLDER = RType("path", "i64")
+
+
 def _fn_types(
-    node: Any, users: Mapping[str, str], self_name: str | None, own_allocator: bool
+    node: Any, users: Mapping[str, str], self_name: str | None, own_allocator: bool, outer: tuple[str, ...] = ()
 ) -> tuple[tuple[Param, ...], RType, str] | str:
-    """(parameters, return type, receiver) of function item *node*, or why it cannot be exported."""
-    tparams = node.child_by_field_name("type_parameters")
-    if tparams is not None and any(
-        c.type not in ("lifetime", "lifetime_parameter", "<", ">", ",") for c in tparams.children
-    ):
-        return "generic functions cannot be exported (type `" + _text(tparams) + "`)"
+    """(parameters, return type, receiver) of function item *node*, or why it cannot be exported.
+
+    Type parameters (the function's own, and *outer* ones of a generic impl) become
+    ``tparam`` types; such a type is supported when it is with a scalar in their place.
+    """
+    generics = type_params_of(node)
+    if isinstance(generics, str):
+        return generics
+    if generics[0] and outer:
+        return "generic methods cannot be exported (type `" + generics[1] + "`)"
+    tnames = frozenset((*outer, *generics[0]))
+    placeholders = dict.fromkeys(tnames, _PLACEHOLDER)
+
+    def checked(t: RType) -> RType:
+        return substitute(t, placeholders) if tnames else t
+
     params_node = node.child_by_field_name("parameters")
     params: list[Param] = []
     receiver = ""
@@ -847,21 +1071,23 @@ def _fn_types(
         ty_node = p.child_by_field_name("type")
         if pat is None or ty_node is None:
             return f"parameter `{_text(p)}` is not supported"
-        rt = rtype_of(ty_node, users, self_name)
-        if type_row(rt, "param") is None:
+        rt = mark_type_params(rtype_of(ty_node, users, self_name), tnames)
+        if type_row(checked(rt), "param") is None:
             bad = f"type `{rt}` (parameter `{_text(pat)}`) is not supported"
             if pattern(rt) == "Vec<_>" and _borrows_object(rt):
                 bad += "; use `Vec<String>` (a list's items cannot be borrowed for the call)"
+            if rt.kind == "path" and rt.name in _GLUE_TYPES:
+                bad += f"; write `rustcall::{rt.name}` or add `use rustcall::{rt.name};`"
             return bad
         pname = _text(pat)
         if not pname.isidentifier():
             pname = f"arg{len(params)}"
         params.append(Param(pname.removeprefix("mut "), rt))
     ret_node = node.child_by_field_name("return_type")
-    ret = rtype_of(ret_node, users, self_name) if ret_node is not None else UNIT
-    if type_row(ret, "return") is None:
+    ret = mark_type_params(rtype_of(ret_node, users, self_name), tnames) if ret_node is not None else UNIT
+    if type_row(checked(ret), "return") is None:
         return f"return type `{ret}` is not supported"
-    shared = next((m for t in (*(p.type for p in params), ret) if (m := runtime_memory(t)) is not None), None)
+    shared = next((m for t in (*(p.type for p in params), ret) if (m := runtime_memory(checked(t))) is not None), None)
     if own_allocator and shared is not None:
         return (
             f"the cell sets its own #[global_allocator], and `{shared}` would hand memory between it and "
@@ -887,8 +1113,16 @@ def _collect_types(children: list[Any], info: CellInfo) -> dict[str, UserType]:
             if name_node is None:
                 continue
             name = _text(name_node)
-            if node.child_by_field_name("type_parameters") is not None:
-                tp = _text(node.child_by_field_name("type_parameters"))
+            tp_node = node.child_by_field_name("type_parameters")
+            generic = type_params_of(node) if tp_node is not None else None
+            plain_generic = (
+                node.type == "struct_item"
+                and isinstance(generic, tuple)
+                and generic[0]
+                and not any(c.type in ("lifetime", "lifetime_parameter") for c in tp_node.children)
+            )
+            if tp_node is not None and not plain_generic:
+                tp = _text(tp_node)
                 what = "an enum" if node.type == "enum_item" else "a struct"
                 info.skipped.append((name, f"{what} with generic or lifetime parameters (`{tp}`) cannot be exported"))
             elif node.type == "enum_item" and (reason := _enum_variants(node)) in _ENUM_REFUSALS:
@@ -919,7 +1153,13 @@ def _collect_types(children: list[Any], info: CellInfo) -> dict[str, UserType]:
             types[name] = UserType(name, "data", (), doc, line, _derives(attrs), cases=tuple(cases))
         else:
             shape, fields = _fields_of(body, users, name)
-            types[name] = UserType(name, shape, fields, doc, line, _derives(attrs))
+            generic = type_params_of(node)
+            tnames, gtext = generic[:2] if isinstance(generic, tuple) else ((), "")
+            if tnames:
+                fields = tuple(Field(f.name, mark_type_params(f.type, tnames), f.public) for f in fields)
+            types[name] = UserType(
+                name, shape, fields, doc, line, _derives(attrs), type_params=tnames, generics=gtext
+            )
     return types
 
 
@@ -998,6 +1238,26 @@ def _collect_impl(
     """Adds the ``pub fn`` items of an inherent impl (or the trait name of a trait impl) to its type."""
     ty = node.child_by_field_name("type")
     trait = node.child_by_field_name("trait")
+    # `impl<T> W<T>` (and `impl<T: Trait> Trait for W<T>`) of a generic struct: its methods
+    # become the methods of every instance of W, the impl's parameters renamed to W's.
+    outer: tuple[str, ...] = ()
+    rename: dict[str, RType] = {}
+    base = ty.child_by_field_name("type") if ty is not None and ty.type == "generic_type" else None
+    if base is not None and base.type == "type_identifier" and _text(base) in types and types[_text(base)].type_params:
+        ut = types[_text(base)]
+        if trait is not None:
+            ut.traits.append(_text(trait).split("<")[0].split("::")[-1])
+            return
+        generic = type_params_of(node)
+        args_node = ty.child_by_field_name("type_arguments")
+        args = [_text(c) for c in (args_node.children if args_node is not None else ()) if c.is_named]
+        if isinstance(generic, str) or sorted(args) != sorted(generic[0]) or len(args) != len(ut.type_params):
+            info.skipped.append((ut.name, f"`impl {' '.join(_text(ty).split())}` (not `impl<..> {ut.name}<..>` over all its parameters) is not exported"))
+            return
+        outer = generic[0]
+        rename = {a: RType("tparam", p) for a, p in zip(args, ut.type_params, strict=True)}
+        _collect_methods(node, ut, users, info, own_allocator, outer, rename)
+        return
     if ty is not None and trait is not None and (ty.type != "type_identifier" or _text(ty) not in types):
         # `impl Mul<S> for f64`: `2.0 * s` (the left-hand side is another supported type).
         tr, lhs = rtype_of(trait, users), rtype_of(ty, users)
@@ -1022,6 +1282,20 @@ def _collect_impl(
     if node.child_by_field_name("type_parameters") is not None:
         info.skipped.append((ut.name, "generic impl blocks are not exported"))
         return
+    _collect_methods(node, ut, users, info, own_allocator)
+
+
+def _collect_methods(
+    node: Any,
+    ut: UserType,
+    users: Mapping[str, str],
+    info: CellInfo,
+    own_allocator: bool,
+    outer: tuple[str, ...] = (),
+    rename: Mapping[str, RType] | None = None,
+) -> None:
+    """Adds the ``pub fn`` items of inherent impl *node* to *ut* (*outer*: the impl's type
+    parameters, renamed to the struct's by *rename*)."""
     body = node.child_by_field_name("body")
     items = body.children if body is not None else []
     for i, fn in enumerate(items):
@@ -1035,11 +1309,17 @@ def _collect_impl(
         qual = f"{ut.name}.{name}"
         modifiers = _first_of(fn, "function_modifiers")
         reason = _unsupported_modifier(_text(modifiers) if modifiers is not None else "", False)
-        parsed = reason or _fn_types(fn, users, ut.name, own_allocator)
+        own_generics = type_params_of(fn)
+        if isinstance(own_generics, tuple) and own_generics[0]:
+            reason = reason or f"generic methods cannot be exported (type `{own_generics[1]}`)"
+        parsed = reason or _fn_types(fn, users, ut.name, own_allocator, outer)
         if isinstance(parsed, str):
             info.skipped.append((qual, parsed))
             continue
         params, ret, receiver = parsed
+        if rename:
+            params = tuple(Param(p.name, substitute(p.type, rename)) for p in params)
+            ret = substitute(ret, rename)
         if ut.kind == "enum" and receiver == "&mut self":
             info.skipped.append((qual, "the members of an exported enum are immutable Python values (`&mut self`)"))
             continue
@@ -1093,9 +1373,7 @@ def _leading_attrs_and_doc(children: list[Any], i: int) -> tuple[list[str], str]
             if n.type == "line_comment":
                 docs.append(text.rstrip("\n").removeprefix(" "))
             else:
-                docs.append(
-                    "\n".join(ln.strip().removeprefix("* ").removeprefix("*") for ln in text.strip().splitlines())
-                )
+                docs.append("\n".join(ln.strip().removeprefix("* ").removeprefix("*") for ln in text.strip().splitlines()))
         else:
             break
         j -= 1
@@ -1154,7 +1432,9 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         return RType("never")
     if t in ("type_identifier", "scoped_type_identifier"):
         name = "".join(_text(node).split())
-        return RType("path", _PATH_ALIASES.get(name.removeprefix("::"), name))
+        imports = _IMPORTED.get() if t == "type_identifier" else None
+        imported = imports.get(name) if imports else None
+        return RType("path", imported or _PATH_ALIASES.get(name.removeprefix("::"), name))
     if t == "function_type":
         trait = node.child_by_field_name("trait")
         name = "fn" if trait is None else _text(trait).split("::")[-1]
@@ -1208,7 +1488,11 @@ def rtype_of(node: Any, users: Mapping[str, str] | frozenset[str] = frozenset(),
         mutable = _first_of(node, "mutable_specifier") is not None
         return RType("ref", "", (rtype_of(inner, users, self_name),), mutable)
     if t == "array_type":
-        if node.child_by_field_name("length") is not None:
+        length = node.child_by_field_name("length")
+        if length is not None:
+            n = "".join(_text(length).split()).replace("_", "").removesuffix("usize")
+            if length.type == "integer_literal" and n.isdigit():
+                return RType("array", str(int(n)), (rtype_of(node.child_by_field_name("element"), users, self_name),))
             return RType("other", " ".join(_text(node).split()))
         return RType("slice", "", (rtype_of(node.child_by_field_name("element"), users, self_name),))
     if t == "tuple_type" and len([c for c in node.children if c.is_named]) == 1 and _first_of(node, ",") is None:
@@ -1236,3 +1520,112 @@ def parse_type(text: str) -> RType:
     if root.has_error or ty is None or not text.strip():
         raise ValueError(f"not a Rust type: {text!r}")
     return rtype_of(ty)
+
+
+# ---------------------------------------------------------------------------
+# Generics: instances of generic functions and structs
+
+
+def instance_name(name: str, args: Sequence[RType | str]) -> str:
+    """The name of an instance, ``f<i32>`` / ``pair<i32, i64>``: type arguments in order."""
+    return f"{name}<{', '.join(str(a) for a in args)}>"
+
+
+def parse_instance(spec: str) -> tuple[str, tuple[RType, ...]]:
+    """``"pair<i32, i64>"`` -> (``"pair"``, (i32, i64)). Raises ValueError on anything else."""
+    try:
+        t = parse_type(spec)
+    except ValueError:
+        t = RType("other")
+    if t.kind != "path" or not t.args or "::" in t.name:
+        raise ValueError(f"an instantiation is written NAME<TYPE, ...>, e.g. 'f<i32>', not {spec!r}")
+    return t.name, t.args
+
+
+def _check_count(name: str, params: tuple[str, ...], args: Sequence[RType]) -> None:
+    if len(args) != len(params):
+        want = ", ".join(params)
+        raise TypeError(f"`{name}<{want}>` takes {len(params)} type argument(s), got {len(args)}: {instance_name(name, args)}")
+
+
+def instantiate_fn(sig: FnSig, args: Sequence[RType]) -> FnSig:
+    """The instance of generic function *sig* for type arguments *args* (in the order of its parameters).
+
+    Raises TypeError when the count is wrong or a type of the instance does not cross
+    (e.g. ``&[String]``).
+    """
+    _check_count(sig.name, sig.type_params, args)
+    mapping = dict(zip(sig.type_params, args, strict=True))
+    params = tuple(Param(p.name, substitute(p.type, mapping)) for p in sig.params)
+    ret = substitute(sig.ret, mapping)
+    name = instance_name(sig.name, args)
+    for p in params:
+        if type_row(p.type, "param") is None:
+            raise TypeError(f"{name}: type `{p.type}` (parameter `{p.name}`) is not supported")
+    if type_row(ret, "return") is None:
+        raise TypeError(f"{name}: return type `{ret}` is not supported")
+    return FnSig(
+        name=name,
+        params=params,
+        ret=ret,
+        doc=sig.doc,
+        line=sig.line,
+        rust_name=f"{sig.rust_path}::<{', '.join(str(a) for a in args)}>",
+        generic=sig.name,
+        type_args=tuple(str(a) for a in args),
+    )
+
+
+def instantiate_type(ut: UserType, args: Sequence[RType]) -> tuple[UserType, list[tuple[str, str]]]:
+    """The instance of generic struct *ut* for *args* (``W<i32>``), and the methods it cannot export
+    (name, reason). Raises TypeError when the count of *args* is wrong."""
+    _check_count(ut.name, ut.type_params, args)
+    name = instance_name(ut.name, args)
+    mapping = dict(zip(ut.type_params, args, strict=True))
+    user = {ut.name: name}
+    fields = tuple(Field(f.name, substitute(f.type, mapping, user), f.public) for f in ut.fields)
+    methods: list[FnSig] = []
+    skipped: list[tuple[str, str]] = []
+    for m in ut.methods:
+        params = tuple(Param(p.name, substitute(p.type, mapping, user)) for p in m.params)
+        ret = substitute(m.ret, mapping, user)
+        bad = next((p for p in params if type_row(p.type, "param") is None), None)
+        if bad is not None:
+            skipped.append((f"{name}.{m.name}", f"type `{bad.type}` (parameter `{bad.name}`) is not supported"))
+        elif type_row(ret, "return") is None:
+            skipped.append((f"{name}.{m.name}", f"return type `{ret}` is not supported"))
+        else:
+            methods.append(FnSig(m.name, params, ret, m.doc, m.line, rust_name=m.rust_name, receiver=m.receiver, owner=name))
+    inst = UserType(name, ut.shape, fields, ut.doc, ut.line, list(ut.traits), methods)
+    return inst, skipped
+
+
+def with_instances(info: CellInfo, specs: Sequence[str], only: bool = False) -> CellInfo:
+    """*info* plus the instances named by *specs* (``"f<i32>"``, ``"W<f64>"``) of its generic
+    functions and structs; with *only*, the instances alone (a module of instances).
+
+    Raises ValueError for a spec that names no generic item of the cell or does not fit it.
+    """
+    generic_fns = {f.name: f for f in info.functions if f.type_params}
+    generic_types = {t.name: t for t in info.types if t.type_params}
+    functions = [] if only else list(info.functions)
+    types = [] if only else list(info.types)
+    skipped = [] if only else list(info.skipped)
+    for spec in specs:
+        name, args = parse_instance(spec)
+        try:
+            if name in generic_fns:
+                inst = instantiate_fn(generic_fns[name], args)
+                if all(f.name != inst.name for f in functions):
+                    functions.append(inst)
+            elif name in generic_types:
+                ut, bad = instantiate_type(generic_types[name], args)
+                if all(t.name != ut.name for t in types):
+                    types.append(ut)
+                    skipped += bad
+            else:
+                known = ", ".join([*generic_fns, *generic_types]) or "none"
+                raise ValueError(f"instantiate {spec!r}: the cell has no generic function or struct {name!r} (generic items: {known})")
+        except TypeError as e:
+            raise ValueError(f"instantiate {spec!r}: {e}") from None
+    return CellInfo(functions, types, skipped, info.has_syntax_errors, dict(info.abi_edits))

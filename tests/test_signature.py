@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rustcall_magic.signature import UNIT, FnSig, RType, parse_cell, pattern, unwinding_source
 
 TRICKY_CELL = r'''
@@ -55,11 +57,13 @@ pub fn never() -> ! { loop {} }
 def test_exports_only_top_level_pub_fns() -> None:
     info = parse_cell(TRICKY_CELL)
     names = [f.name for f in info.functions]
-    assert names == ["add", "lifetimes", "raw", "c_add", "unit_ret", "konst"]
+    assert names == ["add", "lifetimes", "raw", "generic", "c_add", "unit_ret", "konst"]
+    generic = info.functions[3]
+    assert generic.type_params == ("T",) and generic.text == "pub fn generic<T: Copy>(x: T) -> T"
+    assert info.functions[1].type_params == ()  # lifetimes are no type parameters
     skipped = dict(info.skipped)
-    assert set(skipped) == {"generic", "c_unmangled", "takes_point", "danger", "never"}
+    assert set(skipped) == {"c_unmangled", "takes_point", "danger", "never"}
     assert "Point" in skipped["takes_point"]
-    assert "generic" in skipped["generic"]
     assert "no_mangle" in skipped["c_unmangled"]
     assert "`!`" in skipped["never"]
 
@@ -188,3 +192,55 @@ def test_private_or_unknown_types_do_not_cross() -> None:
     info = parse_cell("struct Hidden;\npub fn f(h: Hidden) {}\npub fn g() -> &'static Point { todo!() }")
     assert dict(info.skipped).keys() == {"f", "g"}
     assert info.types == []
+
+
+GENERIC_CELL = """
+use std::ops::Add;
+pub fn sum<T: Add<Output = T> + Copy, U>(a: T, b: &[U], c: Option<T>) -> T where U: Copy { a }
+pub fn konst<const N: usize>(x: i32) -> i32 { x }
+pub fn opaque(x: impl Copy) -> i32 { 1 }
+pub fn strs<T>(xs: &[T]) -> usize { xs.len() }
+#[no_mangle]
+pub extern "C" fn c_generic<T>(x: i32) -> i32 { x }
+pub struct W<T> { pub v: T }
+impl<T: Copy> W<T> {
+    pub fn new(v: T) -> Self { W { v } }
+    pub fn get(&self) -> T { self.v }
+    pub fn map<U>(&self, u: U) -> U { u }
+}
+"""
+
+
+def test_generic_signatures_record_parameters_bounds_and_where_clauses() -> None:
+    from rustcall_magic.signature import RType, instantiate_fn, instantiate_type, with_instances
+
+    info = parse_cell(GENERIC_CELL)
+    by = {f.name: f for f in info.functions}
+    s = by["sum"]
+    assert s.type_params == ("T", "U")
+    assert s.generics == "<T: Add<Output = T> + Copy, U>" and s.where == "where U: Copy"
+    assert [str(p.type) for p in s.params] == ["T", "&[U]", "Option<T>"]
+    assert s.params[0].type == RType("tparam", "T")
+    skipped = dict(info.skipped)
+    assert "const generic" in skipped["konst"]
+    assert "impl Copy" in skipped["opaque"]
+    assert "c_generic" in skipped and "W.map" in skipped and "generic methods" in skipped["W.map"]
+    inst = instantiate_fn(s, (RType("path", "i32"), RType("path", "f64")))
+    assert inst.name == "sum<i32, f64>" and inst.rust_path == "sum::<i32, f64>" and inst.generic == "sum"
+    assert inst.text == "pub fn sum<i32, f64>(a: i32, b: &[f64], c: Option<i32>) -> i32"
+    with pytest.raises(TypeError, match="&\\[String\\]"):
+        instantiate_fn(by["strs"], (RType("path", "String"),))
+    with pytest.raises(TypeError, match="2 type argument"):
+        instantiate_fn(s, (RType("path", "i32"),))
+    w = next(t for t in info.types if t.name == "W")
+    assert w.type_params == ("T",) and [m.name for m in w.methods] == ["new", "get"]
+    wi, bad = instantiate_type(w, (RType("path", "u8"),))
+    assert wi.name == "W<u8>" and not bad and str(wi.fields[0].type) == "u8"
+    assert wi.constructor is not None and str(wi.constructor.ret) == "W<u8>"
+    assert RType("user", "W<u8>").rust() == "super::W::<u8>"
+    both = with_instances(info, ["sum<i64, u8>", "W<f32>"])
+    assert [f.name for f in both.functions][-1] == "sum<i64, u8>" and both.types[-1].name == "W<f32>"
+    only = with_instances(info, ["W<f32>"], only=True)
+    assert only.functions == [] and [t.name for t in only.types] == ["W<f32>"]
+    with pytest.raises(ValueError, match="no generic function or struct"):
+        with_instances(info, ["add<i32>"])

@@ -420,7 +420,7 @@ def test_pointer_errors(ptr):
 def test_unsupported_forms_are_skipped_with_a_reason():
     info = parse_cell(
         "pub fn a(x: &[String]) {}\n"
-        "pub fn b(x: Option<&[f64]>) {}\n"
+        "pub fn b(x: Option<&[String]>) {}\n"
         "pub fn c(x: &mut [i128]) {}\n"
         "pub fn d() -> &[f64] { &[] }\n"
         "pub fn e(x: Result<i32, String>) {}\n"

@@ -17,7 +17,7 @@ use crate::vec::RawVec;
 use std::os::raw::c_int;
 
 /// Bumped whenever the table or the `Handle` layout changes.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Borrow kinds for [`RuntimeAbi::check`].
 pub const ACCESS_SHARED: u8 = 0;

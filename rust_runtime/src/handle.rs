@@ -44,6 +44,9 @@ pub struct Handle {
     pub owner: usize,
     /// Box/Rc/Arc: the raw pointer in `data.ptr`; Vec: the raw parts.
     pub data: RawVec,
+    /// Vec only: the N-d shape its buffer views export (`v.shape = (3, 4)`), a leaked
+    /// `Box<Vec<usize>>`; null for none. Ignored while the length differs from its product.
+    pub shape: *mut Vec<usize>,
 }
 
 pub static mut TYPES: [*mut PyObject; 4] = [null_mut(); 4];
@@ -210,6 +213,7 @@ pub unsafe fn new_handle(kind: u8, dt: DType, data: RawVec, owner: usize) -> *mu
     h.exports = 0;
     h.owner = owner;
     h.data = data;
+    h.shape = null_mut();
     PAYLOADS.0 += 1;
     o as *mut PyObject
 }
@@ -273,6 +277,9 @@ unsafe extern "C" fn dealloc(o: *mut PyObject) {
         // here from another thread is still safe: every Rc operation holds the interpreter lock.
         // Never touch the error indicator here: a dealloc can run while an exception is pending.
         guard("dealloc", (), || end_handle(h, STATE_COLLECTED));
+    }
+    if !h.shape.is_null() {
+        drop(Box::from_raw(h.shape));
     }
     let t = (*o).ob_type;
     PyObject_Free(o as *mut c_void);
@@ -422,6 +429,81 @@ unsafe extern "C" fn get_strong_count(o: *mut PyObject, _c: *mut c_void) -> *mut
     PyLong_FromSize_t(n)
 }
 
+/// The N-d shape of a vector: the one set, while its product is the length; else `[len]`.
+pub unsafe fn shape_of(h: &Handle) -> Vec<usize> {
+    if !h.shape.is_null() && (*h.shape).iter().product::<usize>() == h.data.len {
+        return (*h.shape).clone();
+    }
+    vec![h.data.len]
+}
+
+unsafe extern "C" fn get_shape(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {
+    let h = &*(o as *mut Handle);
+    if check_read(h, "read").is_err() {
+        return null_mut();
+    }
+    let shape = shape_of(h);
+    let t = PyTuple_New(shape.len() as isize);
+    if t.is_null() {
+        return t;
+    }
+    for (i, n) in shape.iter().enumerate() {
+        PyTuple_SetItem(t, i as isize, PyLong_FromSize_t(*n));
+    }
+    t
+}
+
+/// `v.shape = (3, 4)`: the shape buffer views export (numpy.asarray(v) is then 3x4);
+/// the product must be the length. `None` (or del) makes the vector 1-D again.
+unsafe extern "C" fn set_shape(o: *mut PyObject, value: *mut PyObject, _c: *mut c_void) -> c_int {
+    guard("shape", -1, || {
+        let h = &mut *(o as *mut Handle);
+        if check_usable(h).is_err() {
+            return -1;
+        }
+        let mut shape: Vec<usize> = Vec::new();
+        if !value.is_null() && value != addr_of_mut!(_Py_NoneStruct) {
+            let list = PySequence_List(value);
+            if list.is_null() {
+                PyErr_Clear();
+                raise(PyExc_TypeError, &format!("the shape of {} must be a tuple of ints", label(h)));
+                return -1;
+            }
+            for i in 0..PyList_Size(list) {
+                let n = PyLong_AsSsize_t(PyList_GetItem(list, i));
+                if n < 0 {
+                    Py_DecRef(list);
+                    if PyErr_Occurred().is_null() {
+                        raise(PyExc_ValueError, &format!("the shape of {} cannot have negative sizes", label(h)));
+                    } else {
+                        PyErr_Clear();
+                        raise(PyExc_TypeError, &format!("the shape of {} must be a tuple of ints", label(h)));
+                    }
+                    return -1;
+                }
+                shape.push(n as usize);
+            }
+            Py_DecRef(list);
+            let total = shape.iter().try_fold(1usize, |a, n| a.checked_mul(*n));
+            if total != Some(h.data.len) {
+                raise(
+                    PyExc_ValueError,
+                    &format!("cannot reshape {} of length {} into shape {:?}", label(h), h.data.len, shape),
+                );
+                return -1;
+            }
+        }
+        if !h.shape.is_null() {
+            drop(Box::from_raw(h.shape));
+            h.shape = null_mut();
+        }
+        if !shape.is_empty() || (!value.is_null() && value != addr_of_mut!(_Py_NoneStruct)) {
+            h.shape = Box::into_raw(Box::new(shape));
+        }
+        0
+    })
+}
+
 unsafe extern "C" fn get_capacity(o: *mut PyObject, _c: *mut c_void) -> *mut PyObject {
     let h = &*(o as *mut Handle);
     if check_read(h, "read").is_err() {
@@ -493,8 +575,10 @@ unsafe extern "C" fn m_clone(o: *mut PyObject, _a: *mut PyObject) -> *mut PyObje
         };
         let r = new_handle(h.kind, dt, data, h.owner);
         if r.is_null() {
-            let mut tmp = Handle { ob: PyObject { ob_refcnt: 1, ob_type: null_mut() }, data, ..*h };
+            let mut tmp = Handle { ob: PyObject { ob_refcnt: 1, ob_type: null_mut() }, data, shape: null_mut(), ..*h };
             free_payload(&mut tmp);
+        } else if !h.shape.is_null() {
+            (*(r as *mut Handle)).shape = Box::into_raw(Box::new((*h.shape).clone()));
         }
         r
     })
@@ -916,18 +1000,37 @@ unsafe extern "C" fn bf_getbuffer(o: *mut PyObject, view: *mut Py_buffer, flags:
             (*view).obj = null_mut();
             return -1;
         }
-        // shape and strides must outlive the view and not follow later pushes: one small block per view.
-        let dims = Box::into_raw(Box::new([h.data.len as isize, dt.size() as isize]));
+        // shape and strides must outlive the view and not follow later pushes or reshapes: one
+        // small block per view, [shape..., strides...] (C order).
+        let shape = if flags & PyBUF_ND == PyBUF_ND { shape_of(h) } else { vec![h.data.len] };
+        let ndim = shape.len();
+        let mut dims: Vec<isize> = shape.iter().map(|n| *n as isize).collect();
+        let mut stride = dt.size() as isize;
+        let mut strides = vec![0isize; ndim];
+        for k in (0..ndim).rev() {
+            strides[k] = stride;
+            stride *= dims[k];
+        }
+        // C order only: a Fortran-order request is refused unless the orders coincide.
+        let long_axes = shape.iter().filter(|n| **n > 1).count();
+        if flags & PyBUF_F_CONTIGUOUS == PyBUF_F_CONTIGUOUS && long_axes > 1 {
+            raise(PyExc_BufferError, &format!("{} is C-contiguous, not Fortran-contiguous", label(h)));
+            (*view).obj = null_mut();
+            return -1;
+        }
+        dims.extend_from_slice(&strides);
+        let dims = Box::into_raw(Box::new(dims));
         let v = &mut *view;
         v.buf = h.data.ptr as *mut c_void;
         v.obj = incref(o);
         v.len = (h.data.len * dt.size()) as isize;
         v.itemsize = dt.size() as isize;
         v.readonly = readonly as c_int;
-        v.ndim = 1;
+        v.ndim = ndim as c_int;
         v.format = if flags & PyBUF_FORMAT != 0 { dt.format().as_ptr() as *mut c_char } else { null_mut() };
-        v.shape = if flags & PyBUF_ND == PyBUF_ND { dims as *mut isize } else { null_mut() };
-        v.strides = if flags & PyBUF_STRIDES == PyBUF_STRIDES { (dims as *mut isize).add(1) } else { null_mut() };
+        let base = (*dims).as_mut_ptr();
+        v.shape = if flags & PyBUF_ND == PyBUF_ND { base } else { null_mut() };
+        v.strides = if flags & PyBUF_STRIDES == PyBUF_STRIDES { base.add(ndim) } else { null_mut() };
         v.suboffsets = null_mut();
         v.internal = dims as *mut c_void;
         h.exports += 1;
@@ -938,7 +1041,7 @@ unsafe extern "C" fn bf_getbuffer(o: *mut PyObject, view: *mut Py_buffer, flags:
 unsafe extern "C" fn bf_releasebuffer(o: *mut PyObject, view: *mut Py_buffer) {
     let h = &mut *(o as *mut Handle);
     h.exports -= 1;
-    let dims = (*view).internal as *mut [isize; 2];
+    let dims = (*view).internal as *mut Vec<isize>;
     if !dims.is_null() {
         drop(Box::from_raw(dims));
         (*view).internal = null_mut();
@@ -1087,6 +1190,7 @@ unsafe fn scalar_new(kind: u8, args: *const *mut PyObject, nargs: usize, kwnames
             exports: 0,
             owner,
             data,
+            shape: null_mut(),
         };
         free_payload(&mut tmp);
     }
@@ -1273,8 +1377,9 @@ static mut SHARED_GETSET: [PyGetSetDef; 7] = [
     GETSET_END,
 ];
 
-static mut VEC_GETSET: [PyGetSetDef; 6] = [
+static mut VEC_GETSET: [PyGetSetDef; 7] = [
     getset!("capacity", get_capacity as GetFn, None, "Elements the allocation can hold without reallocating."),
+    getset!("shape", get_shape as GetFn, Some(set_shape as SetFn), "The shape buffer views export, e.g. (3, 4) for a returned Array; (len,) when unset or when the length changed. Assign a tuple whose product is len(v), or None."),
     getset!("dropped", get_dropped as GetFn, None, "True once dropped, moved or collected."),
     getset!("state", get_state as GetFn, None, "'alive', 'dropped' or 'moved'."),
     getset!("dtype", get_dtype as GetFn, None, "The Rust element type, e.g. 'f64'."),

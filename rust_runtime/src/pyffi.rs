@@ -116,6 +116,7 @@ pub const PyBUF_FORMAT: c_int = 0x0004;
 pub const PyBUF_ND: c_int = 0x0008;
 pub const PyBUF_STRIDES: c_int = 0x0010 | PyBUF_ND;
 pub const PyBUF_C_CONTIGUOUS: c_int = 0x0020 | PyBUF_STRIDES;
+pub const PyBUF_F_CONTIGUOUS: c_int = 0x0040 | PyBUF_STRIDES;
 
 extern "C" {
     pub fn PyModule_Create2(def: *mut PyModuleDef, apiver: c_int) -> *mut PyObject;
@@ -258,5 +259,6 @@ extern "C" {
 extern "C" {
     pub fn PyDict_Items(d: *mut PyObject) -> *mut PyObject;
     pub fn PyList_Size(l: *mut PyObject) -> isize;
+    pub fn PySequence_List(o: *mut PyObject) -> *mut PyObject;
     pub fn PyList_GetItem(l: *mut PyObject, i: isize) -> *mut PyObject;
 }

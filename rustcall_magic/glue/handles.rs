@@ -28,7 +28,7 @@ pub mod __rc_handle_ffi {
     }
 }
 
-/// The runtime's handle object layout (rust_runtime/src/handle.rs, ABI version 1).
+/// The runtime's handle object layout (rust_runtime/src/handle.rs, ABI version 2).
 #[repr(C)]
 pub struct RtHandle {
     pub ob: PyObject,
@@ -43,6 +43,8 @@ pub struct RtHandle {
     pub ptr: *mut u8,
     pub len: usize,
     pub cap: usize,
+    /// A RustVec's N-d shape (runtime-owned; set through its `shape` attribute).
+    pub shape: *mut c_void,
 }
 
 /// The runtime's C-ABI table (rust_runtime/src/abi.rs).
@@ -56,7 +58,7 @@ pub struct RtAbi {
     pub mark_moved: unsafe extern "C" fn(*mut PyObject),
 }
 
-pub const RT_ABI_VERSION: u32 = 1;
+pub const RT_ABI_VERSION: u32 = 2;
 pub const KIND_BOX: u8 = 0;
 pub const KIND_RC: u8 = 1;
 pub const KIND_ARC: u8 = 2;
@@ -283,6 +285,7 @@ pub unsafe fn payload_into_handle<P: Payload>(p: P) -> *mut PyObject {
             ptr,
             len,
             cap,
+            shape: ::std::ptr::null_mut(),
         };
         drop(P::from_handle(&h));
     }

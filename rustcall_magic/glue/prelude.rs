@@ -178,6 +178,18 @@ pub enum ArgError {
     Msg(c_int, String),
     /// Item `index` (of Rust type `item_type`) of a list/tuple argument failed.
     Item(isize, &'static str, Box<ArgError>),
+    /// An entry of a dict (or an element of a set) argument failed: `key` (the key itself),
+    /// `value` (the value under it) or `element` (a set's element); with the part's Rust type.
+    Entry(PyOwned, &'static str, &'static str, Box<ArgError>),
+}
+
+/// An owned (strong) reference, released when dropped.
+pub struct PyOwned(pub *mut PyObject);
+
+impl Drop for PyOwned {
+    fn drop(&mut self) {
+        unsafe { Py_DecRef(self.0) } // Py_DecRef accepts NULL
+    }
 }
 
 pub const CODE_TYPE: c_int = 0;
@@ -190,8 +202,13 @@ pub trait FromPy: Sized {
 }
 
 /// Converts a Rust return value into a new reference (NULL with an exception set on failure).
-pub trait IntoPy {
+pub trait IntoPy: Sized {
     unsafe fn into_py(self) -> *mut PyObject;
+    /// The value as an item of a list, dict or set: a numeric `Vec` is a list there, not a RustVec.
+    #[inline(always)]
+    unsafe fn into_py_item(self) -> *mut PyObject {
+        self.into_py()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -368,14 +385,23 @@ pub unsafe fn raise_arg_error(
     err: ArgError,
     obj: *mut PyObject,
 ) -> *mut PyObject {
-    // Items of lists/tuples: collect the index path down to the failing item.
-    let mut path: Vec<isize> = Vec::new();
+    // Items of lists/tuples, entries of dicts: collect the path down to the failing item
+    // (an index, or ("key" | "value" | "element", key)).
+    let mut path: Vec<*mut PyObject> = Vec::new();
     let mut item_type: &'static str = "";
     let mut err = err;
     loop {
         match err {
             ArgError::Item(i, t, inner) => {
-                path.push(i);
+                path.push(PyLong_FromLongLong(i as c_longlong));
+                item_type = t;
+                err = *inner;
+            }
+            ArgError::Entry(key, role, t, inner) => {
+                let step = PyTuple_New(2);
+                PyTuple_SetItem(step, 0, py_str(role));
+                PyTuple_SetItem(step, 1, new_ref(key.0));
+                path.push(step);
                 item_type = t;
                 err = *inner;
             }
@@ -386,17 +412,22 @@ pub unsafe fn raise_arg_error(
         }
     }
     let (code, detail): (c_int, ::std::borrow::Cow<'static, str>) = match err {
-        ArgError::PyErr => return note_arg(signature, index, name, rust_type),
+        ArgError::PyErr => {
+            for step in path {
+                Py_DecRef(step);
+            }
+            return note_arg(signature, index, name, rust_type);
+        }
         ArgError::Type(d) => (CODE_TYPE, d.into()),
         ArgError::Overflow => (CODE_OVERFLOW, "".into()),
         ArgError::Value(d) => (CODE_VALUE, d.into()),
         ArgError::Msg(c, m) => (c, m.into()),
-        ArgError::Item(..) => (CODE_TYPE, "".into()),
+        ArgError::Item(..) | ArgError::Entry(..) => (CODE_TYPE, "".into()),
     };
     PyErr_Clear();
     let py_path = PyTuple_New(path.len() as isize);
-    for (k, i) in path.iter().enumerate() {
-        PyTuple_SetItem(py_path, k as isize, PyLong_FromLongLong(*i as c_longlong));
+    for (k, step) in path.iter().enumerate() {
+        PyTuple_SetItem(py_path, k as isize, *step); // steals the step
     }
     let args = [
         py_str(signature),
@@ -889,7 +920,7 @@ pub unsafe fn list_from_iter<T: IntoPy, I: ExactSizeIterator<Item = T>>(it: I) -
         return list;
     }
     for (i, x) in it.enumerate() {
-        let item = x.into_py();
+        let item = x.into_py_item();
         if item.is_null() {
             Py_DecRef(list);
             return item;
@@ -1503,6 +1534,10 @@ impl<T: VecIntoPy> IntoPy for Vec<T> {
     #[inline(always)]
     unsafe fn into_py(self) -> *mut PyObject {
         T::vec_into_py(self)
+    }
+    /// Inside a list, dict or set a vector is a list (`Vec<Vec<f64>>` is a list of lists).
+    unsafe fn into_py_item(self) -> *mut PyObject {
+        list_from_iter(self.into_iter())
     }
 }
 
