@@ -25,7 +25,7 @@ from typing import Any
 
 from . import prelude
 from ._version import __version__
-from .build import PORTABLE, BuildOptions, build_cell
+from .build import PORTABLE, BuildOptions, BuildResult, build_cell
 from .cache import Cache, Entry, default_cache_dir, make_key
 from .codegen import glue_fingerprint
 from .deps import DepsBuild, ProgressCallback, StderrProgress, Workspace, collect_dependencies, path_fingerprint
@@ -34,7 +34,7 @@ from .errors import Diagnostic, RustCacheError, RustcallError, RustcallWarning, 
 from .generics import Builder, GenericFunction, GenericType
 from .handles import add_instance_source
 from .loader import load_extension, loaded_paths
-from .signature import FnSig, instance_name, parse_cell, parse_instance, with_instances
+from .signature import CellInfo, FnSig, instance_name, parse_cell, parse_instance, with_instances
 from .toolchain import get_toolchain, host_cpu_identity, python_abi_tag
 
 
@@ -528,34 +528,19 @@ class RustCompiler:
         try:
             glue_lib = prelude.library(cache, tc, opts)
             output = build_dir / f"{module_name}.so"
+
+            def build(flags: Sequence[str] = ()) -> tuple[BuildResult, CellInfo]:
+                return build_cell(
+                    source, info, module_name, build_dir, tc, opts, output, flags,
+                    prelude_library=glue_lib, release_gil=release_gil,
+                )  # fmt: skip
+
             if ws is None:
-                result, info = build_cell(
-                    source,
-                    info,
-                    module_name,
-                    build_dir,
-                    tc,
-                    opts,
-                    output,
-                    prelude_library=glue_lib,
-                    release_gil=release_gil,
-                )
+                result, info = build()
             else:
                 # The workspace lock spans the cell's rustc run too: its -L dir must not change under it.
                 with ws.locked():
-                    flags = ws.build(progress if progress is not None else StderrProgress())
-                    result, info = build_cell(
-                        source,
-                        info,
-                        module_name,
-                        build_dir,
-                        tc,
-                        opts,
-                        output,
-                        flags,
-                        prelude_library=glue_lib,
-                        release_gil=release_gil,
-                    )
+                    result, info = build(ws.build(progress if progress is not None else StderrProgress()))
             meta = {
                 "module": module_name,
                 "functions": [f.to_json() for f in info.functions],

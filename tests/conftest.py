@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,3 +41,29 @@ def fresh_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("RUSTCALL_CACHE_DIR", str(d))
     monkeypatch.setattr(rc.api, "_default", None)
     return d
+
+
+RUSTC_LOGGER = """#!/bin/sh
+echo "$@" >> "{log}"
+exec "{rustc}" "$@"
+"""
+
+
+class RustcLog(type(Path())):  # type: ignore[misc]
+    """The log file of the logging RUSTC wrapper (a Path) that also counts cell builds."""
+
+    def builds(self) -> int:
+        """How many cell builds (not version probes or library builds) rustc ran."""
+        return sum("--crate-type=cdylib" in line for line in self.read_text().splitlines())
+
+
+@pytest.fixture
+def logged_rustc(tmp_path: Path, monkeypatch) -> RustcLog:
+    """RUSTC points at a wrapper that logs every run; returns the log file."""
+    log = RustcLog(tmp_path / "rustc.log")
+    log.write_text("")
+    wrapper = tmp_path / "rustc-logged"
+    wrapper.write_text(RUSTC_LOGGER.format(log=log, rustc=shutil.which("rustc")))
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("RUSTC", str(wrapper))
+    return log

@@ -20,29 +20,6 @@ from rustcall_magic.cache import Cache
 
 ADD = "pub fn add(a: i64, b: i64) -> i64 { a + b }"
 
-RUSTC_LOGGER = """#!/bin/sh
-echo "$@" >> "{log}"
-exec "{rustc}" "$@"
-"""
-
-
-@pytest.fixture
-def logged_rustc(tmp_path: Path, monkeypatch) -> Path:
-    """RUSTC points at a wrapper that logs every run; returns the log file."""
-    log = tmp_path / "rustc.log"
-    log.write_text("")
-    wrapper = tmp_path / "rustc-logged"
-    wrapper.write_text(RUSTC_LOGGER.format(log=log, rustc=shutil.which("rustc")))
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("RUSTC", str(wrapper))
-    return log
-
-
-def builds(log: Path) -> int:
-    """How many cell builds (not version probes) rustc ran."""
-    return sum("--crate-type=cdylib" in line for line in log.read_text().splitlines())
-
-
 def corrupt(path: Path, data: bytes) -> None:
     """Replace a file's contents without touching its inode (it may be mapped by this process)."""
     tmp = path.with_name(path.name + ".corrupt")
@@ -80,10 +57,10 @@ def test_key_changes_with_source_and_every_option(tmp_path: Path, logged_rustc: 
         assert not m.info.cache_hit
         keys.add(m.key)
     assert len(keys) == len(variants) + 1
-    assert builds(logged_rustc) == len(variants) + 1
+    assert logged_rustc.builds() == len(variants) + 1
     again = c.compile(ADD)
     assert again.info.cache_hit and again.key == base.key
-    assert builds(logged_rustc) == len(variants) + 1
+    assert logged_rustc.builds() == len(variants) + 1
 
 
 def test_hits_and_last_use_are_recorded(tmp_path: Path) -> None:
@@ -112,7 +89,7 @@ def test_truncated_artifact_is_rebuilt_with_a_warning(tmp_path: Path, logged_rus
     with pytest.warns(rc.RustcallWarning, match="corrupt"):
         m2 = compiler(root).compile(ADD, force=False)
     assert not m2.info.cache_hit
-    assert builds(logged_rustc) == 2
+    assert logged_rustc.builds() == 2
     assert m2.add(20, 22) == 42
     assert len(m2.entry.artifact.read_bytes()) == len(data)
 
@@ -282,7 +259,7 @@ def test_eight_processes_compile_a_new_cell_once(tmp_path: Path, logged_rustc: P
     assert [r["value"] for r in results] == [42] * 8
     assert len({r["key"] for r in results}) == 1
     assert sum(not r["hit"] for r in results) == 1
-    assert builds(logged_rustc) == 1
+    assert logged_rustc.builds() == 1
     assert list((tmp_path / "c" / "tmp").iterdir()) == []
 
 
@@ -461,7 +438,7 @@ def test_a_bad_size_cap_fails_before_building(tmp_path: Path, monkeypatch, logge
     monkeypatch.setenv("RUSTCALL_CACHE_MAX_BYTES", "10MB")
     with pytest.raises(ValueError, match="RUSTCALL_CACHE_MAX_BYTES"):
         compiler(tmp_path / "c").compile("pub fn capped() -> i32 { 1 }")
-    assert builds(logged_rustc) == 0
+    assert logged_rustc.builds() == 0
 
 
 def test_native_builds_are_keyed_by_the_host_cpu(tmp_path: Path, monkeypatch) -> None:
@@ -576,7 +553,7 @@ def test_glue_library_is_built_once_and_kept_apart_from_cell_entries(tmp_path: P
     runs = logged_rustc.read_text().splitlines()
     assert sum("--crate-type=rlib" in r for r in runs) == 1  # the glue library, once
     assert sum("--extern rustcall_glue=" in r for r in runs) == 2  # both cells link it
-    assert builds(logged_rustc) == 2
+    assert logged_rustc.builds() == 2
     libs = list((root / "lib" / "entries").iterdir())
     assert len(libs) == 1 and (libs[0] / "librustcall_glue.rlib").is_file()
     assert stat.S_IMODE(os.stat(root / "lib").st_mode) == 0o700

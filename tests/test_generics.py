@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -42,27 +41,6 @@ impl<T: Copy + std::ops::Add<Output = T>> Wrapper<T> {
     pub fn doubled(&self) -> Self { Wrapper { value: self.value + self.value } }
 }
 """
-
-RUSTC_LOGGER = """#!/bin/sh
-echo "$@" >> "{log}"
-exec "{rustc}" "$@"
-"""
-
-
-@pytest.fixture
-def logged_rustc(tmp_path: Path, monkeypatch) -> Path:
-    log = tmp_path / "rustc.log"
-    log.write_text("")
-    wrapper = tmp_path / "rustc-logged"
-    wrapper.write_text(RUSTC_LOGGER.format(log=log, rustc=shutil.which("rustc")))
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("RUSTC", str(wrapper))
-    return log
-
-
-def builds(log: Path) -> int:
-    return sum("--crate-type=cdylib" in line for line in log.read_text().splitlines())
-
 
 @pytest.fixture(scope="module")
 def g():
@@ -175,22 +153,22 @@ def test_return_only_parameter_needs_explicit_instantiation(g) -> None:
 def test_bound_failure_is_rustcs_message_and_remembered(tmp_path: Path, logged_rustc: Path) -> None:
     c = rc.RustCompiler(cache_dir=tmp_path / "cache", quiet=True)
     m = c.compile(GENERIC_CELL)
-    before = builds(logged_rustc)
+    before = logged_rustc.builds()
     with pytest.raises(TypeError) as e:
         m.sum_values(True, False)
     text = str(e.value)
     assert "E0277" in text and "bool" in text and "cell line 3" in text
-    after = builds(logged_rustc)
+    after = logged_rustc.builds()
     assert after > before
     for _ in range(5):
         with pytest.raises(TypeError, match="E0277"):
             m.sum_values(True, True)
-    assert builds(logged_rustc) == after  # remembered: no second rustc run
+    assert logged_rustc.builds() == after  # remembered: no second rustc run
     # ... and on disk: the same cell in a new compiler (as in a fresh process) does not build it again.
     m2 = rc.RustCompiler(cache_dir=tmp_path / "cache", quiet=True).compile(GENERIC_CELL)
     with pytest.raises(TypeError, match="E0277"):
         m2.sum_values(False, True)
-    assert builds(logged_rustc) == after
+    assert logged_rustc.builds() == after
 
 
 def test_fresh_process_reuses_instances_without_rustc(tmp_path: Path, logged_rustc: Path) -> None:
@@ -199,7 +177,7 @@ def test_fresh_process_reuses_instances_without_rustc(tmp_path: Path, logged_rus
     m = c.compile(TOTAL_CELL)
     assert m.total(np.arange(4, dtype=np.int32)) == 6
     assert m.total(np.arange(4, dtype=np.float32)) == 6.0
-    before = builds(logged_rustc)
+    before = logged_rustc.builds()
     code = textwrap.dedent(
         f"""
         import numpy as np, rustcall_magic as rc
@@ -214,13 +192,13 @@ def test_fresh_process_reuses_instances_without_rustc(tmp_path: Path, logged_rus
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[('f32',), ('i32',)]"
-    assert builds(logged_rustc) == before  # the child ran no rustc build (the RUSTC wrapper logs every run)
+    assert logged_rustc.builds() == before  # the child ran no rustc build (the RUSTC wrapper logs every run)
 
 
 def test_two_threads_build_a_new_instance_once(tmp_path: Path, logged_rustc: Path) -> None:
     c = rc.RustCompiler(cache_dir=tmp_path / "cache", quiet=True)
     m = c.compile(GENERIC_CELL)
-    before = builds(logged_rustc)
+    before = logged_rustc.builds()
     results: list[object] = []
     barrier = threading.Barrier(2)
 
@@ -234,17 +212,17 @@ def test_two_threads_build_a_new_instance_once(tmp_path: Path, logged_rustc: Pat
     for t in threads:
         t.join()
     assert len(results) == 2 and results[0] is results[1]
-    assert builds(logged_rustc) == before + 1
+    assert logged_rustc.builds() == before + 1
 
 
 def test_instantiate_option_builds_with_the_cell(tmp_path: Path, logged_rustc: Path) -> None:
     c = rc.RustCompiler(cache_dir=tmp_path / "cache", quiet=True)
     m = c.compile(GENERIC_CELL, instantiate=["sum_values<i32>", "pair<i32, i64>"])
-    assert builds(logged_rustc) == 1
+    assert logged_rustc.builds() == 1
     assert set(m.instances) == {"sum_values<i32>", "pair<i32, i64>"}
     assert m.sum_values[np.int32](1, 2) == 3
     assert m.pair["i32", "i64"](1, 2) == 1
-    assert builds(logged_rustc) == 1  # both were in the cell's own module
+    assert logged_rustc.builds() == 1  # both were in the cell's own module
     # The instance list is part of the key: another order is another entry.
     m2 = c.compile(GENERIC_CELL, instantiate=["pair<i32, i64>", "sum_values<i32>"])
     assert m2.key != m.key
@@ -331,12 +309,12 @@ def test_generic_struct_pickles_by_reference() -> None:
 def test_instance_whose_types_do_not_cross_is_a_type_error_without_rustc(tmp_path: Path, logged_rustc: Path) -> None:
     c = rc.RustCompiler(cache_dir=tmp_path / "cache", quiet=True)
     m = c.compile("pub fn count<T>(xs: &[T]) -> usize { xs.len() }")
-    before = builds(logged_rustc)
+    before = logged_rustc.builds()
     with pytest.raises(TypeError, match=r"count<String>: type `&\[String\]`"):
         m.count(["a", "b"])
     with pytest.raises(TypeError, match="not supported"):
         m.count["String"]
-    assert builds(logged_rustc) == before
+    assert logged_rustc.builds() == before
     assert m.count([1, 2, 3]) == 3
     assert "count" in m.describe()
 

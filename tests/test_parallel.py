@@ -65,6 +65,15 @@ def test_values_errors_and_panics_are_as_without_release(par, held) -> None:
     assert par.entry.meta["options"]["release_gil"] is True and par.key != held.key
 
 
+def _in_threads(work, n: int = 2) -> None:
+    """Runs work(0), ..., work(n - 1) in n threads and waits for them."""
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
 def _meet(m, ms: int) -> list[int]:
     m.meet_reset()
     seen: list[int] = []
@@ -103,11 +112,7 @@ def test_shared_handles_under_threads_stay_consistent(par) -> None:
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    ts = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    _in_threads(work)
     assert not errors
     assert len(v) == 20_000 and par.total(v) == 20_000
     assert a.strong_count == 1
@@ -165,11 +170,7 @@ def test_arc_clones_used_from_several_threads_with_release_gil() -> None:
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    ts = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    _in_threads(work)
     assert not errors
     assert totals == [2 * 41 * 10_000] * 2
     assert m.count_arc(a) == 3 and a.strong_count == 3
