@@ -42,6 +42,11 @@ pub mod __rc_cb_ffi {
         pub fn PyInterpreterState_Get() -> *mut c_void;
         pub fn PyInterpreterState_GetDict(i: *mut c_void) -> *mut PyObject;
         pub fn PyDict_DelItemString(d: *mut PyObject, k: *const c_char) -> c_int;
+        pub fn PyDict_GetItem(d: *mut PyObject, k: *mut PyObject) -> *mut PyObject;
+        pub fn PyDict_SetItem(d: *mut PyObject, k: *mut PyObject, v: *mut PyObject) -> c_int;
+        pub fn PyDict_DelItem(d: *mut PyObject, k: *mut PyObject) -> c_int;
+        pub fn PyUnicode_InternFromString(s: *const c_char) -> *mut PyObject;
+        pub fn PyObject_GetAttr(o: *mut PyObject, name: *mut PyObject) -> *mut PyObject;
         pub static mut PyCFunction_Type: PyObject;
         pub static mut PyExc_TypeError: *mut PyObject;
     }
@@ -265,7 +270,7 @@ pub unsafe fn native_add(
 
 /// The `%%rust` function behind `o` (a builtin of a module with `__rustcall_native__`):
 /// (its name, its entry); None for any other object.
-pub unsafe fn native_entry(o: *mut PyObject) -> Option<(String, &'static NativeEntry)> {
+pub unsafe fn native_entry(o: *mut PyObject) -> Option<(&'static ::std::ffi::CStr, &'static NativeEntry)> {
     if (*o).ob_type != ::std::ptr::addr_of_mut!(cbffi::PyCFunction_Type) {
         return None;
     }
@@ -273,7 +278,12 @@ pub unsafe fn native_entry(o: *mut PyObject) -> Option<(String, &'static NativeE
     if m.is_null() || is_none(m) {
         return None;
     }
-    let table = PyObject_GetAttrString(m, b"__rustcall_native__\0".as_ptr() as *const c_char);
+    let attr = interned(::std::ptr::addr_of_mut!(NATIVE_ATTR_STR), b"__rustcall_native__\0");
+    if attr.is_null() {
+        PyErr_Clear();
+        return None;
+    }
+    let table = cbffi::PyObject_GetAttr(m, attr);
     if table.is_null() {
         PyErr_Clear();
         return None;
@@ -290,7 +300,7 @@ pub unsafe fn native_entry(o: *mut PyObject) -> Option<(String, &'static NativeE
             PyErr_Clear();
             None
         } else {
-            Some((name.to_string_lossy().into_owned(), &*(p as *const NativeEntry)))
+            Some((name, &*(p as *const NativeEntry)))
         }
     };
     Py_DecRef(table);
@@ -331,7 +341,7 @@ impl<F: 'static> ArgHolder for Callback<F> {
                 let ours = ::std::any::type_name::<F>();
                 if theirs != ours {
                     return Err(ArgError::Msg(CODE_TYPE, format!(
-                        "the %%rust function {}() has type `{}`, which is not `{}`", name, theirs, ours)));
+                        "the %%rust function {}() has type `{}`, which is not `{}`", name.to_string_lossy(), theirs, ours)));
                 }
                 self.native = Some(shim);
             }
@@ -504,6 +514,19 @@ pub unsafe extern "C-unwind" fn resume_here(f: *mut NativeFailure) {
     resume_native_failure(f)
 }
 
+/// `RESUME_KEY` and `__rustcall_native__` as interned strs (made once: they are looked up on
+/// every call that passes a `%%rust` function).
+static mut RESUME_KEY_STR: *mut PyObject = ::std::ptr::null_mut();
+static mut NATIVE_ATTR_STR: *mut PyObject = ::std::ptr::null_mut();
+
+/// The interned str of `text` (NUL-terminated), cached in `slot`; null (exception set) on failure.
+unsafe fn interned(slot: *mut *mut PyObject, text: &'static [u8]) -> *mut PyObject {
+    if (*slot).is_null() {
+        *slot = cbffi::PyUnicode_InternFromString(text.as_ptr() as *const c_char);
+    }
+    *slot
+}
+
 /// This cell's resumer as a capsule (made once).
 pub static mut RESUMER: *mut PyObject = ::std::ptr::null_mut();
 
@@ -553,11 +576,11 @@ impl<F: Copy + 'static> ArgHolder for FnPtrArg<F> {
         if e.ptr.is_null() {
             return Err(ArgError::Msg(CODE_TYPE, format!(
                 "the %%rust function {}() cannot be called natively by another cell (its types hold memory \
-                 of its own allocator or of its cell)", name)));
+                 of its own allocator or of its cell)", name.to_string_lossy())));
         }
         if theirs != ours {
             return Err(ArgError::Msg(CODE_TYPE, format!(
-                "the %%rust function {}() has type `{}`, which is not `{}`", name, theirs, ours)));
+                "the %%rust function {}() has type `{}`, which is not `{}`", name.to_string_lossy(), theirs, ours)));
         }
         if RESUMER.is_null() {
             RESUMER = cbffi::PyCapsule_New(resume_here as *mut c_void, RESUME_CAPSULE.as_ptr() as *const c_char, ::std::ptr::null_mut());
@@ -565,15 +588,19 @@ impl<F: Copy + 'static> ArgHolder for FnPtrArg<F> {
                 return Err(ArgError::PyErr);
             }
         }
+        let key = interned(::std::ptr::addr_of_mut!(RESUME_KEY_STR), RESUME_KEY);
+        if key.is_null() {
+            return Err(ArgError::PyErr);
+        }
         let dicts = resume_dicts();
         for (k, d) in dicts.iter().enumerate() {
             if d.is_null() {
                 continue;
             }
-            let prev = cbffi::PyDict_GetItemString(*d, RESUME_KEY.as_ptr() as *const c_char);
+            let prev = cbffi::PyDict_GetItem(*d, key);
             Py_IncRef(prev);
             self.prev[k] = prev;
-            if cbffi::PyDict_SetItemString(*d, RESUME_KEY.as_ptr() as *const c_char, RESUMER) != 0 {
+            if cbffi::PyDict_SetItem(*d, key, RESUMER) != 0 {
                 return Err(ArgError::PyErr);
             }
         }
@@ -615,6 +642,8 @@ impl<F> Drop for FnPtrArg<F> {
             // The call's exception, if any, stays pending across the dict updates.
             let (mut t, mut v, mut tb) = (::std::ptr::null_mut(), ::std::ptr::null_mut(), ::std::ptr::null_mut());
             PyErr_Fetch(&mut t, &mut v, &mut tb);
+            // Made by `fill` (which set `self.set`).
+            let key = RESUME_KEY_STR;
             let dicts = resume_dicts();
             for (k, d) in dicts.iter().enumerate() {
                 if d.is_null() {
@@ -622,10 +651,10 @@ impl<F> Drop for FnPtrArg<F> {
                 }
                 let prev = self.prev[k];
                 if prev.is_null() {
-                    cbffi::PyDict_DelItemString(*d, RESUME_KEY.as_ptr() as *const c_char);
+                    cbffi::PyDict_DelItem(*d, key);
                     PyErr_Clear();
                 } else {
-                    cbffi::PyDict_SetItemString(*d, RESUME_KEY.as_ptr() as *const c_char, prev);
+                    cbffi::PyDict_SetItem(*d, key, prev);
                     Py_DecRef(prev);
                 }
             }
