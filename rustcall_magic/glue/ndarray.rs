@@ -114,6 +114,52 @@ pub fn nd_f_contiguous(shape: &[usize], strides: &[isize]) -> bool {
     true
 }
 
+/// The accessors of the layout, the same for [`NdArray`] and [`NdArrayMut`] (both have
+/// `shape` and `strides` fields borrowed for `'a`).
+macro_rules! nd_layout_methods {
+    () => {
+        /// Length of each dimension (numpy's `a.shape`).
+        #[inline(always)]
+        pub fn shape(&self) -> &'a [usize] {
+            self.shape
+        }
+
+        /// Distance between neighbours along each dimension, in elements (numpy's `a.strides`
+        /// divided by the item size); negative for reversed axes.
+        #[inline(always)]
+        pub fn strides(&self) -> &'a [isize] {
+            self.strides
+        }
+
+        /// Number of dimensions.
+        #[inline(always)]
+        pub fn ndim(&self) -> usize {
+            self.shape.len()
+        }
+
+        /// Number of elements (the product of the shape).
+        #[inline(always)]
+        pub fn len(&self) -> usize {
+            self.shape.iter().product()
+        }
+
+        #[inline(always)]
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// True when the elements are laid out in C order without gaps (numpy's `a.flags.c_contiguous`).
+        pub fn is_c_contiguous(&self) -> bool {
+            nd_c_contiguous(self.shape, self.strides)
+        }
+
+        /// True when the elements are laid out in Fortran order without gaps.
+        pub fn is_f_contiguous(&self) -> bool {
+            nd_f_contiguous(self.shape, self.strides)
+        }
+    };
+}
+
 impl<'a, T: 'a> NdArray<'a, T> {
     /// A view of `ptr` with `shape` and `strides` (in elements).
     ///
@@ -124,35 +170,7 @@ impl<'a, T: 'a> NdArray<'a, T> {
         NdArray { ptr, shape, strides }
     }
 
-    /// Length of each dimension (numpy's `a.shape`).
-    #[inline(always)]
-    pub fn shape(&self) -> &'a [usize] {
-        self.shape
-    }
-
-    /// Distance between neighbours along each dimension, in elements (numpy's `a.strides`
-    /// divided by the item size); negative for reversed axes.
-    #[inline(always)]
-    pub fn strides(&self) -> &'a [isize] {
-        self.strides
-    }
-
-    /// Number of dimensions.
-    #[inline(always)]
-    pub fn ndim(&self) -> usize {
-        self.shape.len()
-    }
-
-    /// Number of elements (the product of the shape).
-    #[inline(always)]
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    #[inline(always)]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    nd_layout_methods!();
 
     /// Address of the element at index 0 (for dimensions of length 0: not to be read).
     #[inline(always)]
@@ -164,16 +182,6 @@ impl<'a, T: 'a> NdArray<'a, T> {
     #[inline(always)]
     pub fn get<I: AsRef<[usize]>>(&self, index: I) -> Option<&'a T> {
         nd_offset(self.shape, self.strides, index.as_ref()).map(|off| unsafe { &*self.ptr.offset(off) })
-    }
-
-    /// True when the elements are laid out in C order without gaps (numpy's `a.flags.c_contiguous`).
-    pub fn is_c_contiguous(&self) -> bool {
-        nd_c_contiguous(self.shape, self.strides)
-    }
-
-    /// True when the elements are laid out in Fortran order without gaps.
-    pub fn is_f_contiguous(&self) -> bool {
-        nd_f_contiguous(self.shape, self.strides)
     }
 
     /// The elements in C order as one slice, when they are C-contiguous (else None).
@@ -371,39 +379,7 @@ impl<'a, T: 'a> NdArrayMut<'a, T> {
         NdArrayMut { ptr: self.ptr, shape: self.shape, strides: self.strides, _mut: ::std::marker::PhantomData }
     }
 
-    #[inline(always)]
-    pub fn shape(&self) -> &[usize] {
-        self.shape
-    }
-
-    /// Strides in elements (see [`NdArray::strides`]).
-    #[inline(always)]
-    pub fn strides(&self) -> &[isize] {
-        self.strides
-    }
-
-    #[inline(always)]
-    pub fn ndim(&self) -> usize {
-        self.shape.len()
-    }
-
-    #[inline(always)]
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    #[inline(always)]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn is_c_contiguous(&self) -> bool {
-        nd_c_contiguous(self.shape, self.strides)
-    }
-
-    pub fn is_f_contiguous(&self) -> bool {
-        nd_f_contiguous(self.shape, self.strides)
-    }
+    nd_layout_methods!();
 
     #[inline(always)]
     pub fn as_mut_ptr(&mut self) -> *mut T {
