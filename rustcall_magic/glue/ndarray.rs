@@ -254,25 +254,31 @@ impl<'a, T: 'a> NdArray<'a, T> {
     }
 }
 
-impl<'a, T: 'a, const N: usize> ::std::ops::Index<[usize; N]> for NdArray<'a, T> {
-    type Output = T;
-    #[inline(always)]
-    fn index(&self, index: [usize; N]) -> &T {
-        match nd_offset(self.shape, self.strides, &index) {
-            Some(off) => unsafe { &*self.ptr.offset(off) },
-            None => nd_index_panic(self.shape, &index),
+/// `a[[i, j]]` (panics when out of bounds), and `v[i]` on a 1-D view (a row), for a view type.
+macro_rules! nd_index_impls {
+    ($view:ident) => {
+        impl<'a, T: 'a, const N: usize> ::std::ops::Index<[usize; N]> for $view<'a, T> {
+            type Output = T;
+            #[inline(always)]
+            fn index(&self, index: [usize; N]) -> &T {
+                match nd_offset(self.shape, self.strides, &index) {
+                    Some(off) => unsafe { &*self.ptr.offset(off) },
+                    None => nd_index_panic(self.shape, &index),
+                }
+            }
         }
-    }
+
+        impl<'a, T: 'a> ::std::ops::Index<usize> for $view<'a, T> {
+            type Output = T;
+            #[inline(always)]
+            fn index(&self, i: usize) -> &T {
+                &self[[i]]
+            }
+        }
+    };
 }
 
-/// `v[i]` on a 1-D view (a row).
-impl<'a, T: 'a> ::std::ops::Index<usize> for NdArray<'a, T> {
-    type Output = T;
-    #[inline(always)]
-    fn index(&self, i: usize) -> &T {
-        &self[[i]]
-    }
-}
+nd_index_impls!(NdArray);
 
 impl<'a, T: 'a + ::std::fmt::Debug> ::std::fmt::Debug for NdArray<'a, T> {
     fn fmt(&self, f: &mut ::std::fmt::Formatter) -> ::std::fmt::Result {
@@ -469,16 +475,7 @@ impl<'a, T: 'a> Iterator for NdIterMut<'a, T> {
     }
 }
 
-impl<'a, T: 'a, const N: usize> ::std::ops::Index<[usize; N]> for NdArrayMut<'a, T> {
-    type Output = T;
-    #[inline(always)]
-    fn index(&self, index: [usize; N]) -> &T {
-        match nd_offset(self.shape, self.strides, &index) {
-            Some(off) => unsafe { &*self.ptr.offset(off) },
-            None => nd_index_panic(self.shape, &index),
-        }
-    }
-}
+nd_index_impls!(NdArrayMut);
 
 impl<'a, T: 'a, const N: usize> ::std::ops::IndexMut<[usize; N]> for NdArrayMut<'a, T> {
     #[inline(always)]
@@ -487,14 +484,6 @@ impl<'a, T: 'a, const N: usize> ::std::ops::IndexMut<[usize; N]> for NdArrayMut<
             Some(off) => unsafe { &mut *self.ptr.offset(off) },
             None => nd_index_panic(self.shape, &index),
         }
-    }
-}
-
-impl<'a, T: 'a> ::std::ops::Index<usize> for NdArrayMut<'a, T> {
-    type Output = T;
-    #[inline(always)]
-    fn index(&self, i: usize) -> &T {
-        &self[[i]]
     }
 }
 
