@@ -608,7 +608,10 @@ impl<T: BufElem> NdHold<T> {
         }
         let size = ::std::mem::size_of::<T>() as isize;
         let align = ::std::mem::align_of::<T>();
-        let shape: Vec<usize> = self.shape().to_vec();
+        // A copy on the stack (the loop below writes `self.strides`).
+        let mut dims = [0usize; ND_MAX];
+        dims[..self.ndim].copy_from_slice(self.shape());
+        let shape = &dims[..self.ndim];
         let empty = shape.iter().any(|n| *n == 0);
         let mut stride = size;
         for k in (0..self.ndim).rev() {
@@ -628,7 +631,7 @@ impl<T: BufElem> NdHold<T> {
         self.ptr = v.buf as *mut T;
         // Bool items must be 0 or 1 (a uint8 buffer viewed as bool could hold anything).
         if !empty && T::CODES == b"?" {
-            let view = NdArray { ptr: self.ptr as *const u8, shape: &shape, strides: &self.strides[..self.ndim] };
+            let view = NdArray { ptr: self.ptr as *const u8, shape, strides: &self.strides[..self.ndim] };
             if view.iter().any(|b| *b > 1) {
                 return Err(ArgError::Value("the buffer holds bytes other than 0 and 1, which are not Rust bools"));
             }
