@@ -954,8 +954,7 @@ def _parse_items(root: Any) -> CellInfo:
         if isinstance(parsed, str):
             info.skipped.append((name, parsed))
             continue
-        params, ret, _ = parsed
-        tnames, gtext, where = type_params_of(node)  # type: ignore[misc]  # checked by _fn_types
+        params, ret, _, (tnames, gtext, where) = parsed
         if tnames and extern is not None:
             info.skipped.append((name, 'a generic extern "C" fn has no symbol to export'))
             continue
@@ -1034,8 +1033,9 @@ _PLACEHOLDER = RType("path", "i64")
 
 def _fn_types(
     node: Any, users: Mapping[str, str], self_name: str | None, own_allocator: bool, outer: tuple[str, ...] = ()
-) -> tuple[tuple[Param, ...], RType, str] | str:
-    """(parameters, return type, receiver) of function item *node*, or why it cannot be exported.
+) -> tuple[tuple[Param, ...], RType, str, tuple[tuple[str, ...], str, str]] | str:
+    """(parameters, return type, receiver, :func:`type_params_of`) of function item *node*, or why
+    it cannot be exported (a method cannot be generic).
 
     Type parameters (the function's own, and *outer* ones of a generic impl) become
     ``tparam`` types; such a type is supported when it is with a scalar in their place.
@@ -1043,7 +1043,7 @@ def _fn_types(
     generics = type_params_of(node)
     if isinstance(generics, str):
         return generics
-    if generics[0] and outer:
+    if generics[0] and self_name is not None:
         return "generic methods cannot be exported (type `" + generics[1] + "`)"
     tnames = frozenset((*outer, *generics[0]))
     placeholders = dict.fromkeys(tnames, _PLACEHOLDER)
@@ -1093,7 +1093,7 @@ def _fn_types(
             f"the cell sets its own #[global_allocator], and `{shared}` would hand memory between it and "
             "the ownership runtime's allocator"
         )
-    return tuple(params), ret, receiver
+    return tuple(params), ret, receiver, generics
 
 
 def _derives(attrs: list[str]) -> list[str]:
@@ -1309,14 +1309,11 @@ def _collect_methods(
         qual = f"{ut.name}.{name}"
         modifiers = _first_of(fn, "function_modifiers")
         reason = _unsupported_modifier(_text(modifiers) if modifiers is not None else "", False)
-        own_generics = type_params_of(fn)
-        if isinstance(own_generics, tuple) and own_generics[0]:
-            reason = reason or f"generic methods cannot be exported (type `{own_generics[1]}`)"
         parsed = reason or _fn_types(fn, users, ut.name, own_allocator, outer)
         if isinstance(parsed, str):
             info.skipped.append((qual, parsed))
             continue
-        params, ret, receiver = parsed
+        params, ret, receiver, _ = parsed
         if rename:
             params = tuple(Param(p.name, substitute(p.type, rename)) for p in params)
             ret = substitute(ret, rename)
