@@ -919,14 +919,10 @@ def _parse_items(root: Any) -> CellInfo:
         if node.type == "impl_item":
             _collect_impl(node, types, users, info, own_allocator)
             continue
-        if node.type != "function_item" or not _is_pub(node):
+        names = _pub_fn_names(node)
+        if names is None:
             continue
-        name_node = node.child_by_field_name("name")
-        if name_node is None:
-            continue
-        rust_name = _text(name_node)
-        # A raw identifier (`r#type`) is bound under the name Python spells (`type`).
-        name = rust_name.removeprefix("r#")
+        name, rust_name = names
         attrs, doc = _leading_attrs_and_doc(children, i)
         modifiers = _first_of(node, "function_modifiers")
         mods = _text(modifiers) if modifiers is not None else ""
@@ -974,6 +970,18 @@ def _parse_items(root: Any) -> CellInfo:
         )
     info.types = list(types.values())
     return info
+
+
+def _pub_fn_names(node: Any) -> tuple[str, str] | None:
+    """(name in Python, name in Rust) of *node* when it is a named ``pub fn`` item, else None.
+    A raw identifier (`r#type`) is bound under the name Python spells (`type`)."""
+    if node.type != "function_item" or not _is_pub(node):
+        return None
+    name_node = node.child_by_field_name("name")
+    if name_node is None:
+        return None
+    rust_name = _text(name_node)
+    return rust_name.removeprefix("r#"), rust_name
 
 
 def _is_pub(node: Any) -> bool:
@@ -1299,13 +1307,10 @@ def _collect_methods(
     body = node.child_by_field_name("body")
     items = body.children if body is not None else []
     for i, fn in enumerate(items):
-        if fn.type != "function_item" or not _is_pub(fn):
+        names = _pub_fn_names(fn)
+        if names is None:
             continue
-        name_node = fn.child_by_field_name("name")
-        if name_node is None:
-            continue
-        rust_name = _text(name_node)
-        name = rust_name.removeprefix("r#")
+        name, rust_name = names
         qual = f"{ut.name}.{name}"
         modifiers = _first_of(fn, "function_modifiers")
         reason = _unsupported_modifier(_text(modifiers) if modifiers is not None else "", False)
