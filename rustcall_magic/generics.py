@@ -185,6 +185,23 @@ def evidence(t: RType, v: Any, found: dict[str, tuple[str, int]], i: int, confli
     return False
 
 
+def _gather(typed: Sequence[tuple[int, RType]], values: Sequence[Any]) -> tuple[dict[str, tuple[str, int]], list[str], bool]:
+    """:func:`evidence` of *values* for the parameters *typed* ((index, type) of those mentioning a
+    type parameter): (what each type parameter is, conflicts, whether the values' types decided it all)."""
+    found: dict[str, tuple[str, int]] = {}
+    conflicts: list[str] = []
+    deciding = True
+    for i, t in typed:
+        if i < len(values):
+            deciding = evidence(t, values[i], found, i, conflicts) and deciding
+    return found, conflicts, deciding
+
+
+def _typed(params: Sequence[Param]) -> list[tuple[int, RType]]:
+    """(index, type) of the parameters whose type mentions a type parameter (the others say nothing)."""
+    return [(i, p.type) for i, p in enumerate(params) if has_type_params(p.type)]
+
+
 class _Instances:
     """One generic item's instances by ordered type-argument tuple, built once each (a lock per tuple)."""
 
@@ -274,9 +291,9 @@ class GenericFunction:
         self.__doc__ = f"{sig.text}\n\n{sig.doc}".strip()
         self._inst = _Instances(sig.name, sig.type_params, build, self._check)
         self._inst.table.update(instances)
-        positions = [i for i, p in enumerate(sig.params) if has_type_params(p.type)]
+        self._typed = _typed(sig.params)
         self._array_fast = False
-        self._dispatch = _native_dispatcher(make_dispatcher, self, len(sig.params), positions)
+        self._dispatch = _native_dispatcher(make_dispatcher, self, len(sig.params), [i for i, _ in self._typed])
         self._recipe: Any = None
 
     def _check(self, key: tuple[str, ...]) -> None:
@@ -314,11 +331,7 @@ class GenericFunction:
         Raises TypeError for conflicting or missing evidence (naming the type parameter).
         """
         sig = self.signature
-        found: dict[str, tuple[str, int]] = {}
-        conflicts: list[str] = []
-        deciding = True
-        for i, (p, v) in enumerate(zip(sig.params, args, strict=False)):
-            deciding = evidence(p.type, v, found, i, conflicts) and deciding
+        found, conflicts, deciding = _gather(self._typed, args)
         if len(args) != len(sig.params):
             raise TypeError(f"{sig.name}() takes {len(sig.params)} positional argument(s) but {len(args)} were given")
         if conflicts:
@@ -396,6 +409,7 @@ class GenericType:
             self._params = ctor.params
         else:
             self._params = tuple(Param(f.name, f.type) for f in ut.fields if f.public)
+        self._typed = _typed(self._params)
         self._recipe: Any = None
 
     @property
@@ -415,11 +429,8 @@ class GenericType:
         return self._inst.subscript(types)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        found: dict[str, tuple[str, int]] = {}
-        conflicts: list[str] = []
         values = list(args) + [kwargs[p.name] for p in self._params[len(args) :] if p.name in kwargs]
-        for i, (p, v) in enumerate(zip(self._params, values, strict=False)):
-            evidence(p.type, v, found, i, conflicts)
+        found, conflicts, _ = _gather(self._typed, values)
         if conflicts:
             raise TypeError(f"{self.__name__}(): conflicting evidence for type parameter {conflicts[0]}")
         missing = [t for t in self.type_params if t not in found]
