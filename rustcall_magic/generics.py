@@ -357,15 +357,21 @@ class GenericFunction:
             raise TypeError(f"{self.__name__}() takes positional arguments only (a generic call infers from them)")
         key, deciding = self.infer(args)
         inst = self._inst.get(key)
-        if deciding and self._dispatch is not None:
-            if not self._array_fast and _has_array(args):  # numpy was imported after the cell loaded
-                layout = _numpy_layout()
-                if layout[0] is not None:
-                    self._dispatch.arrays(*layout)
-                    self._array_fast = True
-            if self._array_fast or not _has_array(args):
-                self._dispatch.register(args, inst)
+        if deciding and self._dispatch is not None and (self._array_fast or self._arrays_ready(args)):
+            self._dispatch.register(args, inst)
         return inst(*args)
+
+    def _arrays_ready(self, args: Sequence[Any]) -> bool:
+        """Whether the dispatcher may key on *args*: they hold no numpy array, or numpy (imported
+        after the cell loaded) has the layout the dispatcher reads, which it is now given."""
+        if not _has_array(args):
+            return True
+        layout = _numpy_layout()
+        if layout[0] is None:
+            return False
+        self._dispatch.arrays(*layout)
+        self._array_fast = True
+        return True
 
     def __repr__(self) -> str:
         built = ", ".join(instance_name(self.__name__, k) for k in self._inst.table) or "none yet"
