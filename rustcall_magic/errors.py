@@ -310,11 +310,6 @@ def _arg_binding(signature: str, problem: str) -> Exception:
     return TypeError(f"{fn}() {problem}; signature: {signature}")
 
 
-def _raise_arg_binding(signature: str, problem: str) -> None:
-    __tracebackhide__ = True
-    raise _arg_binding(signature, problem)
-
-
 def _panic(function: str, message: str, file: str | None, line: int, column: int) -> RustPanic:
     if file is not None and file.endswith("cell.rs"):
         file = "cell"
@@ -328,8 +323,3 @@ def _raise_panic(function: str, message: str, file: str | None, line: int, colum
 
 def _rust_error(message: str) -> RustError:
     return RustError(message)
-
-
-def _raise_rust_error(message: str) -> None:
-    __tracebackhide__ = True
-    raise RustError(message)
