@@ -272,7 +272,33 @@ class _Instances:
             return inst
 
 
-class GenericFunction:
+class _GenericItem:
+    """What a generic function and a generic struct share: their instances by type-argument tuple."""
+
+    __name__: str
+    _kind: str  # "function" or "struct", in messages
+    _inst: _Instances
+    #: How pickle rebuilds the item (set by the cell that made it), else None.
+    _recipe: Any = None
+
+    @property
+    def instances(self) -> dict[tuple[str, ...], Any]:
+        """Built instances: ordered type-argument tuple (``("i32", "i64")``) -> callable (class for a struct)."""
+        return dict(self._inst.table)
+
+    def __getitem__(self, types: Any) -> Any:
+        return self._inst.subscript(types)
+
+    def _built(self) -> str:
+        return ", ".join(instance_name(self.__name__, k) for k in self._inst.table) or "none yet"
+
+    def __reduce__(self) -> Any:
+        if self._recipe is None:
+            raise TypeError(f"generic {self._kind} {self.__name__} cannot be pickled: its cell has no recipe")
+        return self._recipe
+
+
+class GenericFunction(_GenericItem):
     """A generic ``pub fn`` of a cell: calling it infers the type arguments, then calls (building
     on first use) the instance ``f::<..>``; ``f[np.int32]`` / ``f["i32"]`` / ``f[T1, T2]`` is the
     instance itself (a builtin as fast as any cell function); ``instances`` maps type tuples to them.
@@ -282,6 +308,8 @@ class GenericFunction:
     array.array, memoryview), a ``RustVec`` or a list passed for ``&[T]``/``Vec<T>`` gives its
     item type. Conflicting or missing evidence raises TypeError naming the type parameter.
     """
+
+    _kind = "function"
 
     def __init__(
         self, sig: FnSig, build: Builder, instances: Mapping[tuple[str, ...], Any] = {}, make_dispatcher: Any = None
@@ -294,7 +322,6 @@ class GenericFunction:
         self._typed = _typed(sig.params)
         self._array_fast = False
         self._dispatch = _native_dispatcher(make_dispatcher, self, len(sig.params), [i for i, _ in self._typed])
-        self._recipe: Any = None
 
     def _check(self, key: tuple[str, ...]) -> None:
         inst = instantiate_fn(self.signature, [parse_type(t) for t in key])  # TypeError for a type that cannot cross
@@ -313,17 +340,9 @@ class GenericFunction:
         return self.signature.type_params
 
     @property
-    def instances(self) -> dict[tuple[str, ...], Any]:
-        """Built instances: ordered type-argument tuple (``("i32", "i64")``) -> callable."""
-        return dict(self._inst.table)
-
-    @property
     def callable(self) -> Any:
         """What a namespace binds: the fast dispatcher (this object when the runtime has none)."""
         return self._dispatch if self._dispatch is not None else self
-
-    def __getitem__(self, types: Any) -> Any:
-        return self._inst.subscript(types)
 
     def infer(self, args: Sequence[Any]) -> tuple[tuple[str, ...], bool]:
         """(the type arguments a call with *args* instantiates, whether the argument types alone decide them).
@@ -374,13 +393,7 @@ class GenericFunction:
         return True
 
     def __repr__(self) -> str:
-        built = ", ".join(instance_name(self.__name__, k) for k in self._inst.table) or "none yet"
-        return f"<generic Rust function {self.signature.text.removeprefix('pub ')}; instances: {built}>"
-
-    def __reduce__(self) -> Any:
-        if self._recipe is None:
-            raise TypeError(f"generic function {self.__name__} cannot be pickled: its cell has no recipe")
-        return self._recipe
+        return f"<generic Rust function {self.signature.text.removeprefix('pub ')}; instances: {self._built()}>"
 
 
 def _own_type(t: RType) -> str | None:
@@ -399,10 +412,12 @@ def _mentions(t: RType, name: str) -> bool:
     return (t.kind == "tparam" and t.name == name) or any(_mentions(a, name) for a in t.args)
 
 
-class GenericType:
+class GenericType(_GenericItem):
     """A generic ``pub struct`` of a cell: ``W[np.int32]`` is the class of ``W<i32>`` (built on
     first use), ``W(42)`` infers the type arguments from ``new``'s parameters (else the fields),
     ``instances`` maps type tuples to classes, ``isinstance(x, W)`` holds for every instance."""
+
+    _kind = "struct"
 
     def __init__(self, ut: UserType, build: Builder, instances: Mapping[tuple[str, ...], Any] = {}) -> None:
         self.user_type = ut
@@ -416,23 +431,14 @@ class GenericType:
         else:
             self._params = tuple(Param(f.name, f.type) for f in ut.fields if f.public)
         self._typed = _typed(self._params)
-        self._recipe: Any = None
 
     @property
     def type_params(self) -> tuple[str, ...]:
         return self.user_type.type_params
 
     @property
-    def instances(self) -> dict[tuple[str, ...], Any]:
-        """Built classes: ordered type-argument tuple -> class."""
-        return dict(self._inst.table)
-
-    @property
     def callable(self) -> Any:
         return self
-
-    def __getitem__(self, types: Any) -> Any:
-        return self._inst.subscript(types)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         values = list(args) + [kwargs[p.name] for p in self._params[len(args) :] if p.name in kwargs]
@@ -452,13 +458,7 @@ class GenericType:
         return any(isinstance(obj, c) for c in self._inst.table.values())
 
     def __repr__(self) -> str:
-        built = ", ".join(instance_name(self.__name__, k) for k in self._inst.table) or "none yet"
-        return f"<generic Rust struct {self.__name__}{self.user_type.generics}; instances: {built}>"
-
-    def __reduce__(self) -> Any:
-        if self._recipe is None:
-            raise TypeError(f"generic struct {self.__name__} cannot be pickled: its cell has no recipe")
-        return self._recipe
+        return f"<generic Rust struct {self.__name__}{self.user_type.generics}; instances: {self._built()}>"
 
 
 _layout: tuple[Any, int, int, int] | None = None
