@@ -504,21 +504,23 @@ def _user_type(
         "        if PyTuple_Size(a) == 0 && (kw.is_null() || __rc_type_ffi::PyDict_Size(kw) == 0) { return d(); }\n"
         "    }"
     )
+    # The value built from every field in order: the fieldwise constructor, and unpickling.
+    field_names = [f.name for f in ut.fields]
+    field_params = tuple(Param(_field_param(f.name), f.type) for f in ut.fields)
+
+    def fields_call(args: list[str]) -> str:
+        if ut.shape == "named":
+            return f"{t} {{ " + ", ".join(f"{n}: {a}" for n, a in zip(field_names, args, strict=True)) + " }"
+        if ut.shape == "tuple":
+            return f"{t}(" + ", ".join(args) + ")"
+        return t
+
     ctor_call: Callable[[list[str]], str] | None = None
     if ctor is not None:
         ctor_sig = ctor
     elif ut.fieldwise:
-        params = tuple(Param(_field_param(f.name), f.type) for f in ut.fields)
-        ctor_sig = FnSig(ut.name, params, self_t, owner="")
-        names = [f.name for f in ut.fields]
-
-        def ctor_call(args: list[str]) -> str:
-            if ut.shape == "named":
-                return f"{t} {{ " + ", ".join(f"{n}: {a}" for n, a in zip(names, args, strict=True)) + " }"
-            if ut.shape == "tuple":
-                return f"{t}(" + ", ".join(args) + ")"
-            return t
-
+        ctor_sig = FnSig(ut.name, field_params, self_t, owner="")
+        ctor_call = fields_call
     else:
         ctor_sig = None
     if ctor_sig is not None:
@@ -575,18 +577,7 @@ def _user_type(
     # Pickling by field values: `_rustcall_from_fields(*fields)` builds the value from every field in
     # order (whatever `new` does), when every field is a property.
     if ut.shape in ("named", "tuple", "unit") and ut.fieldwise and len(properties) == len(ut.fields):
-        field_names = [f.name for f in ut.fields]
-
-        def fields_call(args: list[str]) -> str:
-            if ut.shape == "named":
-                return f"{t} {{ " + ", ".join(f"{n}: {a}" for n, a in zip(field_names, args, strict=True)) + " }"
-            if ut.shape == "tuple":
-                return f"{t}(" + ", ".join(args) + ")"
-            return t
-
-        fields_sig = FnSig(
-            "_rustcall_from_fields", tuple(Param(_field_param(f.name), f.type) for f in ut.fields), self_t, owner=""
-        )
+        fields_sig = FnSig("_rustcall_from_fields", field_params, self_t, owner="")
         out.append(_wrapper(f"f{k}", fields_sig, fields_call))
         methods.append(
             "        PyMethodDef { ml_name: b\"_rustcall_from_fields\\0\".as_ptr() as *const c_char, "

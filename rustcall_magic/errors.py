@@ -251,8 +251,7 @@ def _arg_error(
     if signature.startswith("field "):  # a property setter of an exported struct
         what, signature = signature.split(":", 1)[0], signature.removeprefix("field ")
     else:
-        fn = signature.split("(", 1)[0].rsplit("fn ", 1)[-1].strip()  # an instance is named like pair<i32, i64>
-        what = f"{fn}() argument {index + 1} ({name}: {rust_type})"
+        what = f"{_fn_name(signature)}() argument {index + 1} ({name}: {rust_type})"
     if path:
         # A list/tuple item failed: talk about the item, not the whole argument.
         obj = _item_of(obj, path)
@@ -285,8 +284,13 @@ def _raise_arg_error(*args: Any) -> None:
     raise _arg_error(*args)
 
 
+def _fn_name(signature: str) -> str:
+    """The function's name in *signature* (an instance is named like ``pair<i32, i64>``)."""
+    return signature.split("(", 1)[0].rsplit("fn ", 1)[-1].strip()
+
+
 def _arg_count(signature: str, expected: int, got: int) -> Exception:
-    fn = signature.split("(", 1)[0].split()[-1]
+    fn = _fn_name(signature)
     plural = "" if expected == 1 else "s"
     verb = "was" if got == 1 else "were"
     return TypeError(f"{fn}() takes {expected} argument{plural} but {got} {verb} given; signature: {signature}")
@@ -299,20 +303,13 @@ def _raise_arg_count(signature: str, expected: int, got: int) -> None:
 
 def _note_arg(exc: BaseException, signature: str, index: int, name: str, rust_type: str) -> None:
     """Add to *exc* (raised while an argument converted) which argument it was."""
-    fn = signature.split("(", 1)[0].split()[-1]
-    note = f"while converting {fn}() argument {index + 1} ({name}: {rust_type}); signature: {signature}"
+    note = f"while converting {_fn_name(signature)}() argument {index + 1} ({name}: {rust_type}); signature: {signature}"
     if hasattr(exc, "add_note"):  # Python 3.11+
         exc.add_note(note)
 
 
 def _arg_binding(signature: str, problem: str) -> Exception:
-    fn = signature.split("(", 1)[0].split()[-1]
-    return TypeError(f"{fn}() {problem}; signature: {signature}")
-
-
-def _raise_arg_binding(signature: str, problem: str) -> None:
-    __tracebackhide__ = True
-    raise _arg_binding(signature, problem)
+    return TypeError(f"{_fn_name(signature)}() {problem}; signature: {signature}")
 
 
 def _panic(function: str, message: str, file: str | None, line: int, column: int) -> RustPanic:
@@ -328,8 +325,3 @@ def _raise_panic(function: str, message: str, file: str | None, line: int, colum
 
 def _rust_error(message: str) -> RustError:
     return RustError(message)
-
-
-def _raise_rust_error(message: str) -> None:
-    __tracebackhide__ = True
-    raise RustError(message)

@@ -185,6 +185,23 @@ def evidence(t: RType, v: Any, found: dict[str, tuple[str, int]], i: int, confli
     return False
 
 
+def _gather(typed: Sequence[tuple[int, RType]], values: Sequence[Any]) -> tuple[dict[str, tuple[str, int]], list[str], bool]:
+    """:func:`evidence` of *values* for the parameters *typed* ((index, type) of those mentioning a
+    type parameter): (what each type parameter is, conflicts, whether the values' types decided it all)."""
+    found: dict[str, tuple[str, int]] = {}
+    conflicts: list[str] = []
+    deciding = True
+    for i, t in typed:
+        if i < len(values):
+            deciding = evidence(t, values[i], found, i, conflicts) and deciding
+    return found, conflicts, deciding
+
+
+def _typed(params: Sequence[Param]) -> list[tuple[int, RType]]:
+    """(index, type) of the parameters whose type mentions a type parameter (the others say nothing)."""
+    return [(i, p.type) for i, p in enumerate(params) if has_type_params(p.type)]
+
+
 class _Instances:
     """One generic item's instances by ordered type-argument tuple, built once each (a lock per tuple)."""
 
@@ -255,7 +272,33 @@ class _Instances:
             return inst
 
 
-class GenericFunction:
+class _GenericItem:
+    """What a generic function and a generic struct share: their instances by type-argument tuple."""
+
+    __name__: str
+    _kind: str  # "function" or "struct", in messages
+    _inst: _Instances
+    #: How pickle rebuilds the item (set by the cell that made it), else None.
+    _recipe: Any = None
+
+    @property
+    def instances(self) -> dict[tuple[str, ...], Any]:
+        """Built instances: ordered type-argument tuple (``("i32", "i64")``) -> callable (class for a struct)."""
+        return dict(self._inst.table)
+
+    def __getitem__(self, types: Any) -> Any:
+        return self._inst.subscript(types)
+
+    def _built(self) -> str:
+        return ", ".join(instance_name(self.__name__, k) for k in self._inst.table) or "none yet"
+
+    def __reduce__(self) -> Any:
+        if self._recipe is None:
+            raise TypeError(f"generic {self._kind} {self.__name__} cannot be pickled: its cell has no recipe")
+        return self._recipe
+
+
+class GenericFunction(_GenericItem):
     """A generic ``pub fn`` of a cell: calling it infers the type arguments, then calls (building
     on first use) the instance ``f::<..>``; ``f[np.int32]`` / ``f["i32"]`` / ``f[T1, T2]`` is the
     instance itself (a builtin as fast as any cell function); ``instances`` maps type tuples to them.
@@ -266,6 +309,8 @@ class GenericFunction:
     item type. Conflicting or missing evidence raises TypeError naming the type parameter.
     """
 
+    _kind = "function"
+
     def __init__(
         self, sig: FnSig, build: Builder, instances: Mapping[tuple[str, ...], Any] = {}, make_dispatcher: Any = None
     ) -> None:
@@ -274,10 +319,9 @@ class GenericFunction:
         self.__doc__ = f"{sig.text}\n\n{sig.doc}".strip()
         self._inst = _Instances(sig.name, sig.type_params, build, self._check)
         self._inst.table.update(instances)
-        positions = [i for i, p in enumerate(sig.params) if has_type_params(p.type)]
+        self._typed = _typed(sig.params)
         self._array_fast = False
-        self._dispatch = _native_dispatcher(make_dispatcher, self, len(sig.params), positions)
-        self._recipe: Any = None
+        self._dispatch = _native_dispatcher(make_dispatcher, self, len(sig.params), [i for i, _ in self._typed])
 
     def _check(self, key: tuple[str, ...]) -> None:
         inst = instantiate_fn(self.signature, [parse_type(t) for t in key])  # TypeError for a type that cannot cross
@@ -296,17 +340,9 @@ class GenericFunction:
         return self.signature.type_params
 
     @property
-    def instances(self) -> dict[tuple[str, ...], Any]:
-        """Built instances: ordered type-argument tuple (``("i32", "i64")``) -> callable."""
-        return dict(self._inst.table)
-
-    @property
     def callable(self) -> Any:
         """What a namespace binds: the fast dispatcher (this object when the runtime has none)."""
         return self._dispatch if self._dispatch is not None else self
-
-    def __getitem__(self, types: Any) -> Any:
-        return self._inst.subscript(types)
 
     def infer(self, args: Sequence[Any]) -> tuple[tuple[str, ...], bool]:
         """(the type arguments a call with *args* instantiates, whether the argument types alone decide them).
@@ -314,11 +350,7 @@ class GenericFunction:
         Raises TypeError for conflicting or missing evidence (naming the type parameter).
         """
         sig = self.signature
-        found: dict[str, tuple[str, int]] = {}
-        conflicts: list[str] = []
-        deciding = True
-        for i, (p, v) in enumerate(zip(sig.params, args, strict=False)):
-            deciding = evidence(p.type, v, found, i, conflicts) and deciding
+        found, conflicts, deciding = _gather(self._typed, args)
         if len(args) != len(sig.params):
             raise TypeError(f"{sig.name}() takes {len(sig.params)} positional argument(s) but {len(args)} were given")
         if conflicts:
@@ -344,24 +376,24 @@ class GenericFunction:
             raise TypeError(f"{self.__name__}() takes positional arguments only (a generic call infers from them)")
         key, deciding = self.infer(args)
         inst = self._inst.get(key)
-        if deciding and self._dispatch is not None:
-            if not self._array_fast and _has_array(args):  # numpy was imported after the cell loaded
-                layout = _numpy_layout()
-                if layout[0] is not None:
-                    self._dispatch.arrays(*layout)
-                    self._array_fast = True
-            if self._array_fast or not _has_array(args):
-                self._dispatch.register(args, inst)
+        if deciding and self._dispatch is not None and (self._array_fast or self._arrays_ready(args)):
+            self._dispatch.register(args, inst)
         return inst(*args)
 
-    def __repr__(self) -> str:
-        built = ", ".join(instance_name(self.__name__, k) for k in self._inst.table) or "none yet"
-        return f"<generic Rust function {self.signature.text.removeprefix('pub ')}; instances: {built}>"
+    def _arrays_ready(self, args: Sequence[Any]) -> bool:
+        """Whether the dispatcher may key on *args*: they hold no numpy array, or numpy (imported
+        after the cell loaded) has the layout the dispatcher reads, which it is now given."""
+        if not _has_array(args):
+            return True
+        layout = _numpy_layout()
+        if layout[0] is None:
+            return False
+        self._dispatch.arrays(*layout)
+        self._array_fast = True
+        return True
 
-    def __reduce__(self) -> Any:
-        if self._recipe is None:
-            raise TypeError(f"generic function {self.__name__} cannot be pickled: its cell has no recipe")
-        return self._recipe
+    def __repr__(self) -> str:
+        return f"<generic Rust function {self.signature.text.removeprefix('pub ')}; instances: {self._built()}>"
 
 
 def _own_type(t: RType) -> str | None:
@@ -380,10 +412,12 @@ def _mentions(t: RType, name: str) -> bool:
     return (t.kind == "tparam" and t.name == name) or any(_mentions(a, name) for a in t.args)
 
 
-class GenericType:
+class GenericType(_GenericItem):
     """A generic ``pub struct`` of a cell: ``W[np.int32]`` is the class of ``W<i32>`` (built on
     first use), ``W(42)`` infers the type arguments from ``new``'s parameters (else the fields),
     ``instances`` maps type tuples to classes, ``isinstance(x, W)`` holds for every instance."""
+
+    _kind = "struct"
 
     def __init__(self, ut: UserType, build: Builder, instances: Mapping[tuple[str, ...], Any] = {}) -> None:
         self.user_type = ut
@@ -396,30 +430,19 @@ class GenericType:
             self._params = ctor.params
         else:
             self._params = tuple(Param(f.name, f.type) for f in ut.fields if f.public)
-        self._recipe: Any = None
+        self._typed = _typed(self._params)
 
     @property
     def type_params(self) -> tuple[str, ...]:
         return self.user_type.type_params
 
     @property
-    def instances(self) -> dict[tuple[str, ...], Any]:
-        """Built classes: ordered type-argument tuple -> class."""
-        return dict(self._inst.table)
-
-    @property
     def callable(self) -> Any:
         return self
 
-    def __getitem__(self, types: Any) -> Any:
-        return self._inst.subscript(types)
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        found: dict[str, tuple[str, int]] = {}
-        conflicts: list[str] = []
         values = list(args) + [kwargs[p.name] for p in self._params[len(args) :] if p.name in kwargs]
-        for i, (p, v) in enumerate(zip(self._params, values, strict=False)):
-            evidence(p.type, v, found, i, conflicts)
+        found, conflicts, _ = _gather(self._typed, values)
         if conflicts:
             raise TypeError(f"{self.__name__}(): conflicting evidence for type parameter {conflicts[0]}")
         missing = [t for t in self.type_params if t not in found]
@@ -435,13 +458,7 @@ class GenericType:
         return any(isinstance(obj, c) for c in self._inst.table.values())
 
     def __repr__(self) -> str:
-        built = ", ".join(instance_name(self.__name__, k) for k in self._inst.table) or "none yet"
-        return f"<generic Rust struct {self.__name__}{self.user_type.generics}; instances: {built}>"
-
-    def __reduce__(self) -> Any:
-        if self._recipe is None:
-            raise TypeError(f"generic struct {self.__name__} cannot be pickled: its cell has no recipe")
-        return self._recipe
+        return f"<generic Rust struct {self.__name__}{self.user_type.generics}; instances: {self._built()}>"
 
 
 _layout: tuple[Any, int, int, int] | None = None

@@ -919,14 +919,10 @@ def _parse_items(root: Any) -> CellInfo:
         if node.type == "impl_item":
             _collect_impl(node, types, users, info, own_allocator)
             continue
-        if node.type != "function_item" or not _is_pub(node):
+        names = _pub_fn_names(node)
+        if names is None:
             continue
-        name_node = node.child_by_field_name("name")
-        if name_node is None:
-            continue
-        rust_name = _text(name_node)
-        # A raw identifier (`r#type`) is bound under the name Python spells (`type`).
-        name = rust_name.removeprefix("r#")
+        name, rust_name = names
         attrs, doc = _leading_attrs_and_doc(children, i)
         modifiers = _first_of(node, "function_modifiers")
         mods = _text(modifiers) if modifiers is not None else ""
@@ -954,8 +950,7 @@ def _parse_items(root: Any) -> CellInfo:
         if isinstance(parsed, str):
             info.skipped.append((name, parsed))
             continue
-        params, ret, _ = parsed
-        tnames, gtext, where = type_params_of(node)  # type: ignore[misc]  # checked by _fn_types
+        params, ret, _, (tnames, gtext, where) = parsed
         if tnames and extern is not None:
             info.skipped.append((name, 'a generic extern "C" fn has no symbol to export'))
             continue
@@ -975,6 +970,18 @@ def _parse_items(root: Any) -> CellInfo:
         )
     info.types = list(types.values())
     return info
+
+
+def _pub_fn_names(node: Any) -> tuple[str, str] | None:
+    """(name in Python, name in Rust) of *node* when it is a named ``pub fn`` item, else None.
+    A raw identifier (`r#type`) is bound under the name Python spells (`type`)."""
+    if node.type != "function_item" or not _is_pub(node):
+        return None
+    name_node = node.child_by_field_name("name")
+    if name_node is None:
+        return None
+    rust_name = _text(name_node)
+    return rust_name.removeprefix("r#"), rust_name
 
 
 def _is_pub(node: Any) -> bool:
@@ -1034,8 +1041,9 @@ _PLACEHOLDER = RType("path", "i64")
 
 def _fn_types(
     node: Any, users: Mapping[str, str], self_name: str | None, own_allocator: bool, outer: tuple[str, ...] = ()
-) -> tuple[tuple[Param, ...], RType, str] | str:
-    """(parameters, return type, receiver) of function item *node*, or why it cannot be exported.
+) -> tuple[tuple[Param, ...], RType, str, tuple[tuple[str, ...], str, str]] | str:
+    """(parameters, return type, receiver, :func:`type_params_of`) of function item *node*, or why
+    it cannot be exported (a method cannot be generic).
 
     Type parameters (the function's own, and *outer* ones of a generic impl) become
     ``tparam`` types; such a type is supported when it is with a scalar in their place.
@@ -1043,7 +1051,7 @@ def _fn_types(
     generics = type_params_of(node)
     if isinstance(generics, str):
         return generics
-    if generics[0] and outer:
+    if generics[0] and self_name is not None:
         return "generic methods cannot be exported (type `" + generics[1] + "`)"
     tnames = frozenset((*outer, *generics[0]))
     placeholders = dict.fromkeys(tnames, _PLACEHOLDER)
@@ -1093,7 +1101,7 @@ def _fn_types(
             f"the cell sets its own #[global_allocator], and `{shared}` would hand memory between it and "
             "the ownership runtime's allocator"
         )
-    return tuple(params), ret, receiver
+    return tuple(params), ret, receiver, generics
 
 
 def _derives(attrs: list[str]) -> list[str]:
@@ -1299,24 +1307,18 @@ def _collect_methods(
     body = node.child_by_field_name("body")
     items = body.children if body is not None else []
     for i, fn in enumerate(items):
-        if fn.type != "function_item" or not _is_pub(fn):
+        names = _pub_fn_names(fn)
+        if names is None:
             continue
-        name_node = fn.child_by_field_name("name")
-        if name_node is None:
-            continue
-        rust_name = _text(name_node)
-        name = rust_name.removeprefix("r#")
+        name, rust_name = names
         qual = f"{ut.name}.{name}"
         modifiers = _first_of(fn, "function_modifiers")
         reason = _unsupported_modifier(_text(modifiers) if modifiers is not None else "", False)
-        own_generics = type_params_of(fn)
-        if isinstance(own_generics, tuple) and own_generics[0]:
-            reason = reason or f"generic methods cannot be exported (type `{own_generics[1]}`)"
         parsed = reason or _fn_types(fn, users, ut.name, own_allocator, outer)
         if isinstance(parsed, str):
             info.skipped.append((qual, parsed))
             continue
-        params, ret, receiver = parsed
+        params, ret, receiver, _ = parsed
         if rename:
             params = tuple(Param(p.name, substitute(p.type, rename)) for p in params)
             ret = substitute(ret, rename)
