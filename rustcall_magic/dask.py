@@ -20,9 +20,9 @@ one that built it).
 from __future__ import annotations
 
 import hashlib
-import shutil
 import threading
 import weakref
+from pathlib import Path
 from typing import Any
 
 from distributed import Client, WorkerPlugin
@@ -74,16 +74,17 @@ def install(cache: Cache, key: str, meta: dict[str, Any], data: bytes) -> Entry:
         entry = cache.valid_entry(key, repair=True)
         if entry is not None:
             return entry
-        build_dir = cache.new_build_dir(key)
-        try:
-            name = str(meta.get("artifact") or f"{meta.get('module', 'artifact')}.so")
-            artifact = build_dir / name
-            artifact.write_bytes(data)
-        except OSError as e:
-            shutil.rmtree(build_dir, ignore_errors=True)
-            raise RustCacheError(f"cannot write the artifact of {key[:12]} into {build_dir}: {e}") from e
-        sealed = {k: v for k, v in meta.items() if k not in ("format", "key", "artifact", "size", "sha256", "created")}
-        return cache.publish(key, build_dir, artifact, sealed)
+
+        def build(build_dir: Path) -> tuple[Path, dict[str, Any]]:
+            try:
+                name = str(meta.get("artifact") or f"{meta.get('module', 'artifact')}.so")
+                artifact = build_dir / name
+                artifact.write_bytes(data)
+            except OSError as e:
+                raise RustCacheError(f"cannot write the artifact of {key[:12]} into {build_dir}: {e}") from e
+            return artifact, meta  # publish records the artifact's own name, size, digest and time
+
+        return cache.build_entry(key, build)
 
 
 _lock = threading.Lock()
