@@ -94,11 +94,6 @@ _following: weakref.WeakSet[Client] = weakref.WeakSet()
 _sent: weakref.WeakKeyDictionary[Client, set[str]] = weakref.WeakKeyDictionary()
 
 
-def _entries() -> list[Entry]:
-    # The runtime is among them once loaded (it registers its entry like a cell).
-    return compiler.loaded_entries()
-
-
 def _send(client: Client, entries: list[Entry]) -> list[str]:
     sent = _sent.setdefault(client, set())
     names = []
@@ -141,7 +136,8 @@ def register(client: Client, *, follow: bool = True) -> list[str]:
             _following.add(client)
             if _on_load not in compiler.entry_listeners:
                 compiler.entry_listeners.append(_on_load)
-    return _send(client, _entries())
+    # The runtime is among the loaded entries once loaded (it registers its entry like a cell).
+    return _send(client, compiler.loaded_entries())
 
 
 def unregister(client: Client) -> None:
