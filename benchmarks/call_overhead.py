@@ -38,14 +38,14 @@ print(json.dumps({"hit": m.info.cache_hit, "import_ms": (t1 - t0) * 1e3, "call_m
 REPEAT = 15
 
 
-def ns_per_call(stmts: list[str], env: dict[str, object], repeat: int = REPEAT) -> list[float]:
-    """Best-of-*repeat* ns per execution of each of *stmts* (timeit, auto-calibrated).
+def ns_per_call(stmts: list[str], env: dict[str, object], repeat: int = REPEAT, least: int = 200_000) -> list[float]:
+    """Best-of-*repeat* ns per execution of each of *stmts* (timeit, auto-calibrated, at least *least* a round).
 
     The statements are timed in interleaved rounds, so drift on a shared machine
     hits them alike and their ratios stay meaningful.
     """
     timers = [timeit.Timer(s, globals=env) for s in stmts]
-    numbers = [max(t.autorange()[0], 200_000) for t in timers]
+    numbers = [max(t.autorange()[0], least) for t in timers]
     best = [float("inf")] * len(stmts)
     for _ in range(repeat):
         for i, (t, n) in enumerate(zip(timers, numbers, strict=True)):

@@ -25,11 +25,11 @@ import sys
 import tempfile
 import textwrap
 import time
-import timeit
 
 os.environ.setdefault("RUSTCALL_CACHE_DIR", tempfile.mkdtemp(prefix="rustcall-bench-"))
 
 import numpy as np
+from call_overhead import ns_per_call  # this folder: benchmarks run as scripts
 
 import rustcall_magic as rc
 
@@ -44,17 +44,6 @@ pub fn scale<T: Copy + std::ops::Mul<Output = T>>(x: T, k: T) -> T { x * k }
 """
 
 ROUNDS = 9
-
-
-def interleaved_ns(stmts: list[str], env: dict[str, object]) -> list[float]:
-    """Best-of-ROUNDS ns per execution of each statement, timed in interleaved rounds."""
-    timers = [timeit.Timer(s, globals=env) for s in stmts]
-    numbers = [max(t.autorange()[0], 200_000) for t in timers]
-    best = [float("inf")] * len(stmts)
-    for _ in range(ROUNDS):
-        for i, (t, n) in enumerate(zip(timers, numbers, strict=True)):
-            best[i] = min(best[i], t.timeit(n) / n * 1e9)
-    return best
 
 
 def table(title: str, rows: list[tuple[str, float, str]], ref: float) -> None:
@@ -94,7 +83,7 @@ def main() -> None:
         "pair_inst(1, 2.5)",
         "pair(1, 2.5)",
     ]
-    ns = dict(zip(stmts, interleaved_ns(stmts, env), strict=True))
+    ns = dict(zip(stmts, ns_per_call(stmts, env, ROUNDS), strict=True))
     table(
         "scalar: sum_values<T: Add>(a: T, b: T) -> T, T = i64 inferred",
         [

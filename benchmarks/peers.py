@@ -43,6 +43,23 @@ W = H = 200
 MAX_ITER = 100
 N = 1_000_000
 
+# The Mandelbrot loops of both Rust versions (the C-ABI one first makes its slice).
+MANDELBROT_LOOPS = """    for j in 0..h {
+        let ci = -1.5 + 3.0 * (j as f64) / (h as f64);
+        for i in 0..w {
+            let cr = -2.0 + 3.0 * (i as f64) / (w as f64);
+            let (mut zr, mut zi, mut k) = (0.0f64, 0.0f64, 0u32);
+            while k < max_iter && zr * zr + zi * zi <= 4.0 {
+                let t = zr * zr - zi * zi + cr;
+                zi = 2.0 * zr * zi + ci;
+                zr = t;
+                k += 1;
+            }
+            out[j * w + i] = k;
+        }
+    }
+"""
+
 RUST = """
 pub fn add(a: i64, b: i64) -> i64 { a + b }
 
@@ -71,20 +88,7 @@ pub fn dot_lanes(a: &[f64], b: &[f64]) -> f64 {
 }
 
 pub fn mandelbrot(out: &mut [u32], w: usize, h: usize, max_iter: u32) {
-    for j in 0..h {
-        let ci = -1.5 + 3.0 * (j as f64) / (h as f64);
-        for i in 0..w {
-            let cr = -2.0 + 3.0 * (i as f64) / (w as f64);
-            let (mut zr, mut zi, mut k) = (0.0f64, 0.0f64, 0u32);
-            while k < max_iter && zr * zr + zi * zi <= 4.0 {
-                let t = zr * zr - zi * zi + cr;
-                zi = 2.0 * zr * zi + ci;
-                zr = t;
-                k += 1;
-            }
-            out[j * w + i] = k;
-        }
-    }
+    // MANDELBROT_LOOPS
 }
 
 fn sp(c: u8) -> bool { c == b' ' || c == b'\\n' || c == b'\\t' || c == b'\\r' }
@@ -109,7 +113,7 @@ pub fn word_count_lanes(s: &str) -> usize {
     }
     total
 }
-"""
+""".replace("    // MANDELBROT_LOOPS\n", MANDELBROT_LOOPS)
 
 # The same kernels as a C-ABI library, built by a bare rustc (also the latency baseline).
 RUST_C_ABI = """
@@ -125,20 +129,7 @@ fn fib_rec(n: u32) -> u64 { if n < 2 { n as u64 } else { fib_rec(n - 1) + fib_re
 }
 #[no_mangle] pub unsafe extern "C" fn mandelbrot(out: *mut u32, w: usize, h: usize, max_iter: u32) {
     let out = std::slice::from_raw_parts_mut(out, w * h);
-    for j in 0..h {
-        let ci = -1.5 + 3.0 * (j as f64) / (h as f64);
-        for i in 0..w {
-            let cr = -2.0 + 3.0 * (i as f64) / (w as f64);
-            let (mut zr, mut zi, mut k) = (0.0f64, 0.0f64, 0u32);
-            while k < max_iter && zr * zr + zi * zi <= 4.0 {
-                let t = zr * zr - zi * zi + cr;
-                zi = 2.0 * zr * zi + ci;
-                zr = t;
-                k += 1;
-            }
-            out[j * w + i] = k;
-        }
-    }
+    // MANDELBROT_LOOPS
 }
 #[no_mangle] pub unsafe extern "C" fn word_count(p: *const u8, n: usize) -> usize {
     if n == 0 { return 0; }
@@ -147,7 +138,7 @@ fn fib_rec(n: u32) -> u64 { if n < 2 { n as u64 } else { fib_rec(n - 1) + fib_re
     let first = !sp(b[0]) as usize;
     first + b.iter().zip(&b[1..]).map(|(&p, &c)| (sp(p) & !sp(c)) as usize).sum::<usize>()
 }
-"""
+""".replace("    // MANDELBROT_LOOPS\n", MANDELBROT_LOOPS)
 
 C_KERNELS = r"""
 #include <stdint.h>

@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import timeit
 
 os.environ.setdefault("RUSTCALL_CACHE_DIR", tempfile.mkdtemp(prefix="rustcall-bench-"))
+
+from call_overhead import ns_per_call  # this folder: benchmarks run as scripts
 
 import rustcall_magic as rc
 
@@ -55,17 +56,6 @@ class PyPoint:
         self.x += dx
 
 
-def interleaved_ns(stmts: list[str], env: dict[str, object]) -> list[float]:
-    """Best-of-ROUNDS ns per execution of each statement, timed in interleaved rounds."""
-    timers = [timeit.Timer(s, globals=env) for s in stmts]
-    numbers = [max(t.autorange()[0], 100_000) for t in timers]
-    best = [float("inf")] * len(stmts)
-    for _ in range(ROUNDS):
-        for i, (t, n) in enumerate(zip(timers, numbers, strict=True)):
-            best[i] = min(best[i], t.timeit(n) / n * 1e9)
-    return best
-
-
 def main() -> None:
     m = rc.compile_rust(SOURCE, quiet=True)
     rc.RustBox(1, "i64").drop()  # load the ownership runtime before timing
@@ -96,7 +86,7 @@ def main() -> None:
         ('RustBox(42, "i64") + drop', 'RustBox(42, "i64")'),
         ("PyPoint(1.0, 2.0) + drop", "PyPoint(1.0, 2.0)"),
     ]
-    empty, *times = interleaved_ns(["pass"] + [s for _, s in cases], env)
+    empty, *times = ns_per_call(["pass"] + [s for _, s in cases], env, ROUNDS, least=100_000)
     ns = dict(zip([label for label, _ in cases], times, strict=True))
 
     print(f"User types: ns per operation, best of {ROUNDS} interleaved rounds (empty loop = {empty:.1f} ns)\n")

@@ -341,6 +341,21 @@ class Cache:
             raise RustCacheError(f"cannot create a build directory in {self.tmp_dir}: {e}") from e
         return path
 
+    def build_entry(self, key: str, build: Callable[[Path], tuple[Path, dict[str, Any]]]) -> Entry:
+        """Publish the entry for *key* that *build* makes in a fresh build directory.
+
+        *build* writes the artifact into the directory it is given and returns
+        the artifact's path and the entry's metadata. The directory is removed
+        when *build* or the publication fails.
+        """
+        build_dir = self.new_build_dir(key)
+        try:
+            artifact, meta = build(build_dir)
+            return self.publish(key, build_dir, artifact, meta)
+        except BaseException:
+            shutil.rmtree(build_dir, ignore_errors=True)
+            raise
+
     def publish(self, key: str, build_dir: Path, artifact: Path, meta: dict[str, Any]) -> Entry:
         """Turn *build_dir* (holding *artifact*) into the entry for *key*, atomically.
 

@@ -20,9 +20,9 @@ one that built it).
 from __future__ import annotations
 
 import hashlib
-import shutil
 import threading
 import weakref
+from pathlib import Path
 from typing import Any
 
 from distributed import Client, WorkerPlugin
@@ -74,16 +74,17 @@ def install(cache: Cache, key: str, meta: dict[str, Any], data: bytes) -> Entry:
         entry = cache.valid_entry(key, repair=True)
         if entry is not None:
             return entry
-        build_dir = cache.new_build_dir(key)
-        try:
-            name = str(meta.get("artifact") or f"{meta.get('module', 'artifact')}.so")
-            artifact = build_dir / name
-            artifact.write_bytes(data)
-        except OSError as e:
-            shutil.rmtree(build_dir, ignore_errors=True)
-            raise RustCacheError(f"cannot write the artifact of {key[:12]} into {build_dir}: {e}") from e
-        sealed = {k: v for k, v in meta.items() if k not in ("format", "key", "artifact", "size", "sha256", "created")}
-        return cache.publish(key, build_dir, artifact, sealed)
+
+        def build(build_dir: Path) -> tuple[Path, dict[str, Any]]:
+            try:
+                name = str(meta.get("artifact") or f"{meta.get('module', 'artifact')}.so")
+                artifact = build_dir / name
+                artifact.write_bytes(data)
+            except OSError as e:
+                raise RustCacheError(f"cannot write the artifact of {key[:12]} into {build_dir}: {e}") from e
+            return artifact, meta  # publish records the artifact's own name, size, digest and time
+
+        return cache.build_entry(key, build)
 
 
 _lock = threading.Lock()
@@ -91,11 +92,6 @@ _lock = threading.Lock()
 _following: weakref.WeakSet[Client] = weakref.WeakSet()
 #: Client -> names of the plugins registered on it.
 _sent: weakref.WeakKeyDictionary[Client, set[str]] = weakref.WeakKeyDictionary()
-
-
-def _entries() -> list[Entry]:
-    # The runtime is among them once loaded (it registers its entry like a cell).
-    return compiler.loaded_entries()
 
 
 def _send(client: Client, entries: list[Entry]) -> list[str]:
@@ -140,7 +136,8 @@ def register(client: Client, *, follow: bool = True) -> list[str]:
             _following.add(client)
             if _on_load not in compiler.entry_listeners:
                 compiler.entry_listeners.append(_on_load)
-    return _send(client, _entries())
+    # The runtime is among the loaded entries once loaded (it registers its entry like a cell).
+    return _send(client, compiler.loaded_entries())
 
 
 def unregister(client: Client) -> None:

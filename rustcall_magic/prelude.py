@@ -21,8 +21,8 @@ Several processes build it once (the per-key lock).
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
+from typing import Any
 
 from ._version import __version__
 from .build import BuildOptions, build_library, python_cfgs
@@ -109,8 +109,7 @@ def library(cache: Cache, tc: Toolchain, options: BuildOptions, crate_type: str 
 
 
 def _build(cache: Cache, key: str, tc: Toolchain, options: BuildOptions, source: str, crate_type: str) -> Entry:
-    build_dir = cache.new_build_dir(key)
-    try:
+    def build(build_dir: Path) -> tuple[Path, dict[str, Any]]:
         lib_rs = build_dir / "lib.rs"
         lib_rs.write_text(source, encoding="utf-8")
         artifact = build_dir / f"lib{PRELUDE_CRATE}.{'so' if crate_type == 'dylib' else 'rlib'}"
@@ -129,7 +128,6 @@ def _build(cache: Cache, key: str, tc: Toolchain, options: BuildOptions, source:
             "rustc": tc.release,
             "build_seconds": round(seconds, 4),
         }
-        return cache.publish(key, build_dir, artifact, meta)
-    except BaseException:
-        shutil.rmtree(build_dir, ignore_errors=True)
-        raise
+        return artifact, meta
+
+    return cache.build_entry(key, build)

@@ -183,8 +183,7 @@ def _finish(cache: Cache, ent: Entry) -> ModuleType:
 
 
 def _build(cache: Cache, key: str, tc: Toolchain, files: dict[str, bytes]) -> Entry:
-    build_dir = cache.new_build_dir(key)
-    try:
+    def build(build_dir: Path) -> tuple[Path, dict[str, Any]]:
         src = build_dir / "src"
         try:
             for name, data in files.items():
@@ -207,10 +206,9 @@ def _build(cache: Cache, key: str, tc: Toolchain, files: dict[str, bytes]) -> En
             "rustc": tc.release,
             "build_seconds": round(seconds, 4),
         }
-        return cache.publish(key, build_dir, artifact, meta)
-    except BaseException:
-        shutil.rmtree(build_dir, ignore_errors=True)
-        raise
+        return artifact, meta
+
+    return cache.build_entry(key, build)
 
 
 def _abi_capsule() -> Any:
