@@ -303,6 +303,37 @@ pub fn borrow_error(name: &str, wanted_mut: bool, held: isize) -> ArgError {
     )
 }
 
+/// The instance behind `o`, unborrowed until now, taken by the one exclusive borrow
+/// (`&mut`, or reserved for a move): no other borrow may alias it.
+#[inline(always)]
+pub unsafe fn reserve<T: UserType>(o: *mut PyObject) -> Result<*mut Inst<T>, ArgError> {
+    let i = unborrowed::<T>(o)?;
+    (*i).borrow = -1;
+    Ok(i)
+}
+
+/// The instance behind `o` when no borrow holds it.
+#[inline(always)]
+pub unsafe fn unborrowed<T: UserType>(o: *mut PyObject) -> Result<*mut Inst<T>, ArgError> {
+    let i = checked::<T>(o)?;
+    if (*i).borrow != 0 {
+        return Err(borrow_error(T::NAME, true, (*i).borrow));
+    }
+    Ok(i)
+}
+
+/// Reads the value out of `i`: a `Copy` value is copied, any other is moved (the instance
+/// becomes unusable).
+#[inline(always)]
+pub unsafe fn move_out<T: UserType>(i: *mut Inst<T>) -> T {
+    let v = ::std::ptr::read((*i).value.as_ptr());
+    if !T::COPY {
+        (*i).state = ST_MOVED;
+        bump();
+    }
+    v
+}
+
 /// `&T` argument or `&self`: a shared borrow for the duration of the call.
 pub struct UserRef<T: UserType> {
     p: *mut Inst<T>,
@@ -369,12 +400,7 @@ impl<T: UserType> ArgHolder for UserMut<T> {
     }
     #[inline(always)]
     unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
-        let i = checked::<T>(o)?;
-        if (*i).borrow != 0 {
-            return Err(borrow_error(T::NAME, true, (*i).borrow));
-        }
-        (*i).borrow = -1;
-        self.p = i;
+        self.p = reserve::<T>(o)?;
         Ok(())
     }
 }
@@ -416,12 +442,7 @@ impl<T: UserType> UserArg<T> {
     pub unsafe fn take(&mut self) -> T {
         let i = ::std::mem::replace(&mut self.p, ::std::ptr::null_mut());
         (*i).borrow = 0;
-        let v = ::std::ptr::read((*i).value.as_ptr());
-        if !T::COPY {
-            (*i).state = ST_MOVED;
-            bump();
-        }
-        v
+        move_out(i)
     }
 }
 
@@ -432,12 +453,7 @@ impl<T: UserType> ArgHolder for UserArg<T> {
     }
     #[inline(always)]
     unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
-        let i = checked::<T>(o)?;
-        if (*i).borrow != 0 {
-            return Err(borrow_error(T::NAME, true, (*i).borrow));
-        }
-        (*i).borrow = -1;
-        self.p = i;
+        self.p = reserve::<T>(o)?;
         Ok(())
     }
 }
@@ -453,16 +469,7 @@ impl<T: UserType> Drop for UserArg<T> {
 
 /// A `T` nested in another parameter type (`Option<T>`, `Vec<T>`, tuples): moved when converted.
 pub unsafe fn user_from_py<T: UserType>(o: *mut PyObject) -> Result<T, ArgError> {
-    let i = checked::<T>(o)?;
-    if (*i).borrow != 0 {
-        return Err(borrow_error(T::NAME, true, (*i).borrow));
-    }
-    let v = ::std::ptr::read((*i).value.as_ptr());
-    if !T::COPY {
-        (*i).state = ST_MOVED;
-        bump();
-    }
-    Ok(v)
+    Ok(move_out(unborrowed::<T>(o)?))
 }
 
 /// A new Python instance owning `v`.
