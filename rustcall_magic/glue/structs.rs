@@ -755,24 +755,25 @@ impl<T: ::std::fmt::Display + UserType> Probe<T> {
     pub const STR: Option<ReprFn> = Some(us_str::<T>);
 }
 
-/// Formats the value behind `o` with `f` under a shared borrow (panics become RustPanic).
-pub unsafe fn format_with<T: UserType>(o: *mut PyObject, what: &str, f: &dyn Fn(&T) -> String) -> *mut PyObject {
+/// Applies `f` to the value behind `o` under a shared borrow (a panic becomes RustPanic `what`).
+#[inline(always)]
+pub unsafe fn with_ref<T: UserType, F: FnOnce(&T) -> *mut PyObject>(o: *mut PyObject, what: &str, f: F) -> *mut PyObject {
     let mut h: UserRef<T> = ArgHolder::empty();
     if let Err(e) = h.fill(o) {
         return raise_self_error(e);
     }
     match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| f(h.get()))) {
-        Ok(s) => py_str(&s),
+        Ok(r) => r,
         Err(p) => raise_panic(what, p),
     }
 }
 
 pub unsafe extern "C" fn us_repr<T: ::std::fmt::Debug + UserType>(o: *mut PyObject) -> *mut PyObject {
-    format_with::<T>(o, "fmt (Debug)", &|v: &T| format!("{:?}", v))
+    with_ref::<T, _>(o, "fmt (Debug)", |v: &T| py_str(&format!("{:?}", v)))
 }
 
 pub unsafe extern "C" fn us_str<T: ::std::fmt::Display + UserType>(o: *mut PyObject) -> *mut PyObject {
-    format_with::<T>(o, "fmt (Display)", &|v: &T| format!("{}", v))
+    with_ref::<T, _>(o, "fmt (Display)", |v: &T| py_str(&format!("{}", v)))
 }
 
 pub trait NoClone {
@@ -790,14 +791,7 @@ pub unsafe extern "C" fn us_clone<T: Clone + UserType>(
     _n: isize,
     _k: *mut PyObject,
 ) -> *mut PyObject {
-    let mut h: UserRef<T> = ArgHolder::empty();
-    if let Err(e) = h.fill(o) {
-        return raise_self_error(e);
-    }
-    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| h.get().clone())) {
-        Ok(v) => user_into_py(v),
-        Err(p) => raise_panic("clone", p),
-    }
+    with_ref::<T, _>(o, "clone", |x: &T| user_into_py(x.clone()))
 }
 
 pub const CMP_LT: c_int = 0;
@@ -973,39 +967,18 @@ impl<T: ::std::ops::Neg<Output = O> + Clone + UserType, O: IntoPy> Probe<T> {
     pub const NEG: Option<ReprFn> = Some(us_neg::<T, O>);
 }
 pub unsafe extern "C" fn us_neg<T: ::std::ops::Neg<Output = O> + Clone + UserType, O: IntoPy>(a: *mut PyObject) -> *mut PyObject {
-    let mut h: UserRef<T> = ArgHolder::empty();
-    if let Err(e) = h.fill(a) {
-        return raise_self_error(e);
-    }
-    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| (-h.get().clone()).into_py())) {
-        Ok(r) => r,
-        Err(p) => raise_panic("neg", p),
-    }
+    with_ref::<T, _>(a, "neg", |x: &T| (-x.clone()).into_py())
 }
 
 /// `a op r` for an instance `a` and a converted right-hand side `r` (on a clone of `a`:
 /// Rust's operators consume their operands, Python's must not).
 pub unsafe fn rhs_op<T: UserType + Clone, R, O: IntoPy>(a: *mut PyObject, r: R, what: &str, f: fn(T, R) -> O) -> *mut PyObject {
-    let mut h: UserRef<T> = ArgHolder::empty();
-    if let Err(e) = h.fill(a) {
-        return raise_self_error(e);
-    }
-    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| f(h.get().clone(), r).into_py())) {
-        Ok(v) => v,
-        Err(p) => raise_panic(what, p),
-    }
+    with_ref::<T, _>(a, what, |x: &T| f(x.clone(), r).into_py())
 }
 
 /// `l op b` for a converted left-hand side `l` and an instance `b` (on a clone of `b`).
 pub unsafe fn lhs_op<T: UserType + Clone, L, O: IntoPy>(l: L, b: *mut PyObject, what: &str, f: fn(L, T) -> O) -> *mut PyObject {
-    let mut h: UserRef<T> = ArgHolder::empty();
-    if let Err(e) = h.fill(b) {
-        return raise_self_error(e);
-    }
-    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| f(l, h.get().clone()).into_py())) {
-        Ok(v) => v,
-        Err(p) => raise_panic(what, p),
-    }
+    with_ref::<T, _>(b, what, |x: &T| f(l, x.clone()).into_py())
 }
 
 /// What the generated code knows per type, beyond the probes.
