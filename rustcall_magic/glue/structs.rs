@@ -244,28 +244,32 @@ pub unsafe fn usable<T: UserType>(i: *mut Inst<T>) -> Result<(), ArgError> {
     Ok(())
 }
 
+/// Attribute `name` (NUL-terminated) of `o` as text; "" when it is missing or not a str
+/// (the error is cleared). For error messages.
+#[cold]
+#[inline(never)]
+pub unsafe fn attr_text(o: *mut PyObject, name: &[u8]) -> String {
+    let a = PyObject_GetAttrString(o, name.as_ptr() as *const c_char);
+    let mut n: isize = 0;
+    let s = if a.is_null() { ::std::ptr::null() } else { PyUnicode_AsUTF8AndSize(a, &mut n) };
+    let text = if s.is_null() {
+        String::new()
+    } else {
+        String::from_utf8_lossy(::std::slice::from_raw_parts(s as *const u8, n as usize)).into_owned()
+    };
+    Py_DecRef(a);
+    PyErr_Clear();
+    text
+}
+
 /// TypeError detail for an object that is not an instance of this cell's `T`.
 #[cold]
 #[inline(never)]
 pub unsafe fn not_instance<T: UserType>(o: *mut PyObject) -> ArgError {
     let t = (*o).ob_type;
-    let name = PyObject_GetAttrString(t, b"__qualname__\0".as_ptr() as *const c_char);
-    let module = PyObject_GetAttrString(t, b"__module__\0".as_ptr() as *const c_char);
-    let ours = PyObject_GetAttrString(T::type_object(), b"__module__\0".as_ptr() as *const c_char);
-    let text = |p: *mut PyObject| -> String {
-        let mut n: isize = 0;
-        let s = if p.is_null() { ::std::ptr::null() } else { PyUnicode_AsUTF8AndSize(p, &mut n) };
-        if s.is_null() {
-            String::new()
-        } else {
-            String::from_utf8_lossy(::std::slice::from_raw_parts(s as *const u8, n as usize)).into_owned()
-        }
-    };
-    let (name_s, module_s, ours_s) = (text(name), text(module), text(ours));
-    Py_DecRef(name);
-    Py_DecRef(module);
-    Py_DecRef(ours);
-    PyErr_Clear();
+    let name_s = attr_text(t, b"__qualname__\0");
+    let module_s = attr_text(t, b"__module__\0");
+    let ours_s = attr_text(T::type_object(), b"__module__\0");
     if name_s == T::NAME && module_s != ours_s {
         return ArgError::Msg(
             CODE_TYPE,
@@ -1233,13 +1237,7 @@ pub struct Probes {
 pub unsafe fn enum_mismatch(o: *mut PyObject, cls: *mut PyObject, name: &str) -> ArgError {
     let t = (*o).ob_type;
     if t != cls && PyType_IsSubtype(t, cls) == 0 {
-        let q = PyObject_GetAttrString(t, b"__qualname__\0".as_ptr() as *const c_char);
-        let mut n: isize = 0;
-        let s = if q.is_null() { ::std::ptr::null() } else { PyUnicode_AsUTF8AndSize(q, &mut n) };
-        let same = !s.is_null() && ::std::slice::from_raw_parts(s as *const u8, n as usize) == name.as_bytes();
-        Py_DecRef(q);
-        PyErr_Clear();
-        if same {
+        if attr_text(t, b"__qualname__\0") == name {
             return ArgError::Msg(
                 CODE_TYPE,
                 format!(
