@@ -1004,11 +1004,12 @@ unsafe extern "C" fn bf_getbuffer(o: *mut PyObject, view: *mut Py_buffer, flags:
         // small block per view, [shape..., strides...] (C order).
         let shape = if flags & PyBUF_ND == PyBUF_ND { shape_of(h) } else { vec![h.data.len] };
         let ndim = shape.len();
-        let mut dims: Vec<isize> = shape.iter().map(|n| *n as isize).collect();
+        let mut dims: Vec<isize> = Vec::with_capacity(2 * ndim);
+        dims.extend(shape.iter().map(|n| *n as isize));
+        dims.resize(2 * ndim, 0);
         let mut stride = dt.size() as isize;
-        let mut strides = vec![0isize; ndim];
         for k in (0..ndim).rev() {
-            strides[k] = stride;
+            dims[ndim + k] = stride;
             stride *= dims[k];
         }
         // C order only: a Fortran-order request is refused unless the orders coincide.
@@ -1018,7 +1019,6 @@ unsafe extern "C" fn bf_getbuffer(o: *mut PyObject, view: *mut Py_buffer, flags:
             (*view).obj = null_mut();
             return -1;
         }
-        dims.extend_from_slice(&strides);
         let dims = Box::into_raw(Box::new(dims));
         let v = &mut *view;
         v.buf = h.data.ptr as *mut c_void;
