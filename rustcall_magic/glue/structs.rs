@@ -193,13 +193,8 @@ pub unsafe fn init_user_types() -> c_int {
     if US_HANDLE_ERROR.is_null() { -1 } else { 0 }
 }
 
-#[cold]
-#[inline(never)]
-pub unsafe fn us_raise(exc: *mut PyObject, msg: &str) {
-    let m = py_str(msg);
-    __rc_type_ffi::PyErr_SetObject(exc, m);
-    Py_DecRef(m);
-}
+/// Sets `exc` with message `msg` (the handles' raiser, under the name the generated code uses).
+pub use self::rt_raise as us_raise;
 
 #[inline(always)]
 pub unsafe fn inst<T>(o: *mut PyObject) -> *mut Inst<T> {
