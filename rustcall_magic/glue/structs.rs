@@ -1034,6 +1034,19 @@ pub unsafe fn set_match_args(t: *mut PyObject, names: &[&str]) -> bool {
     ok == 0
 }
 
+/// A type's property table, closed by its empty entry, for the life of the process (the
+/// interpreter keeps a pointer to it; a cell's code is never unloaded).
+pub fn leak_getset(mut getset: Vec<PyGetSetDef>) -> &'static mut [PyGetSetDef] {
+    getset.push(PyGetSetDef {
+        name: ::std::ptr::null(),
+        get: None,
+        set: None,
+        doc: ::std::ptr::null(),
+        closure: ::std::ptr::null_mut(),
+    });
+    Box::leak(getset.into_boxed_slice())
+}
+
 /// Creates the variant classes of enum class `base` into `out` (in variant order) and sets
 /// each as an attribute of `base`; false with an exception set on failure.
 pub unsafe fn make_variants(base: *mut PyObject, parts: Vec<VariantParts>, out: &mut [*mut PyObject]) -> bool {
@@ -1041,15 +1054,7 @@ pub unsafe fn make_variants(base: *mut PyObject, parts: Vec<VariantParts>, out: 
     PyTuple_SetItem(bases, 0, new_ref(base));
     let base_name = PyObject_GetAttrString(base, b"__qualname__\0".as_ptr() as *const c_char);
     for (k, v) in parts.into_iter().enumerate() {
-        let mut getset = v.getset;
-        getset.push(PyGetSetDef {
-            name: ::std::ptr::null(),
-            get: None,
-            set: None,
-            doc: ::std::ptr::null(),
-            closure: ::std::ptr::null_mut(),
-        });
-        let getset: &'static mut [PyGetSetDef] = Box::leak(getset.into_boxed_slice());
+        let getset = leak_getset(v.getset);
         let mut slots = vec![
             PyType_Slot { slot: Py_tp_new, pfunc: v.new as *mut c_void },
             PyType_Slot { slot: Py_tp_doc, pfunc: v.doc.as_ptr() as *mut c_void },
@@ -1137,18 +1142,10 @@ pub unsafe fn make_type<T: UserType>(
         methods.push(method_def(b"__deepcopy__\0", c, b"\0"));
     }
     methods.push(PyMethodDef { ml_name: ::std::ptr::null(), ml_meth: None, ml_flags: 0, ml_doc: ::std::ptr::null() });
-    let mut getset = parts.getset;
-    getset.push(PyGetSetDef {
-        name: ::std::ptr::null(),
-        get: None,
-        set: None,
-        doc: ::std::ptr::null(),
-        closure: ::std::ptr::null_mut(),
-    });
     // The interpreter keeps pointers to the method and property tables: they live as
     // long as the process (a cell's code is never unloaded).
     let methods: &'static mut [PyMethodDef] = Box::leak(methods.into_boxed_slice());
-    let getset: &'static mut [PyGetSetDef] = Box::leak(getset.into_boxed_slice());
+    let getset = leak_getset(parts.getset);
     let mut slots: Vec<PyType_Slot> = Vec::new();
     let dealloc: unsafe extern "C" fn(*mut PyObject) = us_dealloc::<T>;
     slots.push(PyType_Slot { slot: Py_tp_dealloc, pfunc: dealloc as *mut c_void });
