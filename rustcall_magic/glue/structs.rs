@@ -497,6 +497,13 @@ pub unsafe fn drop_value<T: UserType>(i: *mut Inst<T>) -> Option<Box<dyn Any + S
     ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| ::std::ptr::drop_in_place(p))).err()
 }
 
+/// Marks the instance dropped and runs the value's `Drop` (`.drop()`, the end of a `with` block).
+pub unsafe fn drop_now<T: UserType>(i: *mut Inst<T>) -> Option<Box<dyn Any + Send>> {
+    (*i).state = ST_DROPPED;
+    bump();
+    drop_value::<T>(i)
+}
+
 /// None, or RustPanic for a panic in `Drop` (the value is dropped either way).
 pub unsafe fn dropped(panic: Option<Box<dyn Any + Send>>) -> *mut PyObject {
     match panic {
@@ -601,9 +608,7 @@ pub unsafe extern "C" fn us_drop<T: UserType>(
     }
     let i = inst::<T>(o);
     if (*i).state == ST_POISONED && (T::SEND || (*i).owner == thread_ident()) {
-        (*i).state = ST_DROPPED;
-        bump();
-        return dropped(drop_value::<T>(i));
+        return dropped(drop_now::<T>(i));
     }
     if let Err(e) = usable::<T>(i) {
         return raise_self_error(e);
@@ -612,9 +617,7 @@ pub unsafe extern "C" fn us_drop<T: UserType>(
         us_raise(__rc_type_ffi::PyExc_ValueError, "cannot drop a value that is borrowed");
         return ::std::ptr::null_mut();
     }
-    (*i).state = ST_DROPPED;
-    bump();
-    dropped(drop_value::<T>(i))
+    dropped(drop_now::<T>(i))
 }
 
 pub unsafe extern "C" fn us_enter<T: UserType>(
@@ -639,9 +642,7 @@ pub unsafe extern "C" fn us_exit<T: UserType>(
     let i = inst::<T>(o);
     let st = (*i).state;
     if (st == ST_ALIVE || st == ST_POISONED) && (*i).borrow == 0 && (T::SEND || (*i).owner == thread_ident()) {
-        (*i).state = ST_DROPPED;
-        bump();
-        if let Some(p) = drop_value::<T>(i) {
+        if let Some(p) = drop_now::<T>(i) {
             return raise_panic("drop", p);
         }
     }
