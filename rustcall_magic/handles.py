@@ -527,6 +527,15 @@ def _totals() -> tuple[tuple[int, int], int]:
     return (created, ended), version
 
 
+def _deliver(event: HandleEvent) -> None:
+    """Hand ``event`` to every listener (called with ``_listen_lock`` held)."""
+    for cb, _ in list(_listeners):
+        try:
+            cb(event)
+        except Exception as e:  # one broken view must not stop the others
+            warnings.warn(f"handle listener {cb!r} failed: {e!r}", RustcallWarning, stacklevel=3)
+
+
 def _flush_instances() -> HandleEvent | None:
     """Tell the listeners that struct instances changed (one batch for everything since the last)."""
     global _seen_instances
@@ -536,11 +545,7 @@ def _flush_instances() -> HandleEvent | None:
             return None
         changed, _seen_instances = version - _seen_instances, version
         event = HandleEvent(lambda: tuple(instance_rows()), max(changed, 1), False, version)
-        for cb, _ in list(_listeners):
-            try:
-                cb(event)
-            except Exception as e:  # one broken view must not stop the others
-                warnings.warn(f"handle listener {cb!r} failed: {e!r}", RustcallWarning, stacklevel=2)
+        _deliver(event)
         return event
 
 
@@ -578,9 +583,5 @@ def flush() -> HandleEvent | None:
             return tuple(sorted((_row(t) for t in raw), key=lambda r: r.id))
 
         event = HandleEvent(load, changed, overflowed, version)
-        for cb, _ in list(_listeners):
-            try:
-                cb(event)
-            except Exception as e:  # one broken view must not stop the others
-                warnings.warn(f"handle listener {cb!r} failed: {e!r}", RustcallWarning, stacklevel=2)
+        _deliver(event)
         return event

@@ -461,24 +461,26 @@ unsafe extern "C" fn set_shape(o: *mut PyObject, value: *mut PyObject, _c: *mut 
         if check_usable(h).is_err() {
             return -1;
         }
+        let given = !value.is_null() && value != addr_of_mut!(_Py_NoneStruct);
+        let not_ints = |h: &Handle| {
+            PyErr_Clear();
+            raise(PyExc_TypeError, &format!("the shape of {} must be a tuple of ints", label(h)));
+            -1
+        };
         let mut shape: Vec<usize> = Vec::new();
-        if !value.is_null() && value != addr_of_mut!(_Py_NoneStruct) {
+        if given {
             let list = PySequence_List(value);
             if list.is_null() {
-                PyErr_Clear();
-                raise(PyExc_TypeError, &format!("the shape of {} must be a tuple of ints", label(h)));
-                return -1;
+                return not_ints(h);
             }
             for i in 0..PyList_Size(list) {
                 let n = PyLong_AsSsize_t(PyList_GetItem(list, i));
                 if n < 0 {
                     Py_DecRef(list);
-                    if PyErr_Occurred().is_null() {
-                        raise(PyExc_ValueError, &format!("the shape of {} cannot have negative sizes", label(h)));
-                    } else {
-                        PyErr_Clear();
-                        raise(PyExc_TypeError, &format!("the shape of {} must be a tuple of ints", label(h)));
+                    if !PyErr_Occurred().is_null() {
+                        return not_ints(h);
                     }
+                    raise(PyExc_ValueError, &format!("the shape of {} cannot have negative sizes", label(h)));
                     return -1;
                 }
                 shape.push(n as usize);
@@ -497,7 +499,7 @@ unsafe extern "C" fn set_shape(o: *mut PyObject, value: *mut PyObject, _c: *mut 
             drop(Box::from_raw(h.shape));
             h.shape = null_mut();
         }
-        if !shape.is_empty() || (!value.is_null() && value != addr_of_mut!(_Py_NoneStruct)) {
+        if given {
             h.shape = Box::into_raw(Box::new(shape));
         }
         0
@@ -1004,11 +1006,12 @@ unsafe extern "C" fn bf_getbuffer(o: *mut PyObject, view: *mut Py_buffer, flags:
         // small block per view, [shape..., strides...] (C order).
         let shape = if flags & PyBUF_ND == PyBUF_ND { shape_of(h) } else { vec![h.data.len] };
         let ndim = shape.len();
-        let mut dims: Vec<isize> = shape.iter().map(|n| *n as isize).collect();
+        let mut dims: Vec<isize> = Vec::with_capacity(2 * ndim);
+        dims.extend(shape.iter().map(|n| *n as isize));
+        dims.resize(2 * ndim, 0);
         let mut stride = dt.size() as isize;
-        let mut strides = vec![0isize; ndim];
         for k in (0..ndim).rev() {
-            strides[k] = stride;
+            dims[ndim + k] = stride;
             stride *= dims[k];
         }
         // C order only: a Fortran-order request is refused unless the orders coincide.
@@ -1018,7 +1021,6 @@ unsafe extern "C" fn bf_getbuffer(o: *mut PyObject, view: *mut Py_buffer, flags:
             (*view).obj = null_mut();
             return -1;
         }
-        dims.extend_from_slice(&strides);
         let dims = Box::into_raw(Box::new(dims));
         let v = &mut *view;
         v.buf = h.data.ptr as *mut c_void;

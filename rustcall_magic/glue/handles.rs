@@ -73,6 +73,8 @@ pub static mut RT_ABI: *const RtAbi = ::std::ptr::null();
 pub static mut RT_HANDLE_ERROR: *mut PyObject = ::std::ptr::null_mut();
 pub static mut RT_NAME: *mut PyObject = ::std::ptr::null_mut();
 
+#[cold]
+#[inline(never)]
 pub unsafe fn rt_raise(exc: *mut PyObject, msg: &str) {
     let m = py_str(msg);
     __rc_handle_ffi::PyErr_SetObject(exc, m);

@@ -193,13 +193,8 @@ pub unsafe fn init_user_types() -> c_int {
     if US_HANDLE_ERROR.is_null() { -1 } else { 0 }
 }
 
-#[cold]
-#[inline(never)]
-pub unsafe fn us_raise(exc: *mut PyObject, msg: &str) {
-    let m = py_str(msg);
-    __rc_type_ffi::PyErr_SetObject(exc, m);
-    Py_DecRef(m);
-}
+/// Sets `exc` with message `msg` (the handles' raiser, under the name the generated code uses).
+pub use self::rt_raise as us_raise;
 
 #[inline(always)]
 pub unsafe fn inst<T>(o: *mut PyObject) -> *mut Inst<T> {
@@ -244,28 +239,32 @@ pub unsafe fn usable<T: UserType>(i: *mut Inst<T>) -> Result<(), ArgError> {
     Ok(())
 }
 
+/// Attribute `name` (NUL-terminated) of `o` as text; "" when it is missing or not a str
+/// (the error is cleared). For error messages.
+#[cold]
+#[inline(never)]
+pub unsafe fn attr_text(o: *mut PyObject, name: &[u8]) -> String {
+    let a = PyObject_GetAttrString(o, name.as_ptr() as *const c_char);
+    let mut n: isize = 0;
+    let s = if a.is_null() { ::std::ptr::null() } else { PyUnicode_AsUTF8AndSize(a, &mut n) };
+    let text = if s.is_null() {
+        String::new()
+    } else {
+        String::from_utf8_lossy(::std::slice::from_raw_parts(s as *const u8, n as usize)).into_owned()
+    };
+    Py_DecRef(a);
+    PyErr_Clear();
+    text
+}
+
 /// TypeError detail for an object that is not an instance of this cell's `T`.
 #[cold]
 #[inline(never)]
 pub unsafe fn not_instance<T: UserType>(o: *mut PyObject) -> ArgError {
     let t = (*o).ob_type;
-    let name = PyObject_GetAttrString(t, b"__qualname__\0".as_ptr() as *const c_char);
-    let module = PyObject_GetAttrString(t, b"__module__\0".as_ptr() as *const c_char);
-    let ours = PyObject_GetAttrString(T::type_object(), b"__module__\0".as_ptr() as *const c_char);
-    let text = |p: *mut PyObject| -> String {
-        let mut n: isize = 0;
-        let s = if p.is_null() { ::std::ptr::null() } else { PyUnicode_AsUTF8AndSize(p, &mut n) };
-        if s.is_null() {
-            String::new()
-        } else {
-            String::from_utf8_lossy(::std::slice::from_raw_parts(s as *const u8, n as usize)).into_owned()
-        }
-    };
-    let (name_s, module_s, ours_s) = (text(name), text(module), text(ours));
-    Py_DecRef(name);
-    Py_DecRef(module);
-    Py_DecRef(ours);
-    PyErr_Clear();
+    let name_s = attr_text(t, b"__qualname__\0");
+    let module_s = attr_text(t, b"__module__\0");
+    let ours_s = attr_text(T::type_object(), b"__module__\0");
     if name_s == T::NAME && module_s != ours_s {
         return ArgError::Msg(
             CODE_TYPE,
@@ -301,6 +300,37 @@ pub fn borrow_error(name: &str, wanted_mut: bool, held: isize) -> ArgError {
             name, held_text, wanted
         ),
     )
+}
+
+/// The instance behind `o`, unborrowed until now, taken by the one exclusive borrow
+/// (`&mut`, or reserved for a move): no other borrow may alias it.
+#[inline(always)]
+pub unsafe fn reserve<T: UserType>(o: *mut PyObject) -> Result<*mut Inst<T>, ArgError> {
+    let i = unborrowed::<T>(o)?;
+    (*i).borrow = -1;
+    Ok(i)
+}
+
+/// The instance behind `o` when no borrow holds it.
+#[inline(always)]
+pub unsafe fn unborrowed<T: UserType>(o: *mut PyObject) -> Result<*mut Inst<T>, ArgError> {
+    let i = checked::<T>(o)?;
+    if (*i).borrow != 0 {
+        return Err(borrow_error(T::NAME, true, (*i).borrow));
+    }
+    Ok(i)
+}
+
+/// Reads the value out of `i`: a `Copy` value is copied, any other is moved (the instance
+/// becomes unusable).
+#[inline(always)]
+pub unsafe fn move_out<T: UserType>(i: *mut Inst<T>) -> T {
+    let v = ::std::ptr::read((*i).value.as_ptr());
+    if !T::COPY {
+        (*i).state = ST_MOVED;
+        bump();
+    }
+    v
 }
 
 /// `&T` argument or `&self`: a shared borrow for the duration of the call.
@@ -369,12 +399,7 @@ impl<T: UserType> ArgHolder for UserMut<T> {
     }
     #[inline(always)]
     unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
-        let i = checked::<T>(o)?;
-        if (*i).borrow != 0 {
-            return Err(borrow_error(T::NAME, true, (*i).borrow));
-        }
-        (*i).borrow = -1;
-        self.p = i;
+        self.p = reserve::<T>(o)?;
         Ok(())
     }
 }
@@ -416,12 +441,7 @@ impl<T: UserType> UserArg<T> {
     pub unsafe fn take(&mut self) -> T {
         let i = ::std::mem::replace(&mut self.p, ::std::ptr::null_mut());
         (*i).borrow = 0;
-        let v = ::std::ptr::read((*i).value.as_ptr());
-        if !T::COPY {
-            (*i).state = ST_MOVED;
-            bump();
-        }
-        v
+        move_out(i)
     }
 }
 
@@ -432,12 +452,7 @@ impl<T: UserType> ArgHolder for UserArg<T> {
     }
     #[inline(always)]
     unsafe fn fill(&mut self, o: *mut PyObject) -> Result<(), ArgError> {
-        let i = checked::<T>(o)?;
-        if (*i).borrow != 0 {
-            return Err(borrow_error(T::NAME, true, (*i).borrow));
-        }
-        (*i).borrow = -1;
-        self.p = i;
+        self.p = reserve::<T>(o)?;
         Ok(())
     }
 }
@@ -453,16 +468,7 @@ impl<T: UserType> Drop for UserArg<T> {
 
 /// A `T` nested in another parameter type (`Option<T>`, `Vec<T>`, tuples): moved when converted.
 pub unsafe fn user_from_py<T: UserType>(o: *mut PyObject) -> Result<T, ArgError> {
-    let i = checked::<T>(o)?;
-    if (*i).borrow != 0 {
-        return Err(borrow_error(T::NAME, true, (*i).borrow));
-    }
-    let v = ::std::ptr::read((*i).value.as_ptr());
-    if !T::COPY {
-        (*i).state = ST_MOVED;
-        bump();
-    }
-    Ok(v)
+    Ok(move_out(unborrowed::<T>(o)?))
 }
 
 /// A new Python instance owning `v`.
@@ -489,6 +495,13 @@ pub unsafe fn user_into_py<T: UserType>(v: T) -> *mut PyObject {
 pub unsafe fn drop_value<T: UserType>(i: *mut Inst<T>) -> Option<Box<dyn Any + Send>> {
     let p = (*i).value.as_mut_ptr();
     ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| ::std::ptr::drop_in_place(p))).err()
+}
+
+/// Marks the instance dropped and runs the value's `Drop` (`.drop()`, the end of a `with` block).
+pub unsafe fn drop_now<T: UserType>(i: *mut Inst<T>) -> Option<Box<dyn Any + Send>> {
+    (*i).state = ST_DROPPED;
+    bump();
+    drop_value::<T>(i)
 }
 
 /// None, or RustPanic for a panic in `Drop` (the value is dropped either way).
@@ -595,9 +608,7 @@ pub unsafe extern "C" fn us_drop<T: UserType>(
     }
     let i = inst::<T>(o);
     if (*i).state == ST_POISONED && (T::SEND || (*i).owner == thread_ident()) {
-        (*i).state = ST_DROPPED;
-        bump();
-        return dropped(drop_value::<T>(i));
+        return dropped(drop_now::<T>(i));
     }
     if let Err(e) = usable::<T>(i) {
         return raise_self_error(e);
@@ -606,9 +617,7 @@ pub unsafe extern "C" fn us_drop<T: UserType>(
         us_raise(__rc_type_ffi::PyExc_ValueError, "cannot drop a value that is borrowed");
         return ::std::ptr::null_mut();
     }
-    (*i).state = ST_DROPPED;
-    bump();
-    dropped(drop_value::<T>(i))
+    dropped(drop_now::<T>(i))
 }
 
 pub unsafe extern "C" fn us_enter<T: UserType>(
@@ -633,9 +642,7 @@ pub unsafe extern "C" fn us_exit<T: UserType>(
     let i = inst::<T>(o);
     let st = (*i).state;
     if (st == ST_ALIVE || st == ST_POISONED) && (*i).borrow == 0 && (T::SEND || (*i).owner == thread_ident()) {
-        (*i).state = ST_DROPPED;
-        bump();
-        if let Some(p) = drop_value::<T>(i) {
+        if let Some(p) = drop_now::<T>(i) {
             return raise_panic("drop", p);
         }
     }
@@ -748,24 +755,25 @@ impl<T: ::std::fmt::Display + UserType> Probe<T> {
     pub const STR: Option<ReprFn> = Some(us_str::<T>);
 }
 
-/// Formats the value behind `o` with `f` under a shared borrow (panics become RustPanic).
-pub unsafe fn format_with<T: UserType>(o: *mut PyObject, what: &str, f: &dyn Fn(&T) -> String) -> *mut PyObject {
+/// Applies `f` to the value behind `o` under a shared borrow (a panic becomes RustPanic `what`).
+#[inline(always)]
+pub unsafe fn with_ref<T: UserType, F: FnOnce(&T) -> *mut PyObject>(o: *mut PyObject, what: &str, f: F) -> *mut PyObject {
     let mut h: UserRef<T> = ArgHolder::empty();
     if let Err(e) = h.fill(o) {
         return raise_self_error(e);
     }
     match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| f(h.get()))) {
-        Ok(s) => py_str(&s),
+        Ok(r) => r,
         Err(p) => raise_panic(what, p),
     }
 }
 
 pub unsafe extern "C" fn us_repr<T: ::std::fmt::Debug + UserType>(o: *mut PyObject) -> *mut PyObject {
-    format_with::<T>(o, "fmt (Debug)", &|v: &T| format!("{:?}", v))
+    with_ref::<T, _>(o, "fmt (Debug)", |v: &T| py_str(&format!("{:?}", v)))
 }
 
 pub unsafe extern "C" fn us_str<T: ::std::fmt::Display + UserType>(o: *mut PyObject) -> *mut PyObject {
-    format_with::<T>(o, "fmt (Display)", &|v: &T| format!("{}", v))
+    with_ref::<T, _>(o, "fmt (Display)", |v: &T| py_str(&format!("{}", v)))
 }
 
 pub trait NoClone {
@@ -783,14 +791,7 @@ pub unsafe extern "C" fn us_clone<T: Clone + UserType>(
     _n: isize,
     _k: *mut PyObject,
 ) -> *mut PyObject {
-    let mut h: UserRef<T> = ArgHolder::empty();
-    if let Err(e) = h.fill(o) {
-        return raise_self_error(e);
-    }
-    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| h.get().clone())) {
-        Ok(v) => user_into_py(v),
-        Err(p) => raise_panic("clone", p),
-    }
+    with_ref::<T, _>(o, "clone", |x: &T| user_into_py(x.clone()))
 }
 
 pub const CMP_LT: c_int = 0;
@@ -966,39 +967,18 @@ impl<T: ::std::ops::Neg<Output = O> + Clone + UserType, O: IntoPy> Probe<T> {
     pub const NEG: Option<ReprFn> = Some(us_neg::<T, O>);
 }
 pub unsafe extern "C" fn us_neg<T: ::std::ops::Neg<Output = O> + Clone + UserType, O: IntoPy>(a: *mut PyObject) -> *mut PyObject {
-    let mut h: UserRef<T> = ArgHolder::empty();
-    if let Err(e) = h.fill(a) {
-        return raise_self_error(e);
-    }
-    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| (-h.get().clone()).into_py())) {
-        Ok(r) => r,
-        Err(p) => raise_panic("neg", p),
-    }
+    with_ref::<T, _>(a, "neg", |x: &T| (-x.clone()).into_py())
 }
 
 /// `a op r` for an instance `a` and a converted right-hand side `r` (on a clone of `a`:
 /// Rust's operators consume their operands, Python's must not).
 pub unsafe fn rhs_op<T: UserType + Clone, R, O: IntoPy>(a: *mut PyObject, r: R, what: &str, f: fn(T, R) -> O) -> *mut PyObject {
-    let mut h: UserRef<T> = ArgHolder::empty();
-    if let Err(e) = h.fill(a) {
-        return raise_self_error(e);
-    }
-    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| f(h.get().clone(), r).into_py())) {
-        Ok(v) => v,
-        Err(p) => raise_panic(what, p),
-    }
+    with_ref::<T, _>(a, what, |x: &T| f(x.clone(), r).into_py())
 }
 
 /// `l op b` for a converted left-hand side `l` and an instance `b` (on a clone of `b`).
 pub unsafe fn lhs_op<T: UserType + Clone, L, O: IntoPy>(l: L, b: *mut PyObject, what: &str, f: fn(L, T) -> O) -> *mut PyObject {
-    let mut h: UserRef<T> = ArgHolder::empty();
-    if let Err(e) = h.fill(b) {
-        return raise_self_error(e);
-    }
-    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| f(l, h.get().clone()).into_py())) {
-        Ok(v) => v,
-        Err(p) => raise_panic(what, p),
-    }
+    with_ref::<T, _>(b, what, |x: &T| f(l, x.clone()).into_py())
 }
 
 /// What the generated code knows per type, beyond the probes.
@@ -1055,6 +1035,19 @@ pub unsafe fn set_match_args(t: *mut PyObject, names: &[&str]) -> bool {
     ok == 0
 }
 
+/// A type's property table, closed by its empty entry, for the life of the process (the
+/// interpreter keeps a pointer to it; a cell's code is never unloaded).
+pub fn leak_getset(mut getset: Vec<PyGetSetDef>) -> &'static mut [PyGetSetDef] {
+    getset.push(PyGetSetDef {
+        name: ::std::ptr::null(),
+        get: None,
+        set: None,
+        doc: ::std::ptr::null(),
+        closure: ::std::ptr::null_mut(),
+    });
+    Box::leak(getset.into_boxed_slice())
+}
+
 /// Creates the variant classes of enum class `base` into `out` (in variant order) and sets
 /// each as an attribute of `base`; false with an exception set on failure.
 pub unsafe fn make_variants(base: *mut PyObject, parts: Vec<VariantParts>, out: &mut [*mut PyObject]) -> bool {
@@ -1062,15 +1055,7 @@ pub unsafe fn make_variants(base: *mut PyObject, parts: Vec<VariantParts>, out: 
     PyTuple_SetItem(bases, 0, new_ref(base));
     let base_name = PyObject_GetAttrString(base, b"__qualname__\0".as_ptr() as *const c_char);
     for (k, v) in parts.into_iter().enumerate() {
-        let mut getset = v.getset;
-        getset.push(PyGetSetDef {
-            name: ::std::ptr::null(),
-            get: None,
-            set: None,
-            doc: ::std::ptr::null(),
-            closure: ::std::ptr::null_mut(),
-        });
-        let getset: &'static mut [PyGetSetDef] = Box::leak(getset.into_boxed_slice());
+        let getset = leak_getset(v.getset);
         let mut slots = vec![
             PyType_Slot { slot: Py_tp_new, pfunc: v.new as *mut c_void },
             PyType_Slot { slot: Py_tp_doc, pfunc: v.doc.as_ptr() as *mut c_void },
@@ -1158,18 +1143,10 @@ pub unsafe fn make_type<T: UserType>(
         methods.push(method_def(b"__deepcopy__\0", c, b"\0"));
     }
     methods.push(PyMethodDef { ml_name: ::std::ptr::null(), ml_meth: None, ml_flags: 0, ml_doc: ::std::ptr::null() });
-    let mut getset = parts.getset;
-    getset.push(PyGetSetDef {
-        name: ::std::ptr::null(),
-        get: None,
-        set: None,
-        doc: ::std::ptr::null(),
-        closure: ::std::ptr::null_mut(),
-    });
     // The interpreter keeps pointers to the method and property tables: they live as
     // long as the process (a cell's code is never unloaded).
     let methods: &'static mut [PyMethodDef] = Box::leak(methods.into_boxed_slice());
-    let getset: &'static mut [PyGetSetDef] = Box::leak(getset.into_boxed_slice());
+    let getset = leak_getset(parts.getset);
     let mut slots: Vec<PyType_Slot> = Vec::new();
     let dealloc: unsafe extern "C" fn(*mut PyObject) = us_dealloc::<T>;
     slots.push(PyType_Slot { slot: Py_tp_dealloc, pfunc: dealloc as *mut c_void });
@@ -1253,13 +1230,7 @@ pub struct Probes {
 pub unsafe fn enum_mismatch(o: *mut PyObject, cls: *mut PyObject, name: &str) -> ArgError {
     let t = (*o).ob_type;
     if t != cls && PyType_IsSubtype(t, cls) == 0 {
-        let q = PyObject_GetAttrString(t, b"__qualname__\0".as_ptr() as *const c_char);
-        let mut n: isize = 0;
-        let s = if q.is_null() { ::std::ptr::null() } else { PyUnicode_AsUTF8AndSize(q, &mut n) };
-        let same = !s.is_null() && ::std::slice::from_raw_parts(s as *const u8, n as usize) == name.as_bytes();
-        Py_DecRef(q);
-        PyErr_Clear();
-        if same {
+        if attr_text(t, b"__qualname__\0") == name {
             return ArgError::Msg(
                 CODE_TYPE,
                 format!(
